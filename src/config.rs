@@ -1,0 +1,287 @@
+//! Node configuration: embedded defaults, overridden by the config file, overridden by flags.
+//!
+//! `cluster.example.toml` documents every key; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {field}: {message}")]
+    Invalid { field: &'static str, message: String },
+}
+
+/// Everything a node needs to run, fully resolved.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Requested node id; `None` lets the cluster pick one (join) or uses 1 (bootstrap).
+    pub node_id: Option<u64>,
+    pub api_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub gpus: GpuSpec,
+    /// The vLLM command line prefix, split on whitespace (`vllm`, or `python -m vllm...`).
+    pub vllm_command: Vec<String>,
+    pub log_format: LogFormat,
+    pub raft: RaftTuning,
+    pub runner: RunnerTuning,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How a node learns its GPUs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuSpec {
+    /// Ask NVML; no driver means no GPUs.
+    Auto,
+    None,
+    /// Declared GPUs, by total memory in bytes (for machines and tests without NVML).
+    Declared(Vec<u64>),
+}
+
+#[derive(Debug, Clone)]
+pub struct RaftTuning {
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Build a snapshot (and purge the log behind it) after this many applied entries.
+    pub snapshot_every: u64,
+    /// Members beyond this many join as non-voting learners.
+    pub max_voters: usize,
+    /// How long a write may wait for a leader and a quorum before the caller gets 503.
+    pub write_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerTuning {
+    /// A node the leader cannot reach for this long loses its slots to other nodes.
+    pub node_lost_after: Duration,
+    /// Ports handed to vLLM processes, inclusive.
+    pub port_range: (u16, u16),
+    /// Time between SIGTERM and SIGKILL when stopping a vLLM process.
+    pub stop_grace: Duration,
+}
+
+/// The config file. Every key is optional; absent keys keep the embedded default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub node: FileNode,
+    #[serde(default)]
+    pub raft: FileRaft,
+    #[serde(default)]
+    pub runner: FileRunner,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNode {
+    pub data_dir: Option<PathBuf>,
+    pub node_id: Option<u64>,
+    pub api_addr: Option<String>,
+    pub peer_addr: Option<String>,
+    pub gpus: Option<String>,
+    pub vllm_command: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRaft {
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_min_ms: Option<u64>,
+    pub election_timeout_max_ms: Option<u64>,
+    pub snapshot_every: Option<u64>,
+    pub max_voters: Option<usize>,
+    pub write_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRunner {
+    pub node_lost_after_ms: Option<u64>,
+    pub port_range: Option<String>,
+    pub stop_grace_ms: Option<u64>,
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub node_id: Option<u64>,
+    pub api_addr: Option<String>,
+    pub peer_addr: Option<String>,
+    pub gpus: Option<String>,
+    pub vllm_command: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+impl NodeConfig {
+    /// Merge: flags over file over defaults.
+    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
+        let n = file.node;
+        let api_addr = parse_addr(
+            "api_addr",
+            flags.api_addr.or(n.api_addr).as_deref().unwrap_or("127.0.0.1:8080"),
+        )?;
+        let peer_addr = parse_addr(
+            "peer_addr",
+            flags.peer_addr.or(n.peer_addr).as_deref().unwrap_or("127.0.0.1:9080"),
+        )?;
+        let gpus = parse_gpus(flags.gpus.or(n.gpus).as_deref().unwrap_or("auto"))?;
+        let vllm_command: Vec<String> = flags
+            .vllm_command
+            .or(n.vllm_command)
+            .unwrap_or_else(|| "vllm".into())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if vllm_command.is_empty() {
+            return Err(invalid("vllm_command", "must not be empty"));
+        }
+        let r = file.raft;
+        let raft = RaftTuning {
+            heartbeat: Duration::from_millis(r.heartbeat_ms.unwrap_or(50)),
+            election_timeout_min: Duration::from_millis(r.election_timeout_min_ms.unwrap_or(300)),
+            election_timeout_max: Duration::from_millis(r.election_timeout_max_ms.unwrap_or(600)),
+            snapshot_every: r.snapshot_every.unwrap_or(5000),
+            max_voters: r.max_voters.unwrap_or(5),
+            write_timeout: Duration::from_millis(r.write_timeout_ms.unwrap_or(3000)),
+        };
+        if raft.heartbeat >= raft.election_timeout_min
+            || raft.election_timeout_min >= raft.election_timeout_max
+        {
+            return Err(invalid(
+                "raft",
+                "need heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
+            ));
+        }
+        if raft.snapshot_every == 0 {
+            return Err(invalid("raft.snapshot_every", "must be at least 1"));
+        }
+        if raft.max_voters == 0 {
+            return Err(invalid("raft.max_voters", "must be at least 1"));
+        }
+        let u = file.runner;
+        let runner = RunnerTuning {
+            node_lost_after: Duration::from_millis(u.node_lost_after_ms.unwrap_or(10_000)),
+            port_range: parse_port_range(u.port_range.as_deref().unwrap_or("20000-20999"))?,
+            stop_grace: Duration::from_millis(u.stop_grace_ms.unwrap_or(10_000)),
+        };
+        Ok(NodeConfig {
+            data_dir: flags
+                .data_dir
+                .or(n.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./helix-data")),
+            node_id: flags.node_id.or(n.node_id),
+            api_addr,
+            peer_addr,
+            gpus,
+            vllm_command,
+            log_format: flags.log_format.or(n.log_format).unwrap_or(LogFormat::Text),
+            raft,
+            runner,
+        })
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn parse_addr(field: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| invalid(field, format!("{s:?} is not HOST:PORT with a numeric IP")))
+}
+
+pub fn parse_gpus(s: &str) -> Result<GpuSpec, ConfigError> {
+    match s.trim() {
+        "auto" => Ok(GpuSpec::Auto),
+        "none" | "" => Ok(GpuSpec::None),
+        list => list
+            .split(',')
+            .map(|g| {
+                crate::state::parse_memory(g.trim())
+                    .map_err(|e| invalid("gpus", format!("{g:?}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(GpuSpec::Declared),
+    }
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || invalid("runner.port_range", format!("{s:?} is not LOW-HIGH"));
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let file: FileConfig = toml::from_str(
+            "[node]\napi_addr = \"127.0.0.2:1\"\npeer_addr = \"127.0.0.2:2\"\n[raft]\nsnapshot_every = 7\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            api_addr: Some("127.0.0.3:3".into()),
+            ..Default::default()
+        };
+        let c = NodeConfig::resolve(file, flags).unwrap();
+        assert_eq!(c.api_addr.to_string(), "127.0.0.3:3");
+        assert_eq!(c.peer_addr.to_string(), "127.0.0.2:2");
+        assert_eq!(c.raft.snapshot_every, 7);
+        assert_eq!(c.data_dir, PathBuf::from("./helix-data"));
+        assert_eq!(c.gpus, GpuSpec::Auto);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("[node]\napi_adr = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn gpus_parse() {
+        assert_eq!(
+            parse_gpus("80GB,24GB").unwrap(),
+            GpuSpec::Declared(vec![80_000_000_000, 24_000_000_000])
+        );
+        assert!(parse_gpus("80XB").is_err());
+    }
+}

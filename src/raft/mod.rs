@@ -1,0 +1,8 @@
+//! Consensus: openraft wired to sled storage and an HTTP peer transport.
+
+pub mod network;
+pub mod peer;
+pub mod store;
+pub mod types;
+
+pub use types::{NodeId, Raft, TypeConfig};

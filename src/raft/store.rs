@@ -1,0 +1,566 @@
+//! Raft storage in one sled database per node.
+//!
+//! Trees:
+//! - `log`        — log entries by big-endian index;
+//! - `raft_meta`  — vote, committed id, last purged id, this node's id;
+//! - `state`      — the replicated state, one record per [`StateKey`];
+//! - `state_meta` — last applied id, last membership, the current snapshot.
+//!
+//! Durability: appends, votes and truncations are flushed before they are acknowledged.
+//! Appends are group-committed: a flusher task completes every append that arrived while the
+//! previous flush ran with a single `fsync`. sled flushes the whole database at once, so a
+//! flush also makes every earlier state write durable.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, Snapshot, StorageIOError, Vote,
+};
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use tokio::sync::{mpsc, watch};
+
+use super::types::{Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::state::{codec, Outcome, State, StateKey};
+
+const VOTE: &[u8] = b"vote";
+const COMMITTED: &[u8] = b"committed";
+const LAST_PURGED: &[u8] = b"last_purged";
+const NODE_ID: &[u8] = b"node_id";
+const LAST_APPLIED: &[u8] = b"last_applied";
+const LAST_MEMBERSHIP: &[u8] = b"last_membership";
+const SNAPSHOT: &[u8] = b"snapshot";
+
+fn io_error(e: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&e)
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read(io_error(e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write(io_error(e)).into()
+}
+
+/// The sled database and its trees, shared by the log store and the state machine.
+#[derive(Clone)]
+pub struct Db {
+    db: sled::Db,
+    log: sled::Tree,
+    raft_meta: sled::Tree,
+    state: sled::Tree,
+    state_meta: sled::Tree,
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Db, sled::Error> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Flushes are explicit: we decide when something must be durable.
+            .flush_every_ms(None)
+            .open()?;
+        Ok(Db {
+            log: db.open_tree("log")?,
+            raft_meta: db.open_tree("raft_meta")?,
+            state: db.open_tree("state")?,
+            state_meta: db.open_tree("state_meta")?,
+            db,
+        })
+    }
+
+    pub async fn flush(&self) -> Result<(), sled::Error> {
+        self.db.flush_async().await.map(|_| ())
+    }
+
+    /// The id this node has in its cluster, once it has one.
+    pub fn node_id(&self) -> Result<Option<NodeId>, StorageError> {
+        get(&self.raft_meta, NODE_ID)
+    }
+
+    pub async fn set_node_id(&self, id: NodeId) -> Result<(), StorageError> {
+        put(&self.raft_meta, NODE_ID, &id)?;
+        self.flush().await.map_err(write_err)
+    }
+
+    /// Opens the log store and the state machine over this database. `applied` receives the
+    /// applied log index after each apply, for anything that waits on or reacts to state.
+    pub fn stores(&self) -> Result<(LogStore, StateMachine), StorageError> {
+        Ok((LogStore::new(self.clone()), StateMachine::open(self.clone())?))
+    }
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
+    match tree.get(key).map_err(read_err)? {
+        Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StorageError> {
+    tree.insert(key, codec::encode(value)).map_err(write_err)?;
+    Ok(())
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log store
+
+/// The Raft log. Cloned handles share the database and the flusher.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Db,
+    /// Appends waiting for the next group flush.
+    flush_queue: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    fn new(db: Db) -> LogStore {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(group_flusher(db.clone(), rx));
+        LogStore {
+            db,
+            flush_queue: tx,
+        }
+    }
+}
+
+/// Completes queued appends in batches: one flush acknowledges every append that was
+/// written before it started.
+async fn group_flusher(db: Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
+    let mut batch = Vec::new();
+    while let Some(first) = queue.recv().await {
+        batch.push(first);
+        while let Ok(more) = queue.try_recv() {
+            batch.push(more);
+        }
+        let result = db
+            .flush()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        for callback in batch.drain(..) {
+            callback.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(&i) => Bound::Included(index_key(i)),
+            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&i) => Bound::Included(index_key(i)),
+            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        self.db
+            .log
+            .range::<[u8; 8], _>((start, end))
+            .map(|item| {
+                let (_, bytes) = item.map_err(read_err)?;
+                codec::decode::<Entry>(&bytes).map_err(read_err)
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = get(&self.db.raft_meta, LAST_PURGED)?;
+        let last_log_id = match self.db.log.last().map_err(read_err)? {
+            Some((_, bytes)) => Some(codec::decode::<Entry>(&bytes).map_err(read_err)?.log_id),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        put(&self.db.raft_meta, VOTE, vote)?;
+        self.db
+            .flush()
+            .await
+            .map_err(|e| StorageIOError::write_vote(io_error(e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        get(&self.db.raft_meta, VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not flushed: losing it only means re-applying from the last applied id.
+        put(&self.db.raft_meta, COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(get::<Option<LogId>>(&self.db.raft_meta, COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            batch.insert(&index_key(entry.log_id.index), codec::encode(&entry));
+        }
+        self.db
+            .log
+            .apply_batch(batch)
+            .map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        // Acknowledged by the flusher once durable.
+        self.flush_queue
+            .send(callback)
+            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for key in self.db.log.range(index_key(log_id.index)..).keys() {
+            batch.remove(key.map_err(read_err)?);
+        }
+        self.db.log.apply_batch(batch).map_err(write_err)?;
+        self.db.flush().await.map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a hole.
+        put(&self.db.raft_meta, LAST_PURGED, &log_id)?;
+        let mut batch = sled::Batch::default();
+        for key in self.db.log.range(..=index_key(log_id.index)).keys() {
+            batch.remove(key.map_err(read_err)?);
+        }
+        self.db.log.apply_batch(batch).map_err(write_err)?;
+        self.db.flush().await.map_err(write_err)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+
+/// What readers see: the state and the log id it reflects, changed together under one lock.
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub state: State,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+/// Shared read access to the applied state, plus a watch that ticks on every apply.
+#[derive(Clone)]
+pub struct StateView {
+    applied: Arc<RwLock<Applied>>,
+    changes: watch::Receiver<u64>,
+}
+
+impl StateView {
+    pub fn read<R>(&self, f: impl FnOnce(&Applied) -> R) -> R {
+        f(&self.applied.read().expect("state lock poisoned"))
+    }
+
+    /// A receiver that sees the applied index after each apply or snapshot install.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+}
+
+pub struct StateMachine {
+    db: Db,
+    applied: Arc<RwLock<Applied>>,
+    changes: Arc<watch::Sender<u64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// The snapshot body: the state and the id it was taken at.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    state: State,
+}
+
+impl StateMachine {
+    fn open(db: Db) -> Result<StateMachine, StorageError> {
+        let records: Vec<sled::IVec> = db
+            .state
+            .iter()
+            .values()
+            .collect::<Result<_, _>>()
+            .map_err(read_err)?;
+        let state =
+            State::from_records(records.iter().map(|r| r.as_ref())).map_err(read_err)?;
+        let last_applied: Option<LogId> = get(&db.state_meta, LAST_APPLIED)?;
+        let membership: StoredMembership = get(&db.state_meta, LAST_MEMBERSHIP)?.unwrap_or_default();
+        let (tx, _) = watch::channel(last_applied.map(|l| l.index).unwrap_or(0));
+        Ok(StateMachine {
+            db,
+            applied: Arc::new(RwLock::new(Applied {
+                state,
+                last_applied,
+                membership,
+            })),
+            changes: Arc::new(tx),
+        })
+    }
+
+    pub fn view(&self) -> StateView {
+        StateView {
+            applied: self.applied.clone(),
+            changes: self.changes.subscribe(),
+        }
+    }
+
+    /// Persist the touched records and the applied id/membership in one sled transaction.
+    fn persist(
+        &self,
+        records: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        clear_first: bool,
+        last_applied: &Option<LogId>,
+        membership: &StoredMembership,
+    ) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        if clear_first {
+            for key in self.db.state.iter().keys() {
+                let key = key.map_err(read_err)?;
+                if !records.contains_key(key.as_ref()) {
+                    batch.remove(key);
+                }
+            }
+        }
+        for (key, value) in records {
+            match value {
+                Some(v) => batch.insert(key.as_slice(), v.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        let applied_bytes = codec::encode(last_applied);
+        let membership_bytes = codec::encode(membership);
+        (&self.db.state, &self.db.state_meta)
+            .transaction(|(state, meta)| {
+                state.apply_batch(&batch)?;
+                meta.insert(LAST_APPLIED, applied_bytes.as_slice())?;
+                meta.insert(LAST_MEMBERSHIP, membership_bytes.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e: TransactionError<()>| {
+                StorageIOError::write_state_machine(io_error(std::io::Error::other(format!(
+                    "{e:?}"
+                ))))
+                .into()
+            })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.applied.read().expect("state lock poisoned");
+        Ok((a.last_applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut outcomes = Vec::new();
+        let mut records = BTreeMap::new();
+        let (last_applied, membership) = {
+            let mut guard = self.applied.write().expect("state lock poisoned");
+            let applied = &mut *guard;
+            let mut touched: Vec<StateKey> = Vec::new();
+            for entry in entries {
+                applied.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => outcomes.push(Ok(crate::state::Reply::Done)),
+                    EntryPayload::Normal(proposal) => {
+                        let (outcome, keys) = applied.state.apply(&proposal);
+                        touched.extend(keys);
+                        outcomes.push(outcome);
+                    }
+                    EntryPayload::Membership(m) => {
+                        applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                        outcomes.push(Ok(crate::state::Reply::Done));
+                    }
+                }
+            }
+            for key in touched {
+                records.insert(key.to_bytes(), applied.state.encode_record(&key));
+            }
+            (applied.last_applied, applied.membership.clone())
+        };
+        self.persist(&records, false, &last_applied, &membership)?;
+        if let Some(id) = last_applied {
+            self.changes.send_replace(id.index);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = codec::decode(&data).map_err(|e| {
+            StorageIOError::read_snapshot(Some(meta.signature()), io_error(e))
+        })?;
+        let records: BTreeMap<Vec<u8>, Option<Vec<u8>>> = body
+            .state
+            .all_keys()
+            .iter()
+            .map(|k| (k.to_bytes(), body.state.encode_record(k)))
+            .collect();
+        self.persist(&records, true, &meta.last_log_id, &meta.last_membership)?;
+        put(
+            &self.db.state_meta,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            },
+        )?;
+        self.db.flush().await.map_err(write_err)?;
+        {
+            let mut a = self.applied.write().expect("state lock poisoned");
+            a.state = body.state;
+            a.last_applied = meta.last_log_id;
+            a.membership = meta.last_membership.clone();
+        }
+        if let Some(id) = meta.last_log_id {
+            self.changes.send_replace(id.index);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        let stored: Option<StoredSnapshot> = get(&self.db.state_meta, SNAPSHOT)?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+pub struct SnapshotBuilder {
+    db: Db,
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        // A consistent view: state, applied id and membership read under one lock.
+        let (data, last_log_id, last_membership) = {
+            let a = self.applied.read().expect("state lock poisoned");
+            (
+                codec::encode(&SnapshotBody {
+                    state: a.state.clone(),
+                }),
+                a.last_applied,
+                a.membership.clone(),
+            )
+        };
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, crate::time::now_ms()),
+            None => format!("empty-{}", crate::time::now_ms()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        put(
+            &self.db.state_meta,
+            SNAPSHOT,
+            &StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            },
+        )?;
+        // The log behind this snapshot may be purged next: make the snapshot durable first.
+        self.db
+            .flush()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_error(e)))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    struct SledBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Db::open(dir.path()).expect("open sled");
+            let (log, sm) = db.stores()?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_conformance_suite() -> Result<(), StorageError> {
+        Suite::test_all(SledBuilder)?;
+        Ok(())
+    }
+}

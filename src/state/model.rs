@@ -1,0 +1,137 @@
+//! The replicated data model: what every node stores, identically, in sled.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::SealedSecret;
+
+/// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub settings: SystemSettings,
+    pub users: BTreeMap<String, User>,
+    /// API keys by the hex SHA-256 of the key: lookups hash the presented key.
+    pub api_keys: BTreeMap<String, ApiKey>,
+    pub models: BTreeMap<String, Model>,
+    pub nodes: BTreeMap<u64, NodeRecord>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemSettings {
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// The cluster-wide Hugging Face token, sealed with scope [`SYSTEM_TOKEN_SCOPE`].
+    pub hf_token: Option<SealedSecret>,
+}
+
+/// The AEAD scope of the cluster-wide token.
+pub const SYSTEM_TOKEN_SCOPE: &str = "system";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub admin: bool,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public identifier, used to revoke the key without knowing it.
+    pub id: String,
+    pub user_id: String,
+    pub created_ms: i64,
+}
+
+/// A member's addresses as it announced them when it joined. Voter/learner status lives in
+/// the Raft membership, not here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub id: u64,
+    pub api_addr: String,
+    pub peer_addr: String,
+    pub joined_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    Chat,
+    Embed,
+    Image,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Vllm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    pub model_type: ModelType,
+    pub runtime: Runtime,
+    /// GPU memory the model needs, in bytes.
+    pub memory: u64,
+    pub context_length: Option<u64>,
+    pub description: String,
+    pub enabled: bool,
+    pub auto_pull: bool,
+    pub prewarm: bool,
+    pub runtime_args: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// Parse a memory size: a number of bytes, or a number with a decimal (KB MB GB TB) or binary
+/// (KiB MiB GiB TiB) unit. Fractions are allowed ("1.5GB").
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 39GB, 36GiB or a number of bytes"))?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("39GB").unwrap(), 39_000_000_000);
+        assert_eq!(parse_memory("36GiB").unwrap(), 36 * (1 << 30));
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert_eq!(parse_memory("1.5KB").unwrap(), 1500);
+        assert!(parse_memory("12XB").is_err());
+        assert!(parse_memory("GB").is_err());
+        assert!(parse_memory("").is_err());
+    }
+}
