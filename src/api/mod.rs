@@ -1,1 +1,56 @@
-//! todo
+//! The admin HTTP API. Every node serves all of it: reads come from the local replica (after
+//! a read-index barrier unless `?stale=true`), writes are proposed through the leader.
+
+mod cluster;
+mod error;
+mod models;
+mod request;
+mod system;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+pub use request::{Caller, ReadMode};
+
+use crate::node::Cluster;
+use crate::runner::tokens::Tokens;
+
+/// Largest JSON body we accept; larger ones get 413 and change nothing.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub cluster: Cluster,
+    /// This node's decrypted tokens (runner view).
+    pub tokens: Tokens,
+}
+
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/healthz", get(cluster::healthz))
+        .route("/readyz", get(cluster::readyz))
+        .route(
+            "/api/v1/system/settings",
+            get(system::get_settings).put(system::put_settings),
+        )
+        .route("/api/v1/system/config", get(system::get_config))
+        .route("/api/v1/cluster/status", get(cluster::status))
+        .route("/api/v1/cluster/join", post(cluster::join))
+        .route("/api/v1/cluster/join-token", get(cluster::join_token))
+        .route("/api/v1/nodes", get(cluster::list_nodes))
+        .route("/api/v1/nodes/{id}", axum::routing::delete(cluster::remove_node))
+        .route(
+            "/api/v1/helix-models",
+            get(models::list).post(models::create),
+        )
+        .route(
+            "/api/v1/helix-models/{*id}",
+            get(models::get_one).put(models::update).delete(models::delete),
+        )
+        .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(ctx)
+}

@@ -19,7 +19,7 @@ impl Command {
             }
             Command::UpdateSystemSettings { .. }
             | Command::CreateModel(_)
-            | Command::UpdateModel(_)
+            | Command::UpdateModel { .. }
             | Command::DeleteModel { .. } => Needs::Admin,
         }
     }
@@ -128,16 +128,12 @@ impl State {
                 touched.push(StateKey::Model(model.id.clone()));
                 Ok(Reply::Model(model))
             }
-            Command::UpdateModel(model) => {
-                let existing = self
-                    .models
-                    .get(&model.id)
-                    .ok_or_else(|| not_found_model(&model.id))?;
-                let mut model = model.clone();
-                model.created_ms = existing.created_ms;
+            Command::UpdateModel { id, patch } => {
+                let model = self.models.get_mut(id).ok_or_else(|| not_found_model(id))?;
+                model.apply_patch(patch);
                 model.updated_ms = at_ms;
-                self.models.insert(model.id.clone(), model.clone());
-                touched.push(StateKey::Model(model.id.clone()));
+                let model = model.clone();
+                touched.push(StateKey::Model(id.clone()));
                 Ok(Reply::Model(model))
             }
             Command::DeleteModel { id } => {

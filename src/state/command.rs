@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::SealedSecret;
 
-use super::model::{Model, NodeRecord, User};
+use super::model::{Model, ModelPatch, NodeRecord, User};
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,8 +35,8 @@ pub enum Command {
     /// Forget a member that was removed from the Raft membership.
     RemoveNode { id: u64 },
     CreateModel(Model),
-    /// Replace a model's definition, keeping its creation time.
-    UpdateModel(Model),
+    /// Merge a partial change into a model.
+    UpdateModel { id: String, patch: ModelPatch },
     DeleteModel { id: String },
 }
 

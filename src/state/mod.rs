@@ -7,7 +7,7 @@ mod model;
 
 pub use command::{Command, Outcome, Proposal, Reply, StateError, TokenUpdate};
 pub use model::{
-    parse_memory, ApiKey, Model, ModelType, NodeRecord, Runtime, State, SystemSettings, User,
+    parse_memory, ApiKey, Model, ModelPatch, ModelType, NodeRecord, Runtime, State, SystemSettings, User,
     SYSTEM_TOKEN_SCOPE,
 };
 

@@ -86,6 +86,78 @@ pub struct Model {
     pub updated_ms: i64,
 }
 
+/// A partial change to a model: `None` leaves a field as it is. `apply` merges it, so two
+/// concurrent updates of different fields both land.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPatch {
+    pub name: Option<String>,
+    pub model_type: Option<ModelType>,
+    pub runtime: Option<Runtime>,
+    pub memory: Option<u64>,
+    /// `Some(None)` removes the context length.
+    pub context_length: Option<Option<u64>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub auto_pull: Option<bool>,
+    pub prewarm: Option<bool>,
+    pub runtime_args: Option<Vec<String>>,
+}
+
+impl Model {
+    /// A model with every optional field at its default.
+    pub fn new(id: String) -> Model {
+        Model {
+            name: id.clone(),
+            id,
+            model_type: ModelType::Chat,
+            runtime: Runtime::Vllm,
+            memory: 0,
+            context_length: None,
+            description: String::new(),
+            enabled: true,
+            auto_pull: false,
+            prewarm: false,
+            runtime_args: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    pub fn apply_patch(&mut self, patch: &ModelPatch) {
+        let p = patch.clone();
+        if let Some(v) = p.name {
+            self.name = v;
+        }
+        if let Some(v) = p.model_type {
+            self.model_type = v;
+        }
+        if let Some(v) = p.runtime {
+            self.runtime = v;
+        }
+        if let Some(v) = p.memory {
+            self.memory = v;
+        }
+        if let Some(v) = p.context_length {
+            self.context_length = v;
+        }
+        if let Some(v) = p.description {
+            self.description = v;
+        }
+        if let Some(v) = p.enabled {
+            self.enabled = v;
+        }
+        if let Some(v) = p.auto_pull {
+            self.auto_pull = v;
+        }
+        if let Some(v) = p.prewarm {
+            self.prewarm = v;
+        }
+        if let Some(v) = p.runtime_args {
+            self.runtime_args = v;
+        }
+    }
+}
+
 /// Parse a memory size: a number of bytes, or a number with a decimal (KB MB GB TB) or binary
 /// (KiB MiB GiB TiB) unit. Fractions are allowed ("1.5GB").
 pub fn parse_memory(s: &str) -> Result<u64, String> {

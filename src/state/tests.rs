@@ -24,21 +24,7 @@ fn bootstrapped() -> (State, String) {
 }
 
 fn model(id: &str) -> Model {
-    Model {
-        id: id.into(),
-        name: id.into(),
-        model_type: ModelType::Chat,
-        runtime: Runtime::Vllm,
-        memory: 1,
-        context_length: None,
-        description: String::new(),
-        enabled: true,
-        auto_pull: false,
-        prewarm: false,
-        runtime_args: vec![],
-        created_ms: 0,
-        updated_ms: 0,
-    }
+    Model::new(id.into())
 }
 
 #[test]

@@ -66,7 +66,13 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<
 
 /// Polls `f` until it returns true, or panics after `timeout` naming `what`.
 pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    wait_for(timeout, what, || if f() { Ok(()) } else { Err("condition false".into()) })
+    wait_for(timeout, what, || {
+        if f() {
+            Ok(())
+        } else {
+            Err("condition false".into())
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -74,10 +80,15 @@ pub fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
 
 fn pseudo_random() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let mut x = nanos
         ^ (std::process::id() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ COUNTER.fetch_add(1, Ordering::Relaxed).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0xBF58_476D_1CE4_E5B9);
     // splitmix64 finaliser
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -119,14 +130,21 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("response (status {}) is not JSON ({e}): {}", self.status, self.text())
+            panic!(
+                "response (status {}) is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
         })
     }
     /// The `error` message of an error response, panicking if there is none.
@@ -134,7 +152,11 @@ impl Resp {
         let v = self.json();
         match v.get("error").and_then(|e| e.as_str()) {
             Some(s) if !s.trim().is_empty() => s.to_string(),
-            _ => panic!("status {}: expected {{\"error\": \"...\"}}, got {}", self.status, self.text()),
+            _ => panic!(
+                "status {}: expected {{\"error\": \"...\"}}, got {}",
+                self.status,
+                self.text()
+            ),
         }
     }
 }
@@ -158,13 +180,22 @@ fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Option<Resp> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
     let rest = &buf[hdr_end + 4..];
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
     if (100..200).contains(&status) {
         // Interim response: skip it and parse what follows.
         return parse_response(rest, eof, head_request);
     }
     if head_request || status == 204 || status == 304 {
-        return Some(Resp { status, headers, body: Vec::new() });
+        return Some(Resp {
+            status,
+            headers,
+            body: Vec::new(),
+        });
     }
     if get("transfer-encoding").map_or(false, |v| v.to_ascii_lowercase().contains("chunked")) {
         let mut body = Vec::new();
@@ -175,7 +206,11 @@ fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Option<Resp> {
             let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
             pos = line_end + 2;
             if size == 0 {
-                return Some(Resp { status, headers, body });
+                return Some(Resp {
+                    status,
+                    headers,
+                    body,
+                });
             }
             if rest.len() < pos + size + 2 {
                 return None;
@@ -186,12 +221,20 @@ fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Option<Resp> {
     }
     if let Some(cl) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
         if rest.len() >= cl {
-            return Some(Resp { status, headers, body: rest[..cl].to_vec() });
+            return Some(Resp {
+                status,
+                headers,
+                body: rest[..cl].to_vec(),
+            });
         }
         return None;
     }
     if eof {
-        return Some(Resp { status, headers, body: rest.to_vec() });
+        return Some(Resp {
+            status,
+            headers,
+            body: rest.to_vec(),
+        });
     }
     None
 }
@@ -206,13 +249,15 @@ pub fn http_request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<Resp> {
-    let sa: SocketAddr =
-        addr.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut s = TcpStream::connect_timeout(&sa, timeout)?;
     s.set_nodelay(true).ok();
     s.set_write_timeout(Some(timeout))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n");
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n");
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -291,13 +336,23 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: &str, key: Option<&str>) -> Client {
-        Client { addr: addr.to_string(), key: key.map(str::to_string), timeout: REQ_TIMEOUT }
+        Client {
+            addr: addr.to_string(),
+            key: key.map(str::to_string),
+            timeout: REQ_TIMEOUT,
+        }
     }
     pub fn with_key(&self, key: Option<&str>) -> Client {
-        Client { key: key.map(str::to_string), ..self.clone() }
+        Client {
+            key: key.map(str::to_string),
+            ..self.clone()
+        }
     }
     pub fn with_timeout(&self, timeout: Duration) -> Client {
-        Client { timeout, ..self.clone() }
+        Client {
+            timeout,
+            ..self.clone()
+        }
     }
     /// A request with the client's key; a body is sent as `application/json`.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> io::Result<Resp> {
@@ -335,7 +390,12 @@ impl Client {
         match self.get(path) {
             Ok(r) if r.status == 200 => serde_json::from_slice(&r.body)
                 .map_err(|e| format!("GET {path}: bad JSON ({e}): {}", r.text())),
-            Ok(r) => Err(format!("GET {path} on {}: status {}: {}", self.addr, r.status, r.text())),
+            Ok(r) => Err(format!(
+                "GET {path} on {}: status {}: {}",
+                self.addr,
+                r.status,
+                r.text()
+            )),
             Err(e) => Err(format!("GET {path} on {}: {e}", self.addr)),
         }
     }
@@ -347,9 +407,15 @@ impl Client {
 
     /// The set of model ids this node lists (`stale` = local copy).
     pub fn model_ids(&self, stale: bool) -> Result<BTreeSet<String>, String> {
-        let path = if stale { "/api/v1/helix-models?stale=true" } else { "/api/v1/helix-models" };
+        let path = if stale {
+            "/api/v1/helix-models?stale=true"
+        } else {
+            "/api/v1/helix-models"
+        };
         let v = self.get_json_ok(path)?;
-        let arr = v.as_array().ok_or_else(|| format!("GET {path}: not an array: {v}"))?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| format!("GET {path}: not an array: {v}"))?;
         arr.iter()
             .map(|m| {
                 m.get("id")
@@ -364,21 +430,25 @@ impl Client {
     /// earlier attempt that may have committed). Panics after `timeout`.
     pub fn create_model_acked(&self, id: &str, timeout: Duration) {
         let mut attempted = false;
-        wait_for(timeout, &format!("model {id} is created through {}", self.addr), || {
-            let r = self.create_model(id);
-            match r {
-                Ok(r) if r.status == 201 => Ok(()),
-                Ok(r) if r.status == 409 && attempted => Ok(()),
-                Ok(r) => {
-                    attempted = true;
-                    Err(format!("status {}: {}", r.status, r.text()))
+        wait_for(
+            timeout,
+            &format!("model {id} is created through {}", self.addr),
+            || {
+                let r = self.create_model(id);
+                match r {
+                    Ok(r) if r.status == 201 => Ok(()),
+                    Ok(r) if r.status == 409 && attempted => Ok(()),
+                    Ok(r) => {
+                        attempted = true;
+                        Err(format!("status {}: {}", r.status, r.text()))
+                    }
+                    Err(e) => {
+                        attempted = true;
+                        Err(e.to_string())
+                    }
                 }
-                Err(e) => {
-                    attempted = true;
-                    Err(e.to_string())
-                }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -466,7 +536,10 @@ pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
 impl Cluster {
     /// An empty cluster (no node started yet).
     pub fn empty(config: Option<&str>) -> Cluster {
-        let tmp = tempfile::Builder::new().prefix("helix-it-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("helix-it-")
+            .tempdir()
+            .expect("tempdir");
         Cluster {
             tmp,
             nodes: Vec::new(),
@@ -561,8 +634,17 @@ impl Cluster {
             assert!(n.child.is_none(), "node{k} already has a process");
         }
         let log_path = self.node(k).log_path.clone();
-        let mut log = OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        writeln!(log, "===== harness: starting node{k}: helix {} =====", args.join(" ")).unwrap();
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        writeln!(
+            log,
+            "===== harness: starting node{k}: helix {} =====",
+            args.join(" ")
+        )
+        .unwrap();
         let stderr_log = log.try_clone().unwrap();
         let mut child = Command::new(helix_bin())
             .args(args)
@@ -641,7 +723,13 @@ impl Cluster {
     /// Starts `helix node join` with the given token without waiting for anything.
     pub fn spawn_join(&mut self, k: usize, via: usize, token: &str) {
         let url = format!("http://{}", self.node(via).api_addr);
-        let mut args: Vec<String> = vec!["node".into(), "join".into(), url, "--token".into(), token.into()];
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "join".into(),
+            url,
+            "--token".into(),
+            token.into(),
+        ];
         args.extend(self.common_args(k));
         self.spawn(k, &args);
     }
@@ -663,7 +751,9 @@ impl Cluster {
         let c = self.client(k);
         let id = wait_for(WAIT, &format!("node{k} reports its node id"), || {
             let v = c.get_json_ok("/api/v1/system/config")?;
-            v.get("node_id").and_then(|i| i.as_u64()).ok_or_else(|| format!("no node_id in {v}"))
+            v.get("node_id")
+                .and_then(|i| i.as_u64())
+                .ok_or_else(|| format!("no node_id in {v}"))
         });
         if let Some(old) = self.node(k).id {
             assert_eq!(old, id, "node{k} changed its node id");
@@ -674,7 +764,10 @@ impl Cluster {
     /// SIGKILL node `k` and reap it.
     pub fn kill9(&mut self, k: usize) {
         let n = self.node_mut(k);
-        let mut child = n.child.take().unwrap_or_else(|| panic!("node{k} is not running"));
+        let mut child = n
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("node{k} is not running"));
         let _ = child.kill();
         let _ = child.wait();
         if let Some(t) = n.tee.take() {
@@ -687,7 +780,10 @@ impl Cluster {
     /// Sends SIGTERM and waits for the exit status (SIGKILL and panic after STOP_TIMEOUT).
     pub fn sigterm(&mut self, k: usize) -> ExitStatus {
         let n = self.node_mut(k);
-        let mut child = n.child.take().unwrap_or_else(|| panic!("node{k} is not running"));
+        let mut child = n
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("node{k} is not running"));
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
         let start = Instant::now();
@@ -706,20 +802,30 @@ impl Cluster {
             let _ = t.join();
         }
         let mut log = OpenOptions::new().append(true).open(&n.log_path).unwrap();
-        let _ = writeln!(log, "===== harness: node{k} exited after SIGTERM: {status} =====");
+        let _ = writeln!(
+            log,
+            "===== harness: node{k} exited after SIGTERM: {status} ====="
+        );
         status
     }
 
     /// SIGTERM node `k` and assert it exits with status 0.
     pub fn stop(&mut self, k: usize) {
         let st = self.sigterm(k);
-        assert_eq!(st.code(), Some(0), "node{k} should exit 0 after SIGTERM, got {st}");
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "node{k} should exit 0 after SIGTERM, got {st}"
+        );
     }
 
     /// Waits for node `k`'s process to exit on its own.
     pub fn wait_exit(&mut self, k: usize, timeout: Duration) -> ExitStatus {
         let n = self.node_mut(k);
-        let child = n.child.as_mut().unwrap_or_else(|| panic!("node{k} is not running"));
+        let child = n
+            .child
+            .as_mut()
+            .unwrap_or_else(|| panic!("node{k} is not running"));
         let start = Instant::now();
         let st = loop {
             if let Some(st) = child.try_wait().expect("try_wait") {
@@ -746,13 +852,19 @@ impl Cluster {
 
     /// GET on node `k` with the admin key; panics on a transport error.
     pub fn get(&self, k: usize, path: &str) -> Resp {
-        self.client(k).get(path).unwrap_or_else(|e| panic!("GET {path} on node{k}: {e}"))
+        self.client(k)
+            .get(path)
+            .unwrap_or_else(|e| panic!("GET {path} on node{k}: {e}"))
     }
     pub fn put_json(&self, k: usize, path: &str, v: &Value) -> Resp {
-        self.client(k).put_json(path, v).unwrap_or_else(|e| panic!("PUT {path} on node{k}: {e}"))
+        self.client(k)
+            .put_json(path, v)
+            .unwrap_or_else(|e| panic!("PUT {path} on node{k}: {e}"))
     }
     pub fn post_json(&self, k: usize, path: &str, v: &Value) -> Resp {
-        self.client(k).post_json(path, v).unwrap_or_else(|e| panic!("POST {path} on node{k}: {e}"))
+        self.client(k)
+            .post_json(path, v)
+            .unwrap_or_else(|e| panic!("POST {path} on node{k}: {e}"))
     }
 
     /// `GET /api/v1/cluster/status` on node `k`.
@@ -768,21 +880,25 @@ impl Cluster {
     /// Waits until every node in `ks` reports the same leader, which is one of `ks`;
     /// returns the leader's index.
     pub fn wait_leader(&self, ks: &[usize]) -> usize {
-        wait_for(WAIT, &format!("nodes {ks:?} agree on a leader among them"), || {
-            let mut seen = Vec::new();
-            for &k in ks {
-                let st = self.status(k)?;
-                seen.push(st.get("leader_id").and_then(|l| l.as_u64()));
-            }
-            let first = seen[0].ok_or_else(|| format!("leaders seen: {seen:?}"))?;
-            if seen.iter().any(|l| *l != Some(first)) {
-                return Err(format!("leaders seen: {seen:?}"));
-            }
-            match self.index_of(first) {
-                Some(k) if ks.contains(&k) => Ok(k),
-                _ => Err(format!("leader id {first} is not one of {ks:?}")),
-            }
-        })
+        wait_for(
+            WAIT,
+            &format!("nodes {ks:?} agree on a leader among them"),
+            || {
+                let mut seen = Vec::new();
+                for &k in ks {
+                    let st = self.status(k)?;
+                    seen.push(st.get("leader_id").and_then(|l| l.as_u64()));
+                }
+                let first = seen[0].ok_or_else(|| format!("leaders seen: {seen:?}"))?;
+                if seen.iter().any(|l| *l != Some(first)) {
+                    return Err(format!("leaders seen: {seen:?}"));
+                }
+                match self.index_of(first) {
+                    Some(k) if ks.contains(&k) => Ok(k),
+                    _ => Err(format!("leader id {first} is not one of {ks:?}")),
+                }
+            },
+        )
     }
 
     /// The set of member ids node `k` reports in `/api/v1/cluster/status`.
@@ -794,34 +910,53 @@ impl Cluster {
             .ok_or_else(|| format!("no members array in {st}"))?;
         members
             .iter()
-            .map(|m| m.get("id").and_then(|i| i.as_u64()).ok_or_else(|| format!("member without id: {m}")))
+            .map(|m| {
+                m.get("id")
+                    .and_then(|i| i.as_u64())
+                    .ok_or_else(|| format!("member without id: {m}"))
+            })
             .collect()
     }
 
     /// Waits until node `k` lists (stale, local copy) every id in `ids`.
     pub fn wait_models_present(&self, k: usize, ids: &BTreeSet<String>, timeout: Duration) {
         let c = self.client(k);
-        wait_for(timeout, &format!("node{k} has all {} acknowledged models (stale read)", ids.len()), || {
-            let have = c.model_ids(true)?;
-            let missing: Vec<&String> = ids.difference(&have).collect();
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{} missing, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]))
-            }
-        })
+        wait_for(
+            timeout,
+            &format!(
+                "node{k} has all {} acknowledged models (stale read)",
+                ids.len()
+            ),
+            || {
+                let have = c.model_ids(true)?;
+                let missing: Vec<&String> = ids.difference(&have).collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} missing, e.g. {:?}",
+                        missing.len(),
+                        &missing[..missing.len().min(5)]
+                    ))
+                }
+            },
+        )
     }
 
     /// Waits until `/api/v1/system/config` on node `k` reports `huggingface_token_set == set`.
     pub fn wait_token_set(&self, k: usize, set: bool) {
         let c = self.client(k);
-        wait_for(WAIT, &format!("node{k} system/config reports huggingface_token_set={set}"), || {
-            let v = c.get_json_ok("/api/v1/system/config")?;
-            match v.get("huggingface_token_set").and_then(|b| b.as_bool()) {
-                Some(b) if b == set => Ok(()),
-                _ => Err(v.to_string()),
-            }
-        })
+        wait_for(
+            WAIT,
+            &format!("node{k} system/config reports huggingface_token_set={set}"),
+            || {
+                let v = c.get_json_ok("/api/v1/system/config")?;
+                match v.get("huggingface_token_set").and_then(|b| b.as_bool()) {
+                    Some(b) if b == set => Ok(()),
+                    _ => Err(v.to_string()),
+                }
+            },
+        )
     }
 
     /// Tails of every node's log, for failure messages.
@@ -856,11 +991,8 @@ impl Drop for Cluster {
         if thread::panicking() {
             eprintln!("{}", self.log_tails(60));
             if std::env::var_os("HELIX_TEST_KEEP").is_some() {
-                let p = std::mem::replace(
-                    &mut self.tmp,
-                    tempfile::tempdir().expect("tempdir"),
-                )
-                .keep();
+                let p =
+                    std::mem::replace(&mut self.tmp, tempfile::tempdir().expect("tempdir")).keep();
                 eprintln!("kept test directory {}", p.display());
             }
         }
@@ -874,7 +1006,12 @@ fn read_secret(p: &Path) -> String {
     s
 }
 
-fn tee_stdout(stdout: std::process::ChildStdout, mut log: File, ready: Arc<AtomicBool>, lines: Arc<Mutex<Vec<String>>>) {
+fn tee_stdout(
+    stdout: std::process::ChildStdout,
+    mut log: File,
+    ready: Arc<AtomicBool>,
+    lines: Arc<Mutex<Vec<String>>>,
+) {
     let mut r = BufReader::new(stdout);
     let mut buf = Vec::new();
     loop {

@@ -1,0 +1,82 @@
+//! One error type for the HTTP API, mapped to a status code in one place.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::node::ClusterError;
+use crate::state::StateError;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body is larger than the {0} byte limit")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            ([(header::RETRY_AFTER, RETRY_AFTER_SECS)], (status, body)).into_response()
+        } else {
+            (status, body).into_response()
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::NotLeader { .. } | ClusterError::Unavailable(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
+            ClusterError::Conflict(m) => ApiError::Conflict(m),
+            ClusterError::NotFound(m) => ApiError::NotFound(m),
+            ClusterError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(e: StateError) -> Self {
+        match e {
+            StateError::Unauthenticated => ApiError::Unauthorized(e.to_string()),
+            StateError::Forbidden(m) => ApiError::Forbidden(m),
+            StateError::NotFound(m) => ApiError::NotFound(m),
+            StateError::Conflict(m) => ApiError::Conflict(m),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The peer API, server side: Raft RPCs and the leader-only cluster operations that other
+//! nodes forward here. Every route demands the cluster credential.
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::cluster::{
+    Cluster, JoinRequest, JOIN_PATH, PROGRESS_PATH, READ_INDEX_PATH, REMOVE_PATH, WRITE_PATH,
+};
+use crate::crypto::credential_matches;
+use crate::raft::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use crate::raft::NodeId;
+use crate::state::{codec, Proposal};
+
+/// Snapshot chunks and append batches can be large; this only bounds a runaway peer.
+const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn router(cluster: Cluster) -> Router {
+    let credential = cluster.secret.peer_credential();
+    Router::new()
+        .route(APPEND_PATH, post(append))
+        .route(VOTE_PATH, post(vote))
+        .route(SNAPSHOT_PATH, post(snapshot))
+        .route(WRITE_PATH, post(write))
+        .route(READ_INDEX_PATH, post(read_index))
+        .route(JOIN_PATH, post(join))
+        .route(REMOVE_PATH, post(remove))
+        .route(PROGRESS_PATH, post(progress))
+        .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
+        .layer(middleware::from_fn(move |req, next| {
+            require_credential(credential.clone(), req, next)
+        }))
+        .with_state(cluster)
+}
+
+async fn require_credential(expected: String, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if credential_matches(presented, &expected) {
+        return next.run(req).await;
+    }
+    let from = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    tracing::warn!(
+        from = %from,
+        path = %req.uri().path(),
+        "rejected peer request without a valid cluster credential"
+    );
+    (StatusCode::UNAUTHORIZED, "missing or wrong cluster credential").into_response()
+}
+
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+    codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+}
+
+fn encode<T: Serialize>(value: &T) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        codec::encode(value),
+    )
+        .into_response()
+}
+
+async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&c.raft.append_entries(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&c.raft.vote(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn snapshot(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&c.raft.install_snapshot(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn write(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode::<Proposal>(&body) {
+        Ok(p) => encode(&c.write_local(p).await),
+        Err(r) => r,
+    }
+}
+
+async fn read_index(State(c): State<Cluster>) -> Response {
+    encode(&c.read_index_local().await)
+}
+
+async fn join(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode::<JoinRequest>(&body) {
+        Ok(req) => encode(&c.join_local(req).await),
+        Err(r) => r,
+    }
+}
+
+async fn remove(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode::<NodeId>(&body) {
+        Ok(id) => encode(&c.remove_local(id).await),
+        Err(r) => r,
+    }
+}
+
+async fn progress(State(c): State<Cluster>) -> Response {
+    encode(&c.progress_local())
+}
