@@ -11,11 +11,17 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid {field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 /// Everything a node needs to run, fully resolved.
@@ -148,11 +154,19 @@ impl NodeConfig {
         let n = file.node;
         let api_addr = parse_addr(
             "api_addr",
-            flags.api_addr.or(n.api_addr).as_deref().unwrap_or("127.0.0.1:8080"),
+            flags
+                .api_addr
+                .or(n.api_addr)
+                .as_deref()
+                .unwrap_or("127.0.0.1:8080"),
         )?;
         let peer_addr = parse_addr(
             "peer_addr",
-            flags.peer_addr.or(n.peer_addr).as_deref().unwrap_or("127.0.0.1:9080"),
+            flags
+                .peer_addr
+                .or(n.peer_addr)
+                .as_deref()
+                .unwrap_or("127.0.0.1:9080"),
         )?;
         let gpus = parse_gpus(flags.gpus.or(n.gpus).as_deref().unwrap_or("auto"))?;
         let vllm_command: Vec<String> = flags

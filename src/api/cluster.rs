@@ -31,7 +31,11 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
             Json(serde_json::json!({"ready": true, "leader_id": leader})),
         )
     } else {
-        let why = if member { "no leader known" } else { "not a member yet" };
+        let why = if member {
+            "no leader known"
+        } else {
+            "not a member yet"
+        };
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"ready": false, "error": why})),

@@ -41,14 +41,19 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/cluster/join", post(cluster::join))
         .route("/api/v1/cluster/join-token", get(cluster::join_token))
         .route("/api/v1/nodes", get(cluster::list_nodes))
-        .route("/api/v1/nodes/{id}", axum::routing::delete(cluster::remove_node))
+        .route(
+            "/api/v1/nodes/{id}",
+            axum::routing::delete(cluster::remove_node),
+        )
         .route(
             "/api/v1/helix-models",
             get(models::list).post(models::create),
         )
         .route(
             "/api/v1/helix-models/{*id}",
-            get(models::get_one).put(models::update).delete(models::delete),
+            get(models::get_one)
+                .put(models::update)
+                .delete(models::delete),
         )
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::request::parse_json;
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{
-    parse_memory, Command, Model, ModelPatch, ModelType, Proposal, Reply, Runtime,
-};
+use crate::state::{parse_memory, Command, Model, ModelPatch, ModelType, Proposal, Reply, Runtime};
 
 /// A model as the API shows it.
 #[derive(Debug, Serialize)]
@@ -78,18 +76,18 @@ impl ModelInput {
         let memory = match &self.memory {
             None => None,
             Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                ApiError::BadRequest("invalid field `memory`: must be a whole number of bytes".into())
+                ApiError::BadRequest(
+                    "invalid field `memory`: must be a whole number of bytes".into(),
+                )
             })?),
             Some(serde_json::Value::String(s)) => Some(
                 parse_memory(s)
                     .map_err(|e| ApiError::BadRequest(format!("invalid field `memory`: {e}")))?,
             ),
-            Some(_) => {
-                return Err(ApiError::BadRequest(
-                    "invalid field `memory`: expected a number of bytes or a string such as \"39GB\""
-                        .into(),
-                ))
-            }
+            Some(_) => return Err(ApiError::BadRequest(
+                "invalid field `memory`: expected a number of bytes or a string such as \"39GB\""
+                    .into(),
+            )),
         };
         Ok(ModelPatch {
             name: self.name.clone(),
@@ -119,7 +117,10 @@ pub fn validate_model_id(id: &str) -> Result<(), ApiError> {
         return Err(bad("id", "is longer than 256 characters"));
     }
     if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(bad("id", "must not contain whitespace or control characters"));
+        return Err(bad(
+            "id",
+            "must not contain whitespace or control characters",
+        ));
     }
     if id.split('/').any(|part| part == ".." || part == ".") || id.contains("..") {
         return Err(bad("id", "must not contain '..'"));
@@ -152,7 +153,10 @@ pub fn validate_model(m: &Model) -> Result<(), ApiError> {
     }
     for arg in &m.runtime_args {
         if arg.chars().any(|c| c.is_control()) {
-            return Err(bad("runtime_args", "arguments must not contain control characters"));
+            return Err(bad(
+                "runtime_args",
+                "arguments must not contain control characters",
+            ));
         }
         let flag = arg.split('=').next().unwrap_or("");
         if RESERVED_ARGS.contains(&flag) {

@@ -24,9 +24,7 @@ impl Caller {
         if self.user.admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden(
-                "this requires an admin API key".into(),
-            ))
+            Err(ApiError::Forbidden("this requires an admin API key".into()))
         }
     }
 }
@@ -68,7 +66,10 @@ impl ApiContext {
         if mode.stale {
             return Ok(());
         }
-        self.cluster.linearizable_barrier().await.map_err(Into::into)
+        self.cluster
+            .linearizable_barrier()
+            .await
+            .map_err(Into::into)
     }
 
     /// Barrier, then authenticate: the usual start of a GET.

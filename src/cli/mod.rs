@@ -19,7 +19,12 @@ use client::{Client, ClientError};
 #[command(name = "helix", version, about = "Run LLMs on a fleet of GPU machines")]
 pub struct Cli {
     /// API endpoints to talk to, comma separated; the next is tried when one is unreachable.
-    #[arg(long, env = "HELIX_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HELIX_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// API key (`Authorization: Bearer`).
     #[arg(long, env = "HELIX_API_KEY", global = true, hide_env_values = true)]
@@ -120,7 +125,11 @@ enum SettingsCommand {
     Get,
     Set {
         /// The token; `-` reads it from standard input (keeps it out of shell history).
-        #[arg(long, conflicts_with = "clear_hf_token", required_unless_present = "clear_hf_token")]
+        #[arg(
+            long,
+            conflicts_with = "clear_hf_token",
+            required_unless_present = "clear_hf_token"
+        )]
         huggingface_token: Option<String>,
         /// Clear the cluster-wide token (nodes fall back to their HF_TOKEN).
         #[arg(long)]
@@ -212,7 +221,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let client = Client::new(&cli.url, cli.api_key.clone());
     let out = cli.output;
     match cli.command {
-        Command::Node(NodeCommand::Start(flags)) => run_node(flags, crate::node::Launch::Start).await,
+        Command::Node(NodeCommand::Start(flags)) => {
+            run_node(flags, crate::node::Launch::Start).await
+        }
         Command::Node(NodeCommand::Join { url, token, flags }) => {
             crate::crypto::ClusterSecret::from_join_token(&token)
                 .map_err(|e| usage(e.to_string()))?;
@@ -227,7 +238,19 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Node(NodeCommand::List) => {
             let v = client.request(Method::GET, "/api/v1/nodes", None).await?;
-            print_list(out, &v, &["id", "api_addr", "peer_addr", "role", "leader", "reachable", "applied_index"]);
+            print_list(
+                out,
+                &v,
+                &[
+                    "id",
+                    "api_addr",
+                    "peer_addr",
+                    "role",
+                    "leader",
+                    "reachable",
+                    "applied_index",
+                ],
+            );
             Ok(())
         }
         Command::Node(NodeCommand::Remove { id }) => {
@@ -238,7 +261,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Cluster(ClusterCommand::Status) => {
-            let v = client.request(Method::GET, "/api/v1/cluster/status", None).await?;
+            let v = client
+                .request(Method::GET, "/api/v1/cluster/status", None)
+                .await?;
             if out == OutputFormat::Json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
@@ -253,12 +278,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                     output::cell(q.get("voters")),
                     output::cell(q.get("needed")),
                 );
-                print_list(out, &v["members"], &["id", "api_addr", "peer_addr", "role", "leader", "reachable", "applied_index"]);
+                print_list(
+                    out,
+                    &v["members"],
+                    &[
+                        "id",
+                        "api_addr",
+                        "peer_addr",
+                        "role",
+                        "leader",
+                        "reachable",
+                        "applied_index",
+                    ],
+                );
             }
             Ok(())
         }
         Command::Cluster(ClusterCommand::JoinToken) => {
-            let v = client.request(Method::GET, "/api/v1/cluster/join-token", None).await?;
+            let v = client
+                .request(Method::GET, "/api/v1/cluster/join-token", None)
+                .await?;
             match out {
                 OutputFormat::Json => println!("{v}"),
                 OutputFormat::Table => println!("{}", output::cell(v.get("join_token"))),
@@ -266,7 +305,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::System(SystemCommand::Settings(SettingsCommand::Get)) => {
-            let v = client.request(Method::GET, "/api/v1/system/settings", None).await?;
+            let v = client
+                .request(Method::GET, "/api/v1/system/settings", None)
+                .await?;
             print_object(out, &v);
             Ok(())
         }
@@ -280,7 +321,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 read_secret_arg(huggingface_token.unwrap_or_default())?
             };
             if !clear_hf_token && token.is_empty() {
-                return Err(usage("--huggingface-token is empty; use --clear-hf-token to clear it"));
+                return Err(usage(
+                    "--huggingface-token is empty; use --clear-hf-token to clear it",
+                ));
             }
             let body = json!({ "huggingface_token": token });
             let v = client
@@ -319,8 +362,22 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
             print_object(out, &v);
         }
         ModelCommand::List => {
-            let v = client.request(Method::GET, "/api/v1/helix-models", None).await?;
-            print_list(out, &v, &["id", "name", "type", "memory", "context_length", "enabled", "prewarm"]);
+            let v = client
+                .request(Method::GET, "/api/v1/helix-models", None)
+                .await?;
+            print_list(
+                out,
+                &v,
+                &[
+                    "id",
+                    "name",
+                    "type",
+                    "memory",
+                    "context_length",
+                    "enabled",
+                    "prewarm",
+                ],
+            );
         }
         ModelCommand::Get { id } => {
             let v = client
@@ -331,7 +388,11 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
         ModelCommand::Update { id, fields } => {
             let body = Value::Object(model_fields(&fields)?);
             let v = client
-                .request(Method::PUT, &format!("/api/v1/helix-models/{id}"), Some(&body))
+                .request(
+                    Method::PUT,
+                    &format!("/api/v1/helix-models/{id}"),
+                    Some(&body),
+                )
                 .await?;
             print_object(out, &v);
         }
@@ -379,7 +440,9 @@ fn model_fields(f: &ModelFlags) -> Result<Map<String, Value>, Failure> {
     }
     if let Some(v) = &f.runtime_args {
         let args: Vec<String> = serde_json::from_str(v).map_err(|e| {
-            usage(format!("--runtime-args must be a JSON array of strings: {e}"))
+            usage(format!(
+                "--runtime-args must be a JSON array of strings: {e}"
+            ))
         })?;
         m.insert("runtime_args".into(), json!(args));
     }

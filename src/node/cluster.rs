@@ -148,7 +148,9 @@ impl Cluster {
                     Some(addr) => {
                         let sent = self
                             .peers
-                            .call::<Req, Result<Resp, ClusterError>>(&addr, path, request, remaining)
+                            .call::<Req, Result<Resp, ClusterError>>(
+                                &addr, path, request, remaining,
+                            )
                             .await;
                         match sent {
                             Ok(answer) => answer,
@@ -199,7 +201,9 @@ impl Cluster {
     /// index comes from the leader, confirmed by a quorum (etcd's linearizable read).
     pub async fn linearizable_barrier(&self) -> Result<(), ClusterError> {
         let read_index: Option<LogId> = self
-            .leader_call(READ_INDEX_PATH, &(), |c| async move { c.read_index_local().await })
+            .leader_call(READ_INDEX_PATH, &(), |c| async move {
+                c.read_index_local().await
+            })
             .await?;
         let Some(read_index) = read_index else {
             return Ok(());
@@ -325,8 +329,10 @@ impl Cluster {
 
     /// Remove a member, forwarded to the leader.
     pub async fn remove(&self, node_id: NodeId) -> Result<(), ClusterError> {
-        self.leader_call(REMOVE_PATH, &node_id, |c| async move { c.remove_local(node_id).await })
-            .await
+        self.leader_call(REMOVE_PATH, &node_id, |c| async move {
+            c.remove_local(node_id).await
+        })
+        .await
     }
 
     pub async fn remove_local(&self, node_id: NodeId) -> Result<(), ClusterError> {
@@ -358,7 +364,10 @@ impl Cluster {
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
                     .await
                     .map_err(client_write_error)?;
-                tracing::info!(promoted = learner, "promoted learner to replace a removed voter");
+                tracing::info!(
+                    promoted = learner,
+                    "promoted learner to replace a removed voter"
+                );
             }
             self.raft
                 .change_membership(
@@ -453,7 +462,12 @@ impl Cluster {
         }
         let addr = self.leader_addr(leader)?;
         self.peers
-            .call::<_, Result<Progress, ClusterError>>(&addr, PROGRESS_PATH, &(), Duration::from_secs(1))
+            .call::<_, Result<Progress, ClusterError>>(
+                &addr,
+                PROGRESS_PATH,
+                &(),
+                Duration::from_secs(1),
+            )
             .await
             .ok()?
             .ok()

@@ -162,7 +162,12 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
             let url = url.trim();
             request_join(url, &secret, Some(node_id), &api_addr, &peer_addr, true).await?;
         } else {
-            let members = BTreeMap::from([(node_id, BasicNode { addr: peer_addr.clone() })]);
+            let members = BTreeMap::from([(
+                node_id,
+                BasicNode {
+                    addr: peer_addr.clone(),
+                },
+            )]);
             // Idempotent across a crash between here and the next line: already done is fine.
             if let Err(e) = raft.initialize(members).await {
                 tracing::debug!(error = %e, "cluster already initialized");
@@ -330,7 +335,9 @@ async fn announce(
         wait_member_with_leader(&cluster).await;
         match announce_once(&cluster, &dir, &record).await {
             Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "could not record this node in the cluster state yet"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record this node in the cluster state yet")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -343,8 +350,7 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
     let no_users = cluster.view.read(|a| a.state.users.is_empty());
     let key_path = dir.join(ADMIN_KEY_FILE);
     // Only the node that bootstrapped has no users yet and no admin key elsewhere.
-    let bootstrapping =
-        no_users && !dir.join(JOIN_URL_FILE).exists() && cluster.is_leader();
+    let bootstrapping = no_users && !dir.join(JOIN_URL_FILE).exists() && cluster.is_leader();
     if bootstrapping {
         let key = if key_path.exists() {
             SecretString::from(std::fs::read_to_string(&key_path)?.trim().to_string())
@@ -352,7 +358,11 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
             let key = generate_api_key();
             write_private(&key_path, key.expose_secret())?;
             // Printed once, here, and kept only in files readable by this user.
-            println!("admin API key (saved in {}): {}", key_path.display(), key.expose_secret());
+            println!(
+                "admin API key (saved in {}): {}",
+                key_path.display(),
+                key.expose_secret()
+            );
             println!(
                 "join token (saved in {}): {}",
                 dir.join(JOIN_TOKEN_FILE).display(),
@@ -379,9 +389,11 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
             .await?
             .outcome?;
     }
-    let current = cluster.view.read(|a| a.state.nodes.get(&record.id).cloned());
-    let up_to_date = current
-        .is_some_and(|c| c.api_addr == record.api_addr && c.peer_addr == record.peer_addr);
+    let current = cluster
+        .view
+        .read(|a| a.state.nodes.get(&record.id).cloned());
+    let up_to_date =
+        current.is_some_and(|c| c.api_addr == record.api_addr && c.peer_addr == record.peer_addr);
     if !up_to_date {
         cluster
             .write(Proposal {

@@ -62,11 +62,16 @@ async fn require_credential(expected: String, req: Request, next: Next) -> Respo
         path = %req.uri().path(),
         "rejected peer request without a valid cluster credential"
     );
-    (StatusCode::UNAUTHORIZED, "missing or wrong cluster credential").into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong cluster credential",
+    )
+        .into_response()
 }
 
-fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+fn decode<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+    codec::decode(body)
+        .map_err(|e| Box::new((StatusCode::BAD_REQUEST, e.to_string()).into_response()))
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {
@@ -80,28 +85,28 @@ fn encode<T: Serialize>(value: &T) -> Response {
 async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(rpc) => encode(&c.raft.append_entries(rpc).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(rpc) => encode(&c.raft.vote(rpc).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn snapshot(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(rpc) => encode(&c.raft.install_snapshot(rpc).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn write(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode::<Proposal>(&body) {
         Ok(p) => encode(&c.write_local(p).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -112,14 +117,14 @@ async fn read_index(State(c): State<Cluster>) -> Response {
 async fn join(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode::<JoinRequest>(&body) {
         Ok(req) => encode(&c.join_local(req).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn remove(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode::<NodeId>(&body) {
         Ok(id) => encode(&c.remove_local(id).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 

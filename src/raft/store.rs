@@ -11,6 +11,10 @@
 //! previous flush ran with a single `fsync`. sled flushes the whole database at once, so a
 //! flush also makes every earlier state write durable.
 
+// The error type is openraft's `StorageError`, fixed by its traits; boxing it would only add
+// conversions at every call site.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -20,15 +24,17 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
-    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader,
-    RaftSnapshotBuilder, Snapshot, StorageIOError, Vote,
+    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    StorageIOError, Vote,
 };
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::{mpsc, watch};
 
-use super::types::{Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use super::types::{
+    Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
 use crate::state::{codec, Outcome, State, StateKey};
 
 const VOTE: &[u8] = b"vote";
@@ -94,7 +100,10 @@ impl Db {
     /// Opens the log store and the state machine over this database. `applied` receives the
     /// applied log index after each apply, for anything that waits on or reacts to state.
     pub fn stores(&self) -> Result<(LogStore, StateMachine), StorageError> {
-        Ok((LogStore::new(self.clone()), StateMachine::open(self.clone())?))
+        Ok((
+            LogStore::new(self.clone()),
+            StateMachine::open(self.clone())?,
+        ))
     }
 }
 
@@ -327,10 +336,10 @@ impl StateMachine {
             .values()
             .collect::<Result<_, _>>()
             .map_err(read_err)?;
-        let state =
-            State::from_records(records.iter().map(|r| r.as_ref())).map_err(read_err)?;
+        let state = State::from_records(records.iter().map(|r| r.as_ref())).map_err(read_err)?;
         let last_applied: Option<LogId> = get(&db.state_meta, LAST_APPLIED)?;
-        let membership: StoredMembership = get(&db.state_meta, LAST_MEMBERSHIP)?.unwrap_or_default();
+        let membership: StoredMembership =
+            get(&db.state_meta, LAST_MEMBERSHIP)?.unwrap_or_default();
         let (tx, _) = watch::channel(last_applied.map(|l| l.index).unwrap_or(0));
         Ok(StateMachine {
             db,
@@ -454,9 +463,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = codec::decode(&data).map_err(|e| {
-            StorageIOError::read_snapshot(Some(meta.signature()), io_error(e))
-        })?;
+        let body: SnapshotBody = codec::decode(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_error(e)))?;
         let records: BTreeMap<Vec<u8>, Option<Vec<u8>>> = body
             .state
             .all_keys()
@@ -513,7 +521,12 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             )
         };
         let snapshot_id = match last_log_id {
-            Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, crate::time::now_ms()),
+            Some(id) => format!(
+                "{}-{}-{}",
+                id.leader_id.term,
+                id.index,
+                crate::time::now_ms()
+            ),
             None => format!("empty-{}", crate::time::now_ms()),
         };
         let meta = SnapshotMeta {

@@ -28,11 +28,19 @@ struct Known {
 
 impl Tokens {
     pub fn system_token_set(&self) -> bool {
-        self.inner.read().expect("token lock poisoned").system.is_some()
+        self.inner
+            .read()
+            .expect("token lock poisoned")
+            .system
+            .is_some()
     }
 
     pub fn system_token(&self) -> Option<SecretString> {
-        self.inner.read().expect("token lock poisoned").system.clone()
+        self.inner
+            .read()
+            .expect("token lock poisoned")
+            .system
+            .clone()
     }
 
     pub fn env_token(&self) -> Option<SecretString> {

@@ -29,15 +29,24 @@ pub enum Command {
         key_hash: String,
     },
     /// Partial update of system settings; `None` leaves the token as it is.
-    UpdateSystemSettings { hf_token: Option<TokenUpdate> },
+    UpdateSystemSettings {
+        hf_token: Option<TokenUpdate>,
+    },
     /// Record (or update) a member's addresses.
     RegisterNode(NodeRecord),
     /// Forget a member that was removed from the Raft membership.
-    RemoveNode { id: u64 },
+    RemoveNode {
+        id: u64,
+    },
     CreateModel(Model),
     /// Merge a partial change into a model.
-    UpdateModel { id: String, patch: ModelPatch },
-    DeleteModel { id: String },
+    UpdateModel {
+        id: String,
+        patch: ModelPatch,
+    },
+    DeleteModel {
+        id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

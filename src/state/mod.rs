@@ -7,8 +7,8 @@ mod model;
 
 pub use command::{Command, Outcome, Proposal, Reply, StateError, TokenUpdate};
 pub use model::{
-    parse_memory, ApiKey, Model, ModelPatch, ModelType, NodeRecord, Runtime, State, SystemSettings, User,
-    SYSTEM_TOKEN_SCOPE,
+    parse_memory, ApiKey, Model, ModelPatch, ModelType, NodeRecord, Runtime, State, SystemSettings,
+    User, SYSTEM_TOKEN_SCOPE,
 };
 
 use serde::{Deserialize, Serialize};

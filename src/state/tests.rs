@@ -75,7 +75,9 @@ fn unknown_key_and_duplicate_model_are_refused() {
         s.apply(&p("nope", Command::CreateModel(model("m")))).0,
         Err(StateError::Unauthenticated)
     );
-    s.apply(&p(&admin, Command::CreateModel(model("m")))).0.unwrap();
+    s.apply(&p(&admin, Command::CreateModel(model("m"))))
+        .0
+        .unwrap();
     assert!(matches!(
         s.apply(&p(&admin, Command::CreateModel(model("m")))).0,
         Err(StateError::Conflict(_))
