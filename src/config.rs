@@ -286,6 +286,14 @@ mod tests {
     }
 
     #[test]
+    fn example_file_documents_the_defaults() {
+        let file: FileConfig = toml::from_str(include_str!("../cluster.example.toml")).unwrap();
+        let example = NodeConfig::resolve(file, Overrides::default()).unwrap();
+        let defaults = NodeConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<FileConfig>("[node]\napi_adr = \"x\"\n").is_err());
     }

@@ -56,6 +56,17 @@ pub struct MemberView {
     reachable: Option<bool>,
     /// Highest log index the leader knows replicated there.
     applied_index: Option<u64>,
+    /// GPUs the node published.
+    gpus: Vec<GpuView>,
+    /// Slots placed on the node.
+    slots: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpuView {
+    index: u32,
+    name: String,
+    memory: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,7 +95,10 @@ async fn members(ctx: &ApiContext) -> (Vec<MemberView>, Option<Progress>) {
     let fresh_ms = (ctx.cluster.tuning.election_timeout_max.as_millis() * 4) as u64;
     let membership = metrics.membership_config.membership().clone();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
-    let records = ctx.cluster.view.read(|a| a.state.nodes.clone());
+    let (records, slots) = ctx
+        .cluster
+        .view
+        .read(|a| (a.state.nodes.clone(), a.state.slots.clone()));
     let list = membership
         .nodes()
         .map(|(id, node)| {
@@ -102,6 +116,24 @@ async fn members(ctx: &ApiContext) -> (Vec<MemberView>, Option<Progress>) {
                         .is_some_and(|ms| ms <= fresh_ms)
                 }),
                 applied_index: p.and_then(|p| p.matched_index),
+                gpus: records
+                    .get(id)
+                    .map(|r| {
+                        r.gpus
+                            .iter()
+                            .map(|g| GpuView {
+                                index: g.index,
+                                name: g.name.clone(),
+                                memory: g.memory,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                slots: slots
+                    .values()
+                    .filter(|s| s.placement.as_ref().is_some_and(|p| p.node_id == *id))
+                    .map(|s| s.id.clone())
+                    .collect(),
             }
         })
         .collect();

@@ -5,6 +5,7 @@ mod cluster;
 mod error;
 mod models;
 mod request;
+mod slots;
 mod system;
 
 use axum::extract::DefaultBodyLimit;
@@ -41,6 +42,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/cluster/join", post(cluster::join))
         .route("/api/v1/cluster/join-token", get(cluster::join_token))
         .route("/api/v1/nodes", get(cluster::list_nodes))
+        .route("/api/v1/slots", get(slots::list))
         .route(
             "/api/v1/nodes/{id}",
             axum::routing::delete(cluster::remove_node),

@@ -145,6 +145,12 @@ pub fn validate_model(m: &Model) -> Result<(), ApiError> {
     if m.description.len() > 4096 {
         return Err(bad("description", "is longer than 4096 characters"));
     }
+    if m.prewarm && m.memory == 0 {
+        return Err(bad(
+            "memory",
+            "a prewarm model needs its GPU memory (e.g. \"39GB\") so it can be placed",
+        ));
+    }
     if m.context_length == Some(0) {
         return Err(bad("context_length", "must be at least 1"));
     }

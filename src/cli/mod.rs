@@ -55,6 +55,14 @@ enum Command {
     /// Models the cluster runs.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Model instances: what runs where.
+    #[command(subcommand)]
+    Slot(SlotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SlotCommand {
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -220,6 +228,19 @@ impl From<ClientError> for Failure {
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let client = Client::new(&cli.url, cli.api_key.clone());
     let out = cli.output;
+    if !matches!(
+        cli.command,
+        Command::Node(NodeCommand::Start(_) | NodeCommand::Join { .. })
+    ) {
+        // A client piped into `head` should end quietly, like any Unix tool.
+        // SAFETY: restoring the default disposition of a signal has no preconditions.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGPIPE,
+                nix::sys::signal::SigHandler::SigDfl,
+            );
+        }
+    }
     match cli.command {
         Command::Node(NodeCommand::Start(flags)) => {
             run_node(flags, crate::node::Launch::Start).await
@@ -333,6 +354,26 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Model(cmd) => model(cmd, &client, out).await,
+        Command::Slot(SlotCommand::List) => {
+            let v = client.request(Method::GET, "/api/v1/slots", None).await?;
+            print_list(
+                out,
+                &v,
+                &[
+                    "id",
+                    "model_id",
+                    "node_id",
+                    "gpu_indices",
+                    "state",
+                    "port",
+                    "hf_token_source",
+                    "restarts",
+                    "last_error",
+                    "pending_reason",
+                ],
+            );
+            Ok(())
+        }
     }
 }
 

@@ -319,6 +319,7 @@ impl Cluster {
                 api_addr: request.api_addr,
                 peer_addr: request.peer_addr,
                 joined_ms: crate::time::now_ms(),
+                gpus: Vec::new(),
             }),
         })
         .await?

@@ -89,6 +89,11 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     let api_listener = bind(config.api_addr, "api").await?;
     let peer_listener = bind(config.peer_addr, "peer").await?;
 
+    let gpus = {
+        let spec = config.gpus.clone();
+        tokio::task::spawn_blocking(move || crate::runner::gpus::discover(&spec)).await?
+    };
+
     let contact = PeerContact::default();
     let (log_store, state_machine) = db.stores()?;
     let view = state_machine.view();
@@ -141,6 +146,22 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     );
 
+    let scheduler = tokio::spawn(crate::runner::scheduler::run(
+        cluster.clone(),
+        config.runner.node_lost_after,
+        shutdown_rx.clone(),
+    ));
+    let reconciler = tokio::spawn(
+        crate::runner::reconciler::Reconciler::new(
+            cluster.clone(),
+            tokens.clone(),
+            config.vllm_command.clone(),
+            dir.clone(),
+            config.runner.clone(),
+        )
+        .run(shutdown_rx.clone()),
+    );
+
     let peer_server = tokio::spawn(serve(
         peer_listener,
         peer_server::router(cluster.clone()),
@@ -188,6 +209,7 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
             api_addr: api_addr.clone(),
             peer_addr: peer_addr.clone(),
             joined_ms: crate::time::now_ms(),
+            gpus,
         },
         shutdown_rx.clone(),
     ));
@@ -200,6 +222,9 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     shutdown_signal.await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
+    // vLLM processes stop first (SIGTERM, then SIGKILL after the grace period).
+    let _ = reconciler.await;
+    let _ = scheduler.await;
     let _ = api_server.await;
     let _ = peer_server.await;
     raft.shutdown()

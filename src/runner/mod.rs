@@ -1,3 +1,14 @@
 //! The GPU runner side of a node: it acts on applied state, never on requests.
+//!
+//! - `gpus`: what GPUs this node has (NVML, or declared);
+//! - `scheduler`: on the leader, which node and GPUs run each model (committed);
+//! - `reconciler`: on every node, make local vLLM processes match what is committed here;
+//! - `launch`: the exact vLLM command line; `process`: supervising one vLLM process;
+//! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution.
 
+pub mod gpus;
+pub mod launch;
+pub mod process;
+pub mod reconciler;
+pub mod scheduler;
 pub mod tokens;

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::crypto::{DataKey, SealedSecret};
 use crate::raft::store::StateView;
-use crate::state::SYSTEM_TOKEN_SCOPE;
+use crate::state::{Model, TokenSource, SYSTEM_TOKEN_SCOPE};
 
 /// This node's decrypted view of the tokens. Cheap to clone.
 #[derive(Clone)]
@@ -45,6 +45,18 @@ impl Tokens {
 
     pub fn env_token(&self) -> Option<SecretString> {
         self.env.clone()
+    }
+
+    /// The token a launch of `model` gets, and the level it came from, highest first:
+    /// cluster-wide (system), then this node's `HF_TOKEN`.
+    pub fn resolve(&self, _model: &Model) -> (Option<SecretString>, TokenSource) {
+        if let Some(token) = self.system_token() {
+            return (Some(token), TokenSource::System);
+        }
+        if let Some(token) = self.env_token() {
+            return (Some(token), TokenSource::Environment);
+        }
+        (None, TokenSource::None)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The pure, deterministic transition function of the replicated state.
 
-use super::command::{Command, Outcome, Proposal, Reply, StateError, TokenUpdate};
-use super::model::{State, User};
+use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
+use super::model::{Slot, SlotStatus, State, User};
 use super::StateKey;
 
 /// Who may run a command.
@@ -14,9 +14,12 @@ enum Needs {
 impl Command {
     fn needs(&self) -> Needs {
         match self {
-            Command::Bootstrap { .. } | Command::RegisterNode(_) | Command::RemoveNode { .. } => {
-                Needs::System
-            }
+            Command::Bootstrap { .. }
+            | Command::RegisterNode(_)
+            | Command::RemoveNode { .. }
+            | Command::PublishGpus { .. }
+            | Command::Schedule(_)
+            | Command::ReportSlot { .. } => Needs::System,
             Command::UpdateSystemSettings { .. }
             | Command::CreateModel(_)
             | Command::UpdateModel { .. }
@@ -105,8 +108,45 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::RegisterNode(record) => {
+                let mut record = record.clone();
+                if let Some(existing) = self.nodes.get(&record.id) {
+                    record.gpus = existing.gpus.clone();
+                    record.joined_ms = existing.joined_ms;
+                }
                 self.nodes.insert(record.id, record.clone());
                 touched.push(StateKey::Node(record.id));
+                Ok(Reply::Done)
+            }
+            Command::PublishGpus { node_id, gpus } => {
+                let node = self.nodes.get_mut(node_id).ok_or_else(|| {
+                    StateError::NotFound(format!("node {node_id} is not registered"))
+                })?;
+                node.gpus = gpus.clone();
+                touched.push(StateKey::Node(*node_id));
+                Ok(Reply::Done)
+            }
+            Command::Schedule(changes) => {
+                for change in changes {
+                    self.apply_slot_change(change, touched);
+                }
+                Ok(Reply::Done)
+            }
+            Command::ReportSlot {
+                slot_id,
+                node_id,
+                generation,
+                status,
+            } => {
+                if let Some(slot) = self.slots.get_mut(slot_id) {
+                    let placed_here = slot
+                        .placement
+                        .as_ref()
+                        .is_some_and(|p| p.node_id == *node_id);
+                    if placed_here && slot.generation == *generation {
+                        slot.status = status.clone();
+                        touched.push(StateKey::Slot(slot_id.clone()));
+                    }
+                }
                 Ok(Reply::Done)
             }
             Command::RemoveNode { id } => {
@@ -140,6 +180,65 @@ impl State {
                 self.models.remove(id).ok_or_else(|| not_found_model(id))?;
                 touched.push(StateKey::Model(id.clone()));
                 Ok(Reply::Done)
+            }
+        }
+    }
+}
+
+impl State {
+    fn apply_slot_change(&mut self, change: &SlotChange, touched: &mut Vec<StateKey>) {
+        let current_generation = |slots: &std::collections::BTreeMap<String, Slot>, id: &str| {
+            slots.get(id).map(|s| s.generation).unwrap_or(0)
+        };
+        match change {
+            SlotChange::Place {
+                slot_id,
+                model_id,
+                expect_generation,
+                placement,
+            } => {
+                if current_generation(&self.slots, slot_id) != *expect_generation {
+                    return;
+                }
+                self.slots.insert(
+                    slot_id.clone(),
+                    Slot {
+                        id: slot_id.clone(),
+                        model_id: model_id.clone(),
+                        placement: Some(placement.clone()),
+                        pending_reason: None,
+                        generation: expect_generation + 1,
+                        status: SlotStatus::default(),
+                    },
+                );
+                touched.push(StateKey::Slot(slot_id.clone()));
+            }
+            SlotChange::Pending {
+                slot_id,
+                model_id,
+                expect_generation,
+                reason,
+            } => {
+                if current_generation(&self.slots, slot_id) != *expect_generation {
+                    return;
+                }
+                self.slots.insert(
+                    slot_id.clone(),
+                    Slot {
+                        id: slot_id.clone(),
+                        model_id: model_id.clone(),
+                        placement: None,
+                        pending_reason: Some(reason.clone()),
+                        generation: expect_generation + 1,
+                        status: SlotStatus::default(),
+                    },
+                );
+                touched.push(StateKey::Slot(slot_id.clone()));
+            }
+            SlotChange::Remove { slot_id } => {
+                if self.slots.remove(slot_id).is_some() {
+                    touched.push(StateKey::Slot(slot_id.clone()));
+                }
             }
         }
     }

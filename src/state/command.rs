@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::SealedSecret;
 
-use super::model::{Model, ModelPatch, NodeRecord, User};
+use super::model::{Gpu, Model, ModelPatch, NodeRecord, Placement, SlotStatus, User};
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,8 +32,23 @@ pub enum Command {
     UpdateSystemSettings {
         hf_token: Option<TokenUpdate>,
     },
-    /// Record (or update) a member's addresses.
+    /// Record (or update) a member's addresses; its published GPUs are kept.
     RegisterNode(NodeRecord),
+    /// A node's GPU inventory, published when it starts or changes.
+    PublishGpus {
+        node_id: u64,
+        gpus: Vec<Gpu>,
+    },
+    /// The leader's placement decisions, applied together.
+    Schedule(Vec<SlotChange>),
+    /// A runner's report on a slot it runs; ignored unless the slot is still placed there
+    /// with the same generation.
+    ReportSlot {
+        slot_id: String,
+        node_id: u64,
+        generation: u64,
+        status: SlotStatus,
+    },
     /// Forget a member that was removed from the Raft membership.
     RemoveNode {
         id: u64,
@@ -46,6 +61,27 @@ pub enum Command {
     },
     DeleteModel {
         id: String,
+    },
+}
+
+/// One placement decision. `expect_generation` makes a decision taken on an older view (say,
+/// by a leader that has since been deposed) a no-op instead of a surprise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SlotChange {
+    Place {
+        slot_id: String,
+        model_id: String,
+        expect_generation: u64,
+        placement: Placement,
+    },
+    Pending {
+        slot_id: String,
+        model_id: String,
+        expect_generation: u64,
+        reason: String,
+    },
+    Remove {
+        slot_id: String,
     },
 }
 

@@ -5,10 +5,11 @@ pub mod codec;
 mod command;
 mod model;
 
-pub use command::{Command, Outcome, Proposal, Reply, StateError, TokenUpdate};
+pub use command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
 pub use model::{
-    parse_memory, ApiKey, Model, ModelPatch, ModelType, NodeRecord, Runtime, State, SystemSettings,
-    User, SYSTEM_TOKEN_SCOPE,
+    parse_memory, slot_id_for, ApiKey, Gpu, Model, ModelPatch, ModelType, NodeRecord, Placement,
+    Runtime, Slot, SlotState, SlotStatus, State, SystemSettings, TokenSource, User,
+    SYSTEM_TOKEN_SCOPE,
 };
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ pub enum StateKey {
     ApiKey(String),
     Model(String),
     Node(u64),
+    Slot(String),
 }
 
 /// The stored value behind a [`StateKey`].
@@ -32,6 +34,7 @@ enum StateValue {
     ApiKey(String, ApiKey),
     Model(Model),
     Node(NodeRecord),
+    Slot(Slot),
 }
 
 impl StateKey {
@@ -42,6 +45,7 @@ impl StateKey {
             StateKey::ApiKey(hash) => format!("apikey/{hash}").into_bytes(),
             StateKey::Model(id) => format!("model/{id}").into_bytes(),
             StateKey::Node(id) => format!("node/{id:020}").into_bytes(),
+            StateKey::Slot(id) => format!("slot/{id}").into_bytes(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl State {
             }
             StateKey::Model(id) => StateValue::Model(self.models.get(id)?.clone()),
             StateKey::Node(id) => StateValue::Node(self.nodes.get(id)?.clone()),
+            StateKey::Slot(id) => StateValue::Slot(self.slots.get(id)?.clone()),
         };
         Some(codec::encode(&value))
     }
@@ -81,6 +86,9 @@ impl State {
                 StateValue::Node(n) => {
                     state.nodes.insert(n.id, n);
                 }
+                StateValue::Slot(s) => {
+                    state.slots.insert(s.id.clone(), s);
+                }
             }
         }
         Ok(state)
@@ -93,6 +101,7 @@ impl State {
         keys.extend(self.api_keys.keys().cloned().map(StateKey::ApiKey));
         keys.extend(self.models.keys().cloned().map(StateKey::Model));
         keys.extend(self.nodes.keys().copied().map(StateKey::Node));
+        keys.extend(self.slots.keys().cloned().map(StateKey::Slot));
         keys
     }
 }

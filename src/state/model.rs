@@ -15,6 +15,7 @@ pub struct State {
     pub api_keys: BTreeMap<String, ApiKey>,
     pub models: BTreeMap<String, Model>,
     pub nodes: BTreeMap<u64, NodeRecord>,
+    pub slots: BTreeMap<String, Slot>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,14 +45,27 @@ pub struct ApiKey {
     pub created_ms: i64,
 }
 
-/// A member's addresses as it announced them when it joined. Voter/learner status lives in
-/// the Raft membership, not here.
+/// A member's addresses as it announced them when it joined, and its GPUs as it last
+/// published them. Voter/learner status lives in the Raft membership, not here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeRecord {
     pub id: u64,
     pub api_addr: String,
     pub peer_addr: String,
     pub joined_ms: i64,
+    pub gpus: Vec<Gpu>,
+}
+
+/// One GPU of a node, as NVML reports it or as declared with `--gpus 80GB,...`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gpu {
+    /// The index vLLM sees in `CUDA_VISIBLE_DEVICES`.
+    pub index: u32,
+    pub name: String,
+    /// NVML's UUID; `None` for declared GPUs.
+    pub uuid: Option<String>,
+    /// Total memory in bytes.
+    pub memory: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,4 +220,74 @@ mod tests {
         assert!(parse_memory("GB").is_err());
         assert!(parse_memory("").is_err());
     }
+}
+
+/// One running instance of a model: where the scheduler put it and what the runner there
+/// reports. There is one slot per enabled prewarm model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    pub id: String,
+    pub model_id: String,
+    /// `None` while no node has room; see `pending_reason`.
+    pub placement: Option<Placement>,
+    pub pending_reason: Option<String>,
+    /// Bumped by every placement change, so a runner notices a move (even back to itself)
+    /// and ignores reports about an older placement.
+    pub generation: u64,
+    pub status: SlotStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub node_id: u64,
+    pub gpu_indices: Vec<u32>,
+}
+
+/// What the runner on the slot's node last reported.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlotStatus {
+    pub state: SlotState,
+    pub port: Option<u16>,
+    pub hf_token_source: Option<TokenSource>,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    #[default]
+    Pending,
+    Starting,
+    Running,
+    Failed,
+    Stopped,
+}
+
+/// Which level a slot's Hugging Face token came from (never the token itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSource {
+    Model,
+    User,
+    Organization,
+    System,
+    Environment,
+    None,
+}
+
+/// The slot id of a model: readable, filesystem-safe, and unique (a hash suffix tells apart
+/// ids that sanitize alike).
+pub fn slot_id_for(model_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let readable: String = model_id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '-',
+        })
+        .take(64)
+        .collect();
+    let hash = hex::encode(&Sha256::digest(model_id.as_bytes())[..3]);
+    format!("{readable}-{hash}")
 }

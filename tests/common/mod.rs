@@ -48,12 +48,11 @@ pub fn helix_bin() -> &'static str {
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
     let start = Instant::now();
     let deadline = start + timeout;
-    let mut last = String::from("(never evaluated)");
     loop {
-        match f() {
+        let last = match f() {
             Ok(v) => return v,
-            Err(e) => last = e,
-        }
+            Err(e) => e,
+        };
         if Instant::now() >= deadline {
             panic!(
                 "timed out after {:.1}s waiting until {what}; last observed: {last}",
@@ -498,6 +497,8 @@ pub struct Cluster {
     pub join_token: String,
     /// Config file contents given to every node started by `bootstrap`/`join`, if any.
     pub config: Option<String>,
+    /// Extra environment for every node process started from now on.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn tail(path: &Path, n: usize) -> String {
@@ -546,6 +547,7 @@ impl Cluster {
             admin_key: String::new(),
             join_token: String::new(),
             config: config.map(str::to_string),
+            env: Vec::new(),
         }
     }
 
@@ -555,14 +557,60 @@ impl Cluster {
     }
 
     pub fn with_config(n: usize, config: Option<&str>) -> Cluster {
+        Cluster::with_env(n, config, &[])
+    }
+
+    /// Like [`Cluster::with_config`], with extra environment variables for every node process.
+    pub fn with_env(n: usize, config: Option<&str>, env: &[(&str, &str)]) -> Cluster {
         let mut c = Cluster::empty(config);
+        c.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let k = c.add_node();
         c.bootstrap(k);
         for _ in 1..n {
             let k = c.add_node();
             c.join(k, 1);
         }
+        // A joiner is `ready` as a learner; the leader promotes it shortly after. Tests that
+        // kill nodes need the voters in place first.
+        c.wait_members_settled();
         c
+    }
+
+    /// Waits until every running node reports all started nodes as members, the first five
+    /// of them (`raft.max_voters`) as voters, and a leader.
+    pub fn wait_members_settled(&mut self) {
+        let ids: BTreeSet<u64> = self.nodes.iter().filter_map(|n| n.id).collect();
+        let want_voters = ids.len().min(5);
+        let running: Vec<usize> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| if n.is_running() { Some(n.k) } else { None })
+            .collect();
+        for k in running {
+            wait_for(
+                WAIT,
+                &format!(
+                    "node{k} reports members {ids:?}, {want_voters} of them voters, and a leader"
+                ),
+                || {
+                    let st = self.status(k)?;
+                    let members = st["members"]
+                        .as_array()
+                        .ok_or_else(|| format!("no members: {st}"))?;
+                    let got: BTreeSet<u64> =
+                        members.iter().filter_map(|m| m["id"].as_u64()).collect();
+                    let voters = members.iter().filter(|m| m["voter"] == json!(true)).count();
+                    if got == ids && voters == want_voters && st["leader_id"].as_u64().is_some() {
+                        Ok(())
+                    } else {
+                        Err(st.to_string())
+                    }
+                },
+            );
+        }
     }
 
     /// Allocates node `K` (addresses, directories, config file) without starting it.
@@ -655,6 +703,7 @@ impl Cluster {
             .env_remove("HELIX_URL")
             .env_remove("HELIX_API_KEY")
             .env("RUST_BACKTRACE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", helix_bin()));
         let stdout = child.stdout.take().unwrap();
@@ -990,11 +1039,11 @@ impl Drop for Cluster {
         }
         if thread::panicking() {
             eprintln!("{}", self.log_tails(60));
-            if std::env::var_os("HELIX_TEST_KEEP").is_some() {
-                let p =
-                    std::mem::replace(&mut self.tmp, tempfile::tempdir().expect("tempdir")).keep();
-                eprintln!("kept test directory {}", p.display());
-            }
+        }
+        // HELIX_TEST_KEEP=1 keeps the data dirs and logs for a look afterwards.
+        if std::env::var_os("HELIX_TEST_KEEP").is_some() {
+            let p = std::mem::replace(&mut self.tmp, tempfile::tempdir().expect("tempdir")).keep();
+            eprintln!("kept test directory {}", p.display());
         }
     }
 }

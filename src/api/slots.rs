@@ -1,0 +1,61 @@
+//! `/api/v1/slots`: what runs where.
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Serialize;
+
+use super::{ApiContext, ApiError, ReadMode};
+use crate::state::{Slot, SlotState, TokenSource};
+
+#[derive(Debug, Serialize)]
+pub struct SlotView {
+    id: String,
+    model_id: String,
+    node_id: Option<u64>,
+    gpu_indices: Vec<u32>,
+    state: SlotState,
+    port: Option<u16>,
+    /// Which level the token came from, never the token.
+    hf_token_source: Option<TokenSource>,
+    restarts: u32,
+    last_error: Option<String>,
+    /// Why no node runs it, while pending.
+    pending_reason: Option<String>,
+}
+
+impl From<&Slot> for SlotView {
+    fn from(s: &Slot) -> Self {
+        SlotView {
+            id: s.id.clone(),
+            model_id: s.model_id.clone(),
+            node_id: s.placement.as_ref().map(|p| p.node_id),
+            gpu_indices: s
+                .placement
+                .as_ref()
+                .map(|p| p.gpu_indices.clone())
+                .unwrap_or_default(),
+            state: if s.placement.is_some() {
+                s.status.state
+            } else {
+                SlotState::Pending
+            },
+            port: s.status.port,
+            hf_token_source: s.status.hf_token_source,
+            restarts: s.status.restarts,
+            last_error: s.status.last_error.clone(),
+            pending_reason: s.pending_reason.clone(),
+        }
+    }
+}
+
+pub async fn list(
+    State(ctx): State<ApiContext>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SlotView>>, ApiError> {
+    ctx.reader(&headers, mode).await?;
+    Ok(Json(ctx.cluster.view.read(|a| {
+        a.state.slots.values().map(SlotView::from).collect()
+    })))
+}

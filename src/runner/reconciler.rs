@@ -1,0 +1,415 @@
+//! The reconciler: makes this node's vLLM processes match the committed slots placed here.
+//!
+//! It never acts on a request, only on applied state (plus a tick to watch its processes):
+//! launch what is placed here and not running, restart what crashed (with exponential
+//! backoff), stop what moved away or was deleted, and report each slot's state back into the
+//! replicated state. A slot that failed because its model is gated is retried at once when
+//! the token that applies to it changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
+use super::process::{kill_strays, log_tail, looks_gated, LaunchSpec, VllmProcess};
+use super::tokens::Tokens;
+use crate::config::RunnerTuning;
+use crate::node::Cluster;
+use crate::state::{Command, Model, Proposal, SlotState, SlotStatus};
+
+/// How often processes are checked between state changes.
+const TICK: Duration = Duration::from_millis(250);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A process that ran this long before failing starts its backoff over.
+const STABLE_AFTER: Duration = Duration::from_secs(60);
+
+pub struct Reconciler {
+    cluster: Cluster,
+    tokens: Tokens,
+    vllm_command: Vec<String>,
+    /// `DATA_DIR/slots`: one folder per slot, with `vllm.log` and `pid`.
+    slots_dir: PathBuf,
+    tuning: RunnerTuning,
+    local: BTreeMap<String, LocalSlot>,
+    /// Slot reports, written to the cluster by a separate task so a slow write never
+    /// delays process supervision.
+    reports: mpsc::UnboundedSender<Report>,
+    unsent: Option<mpsc::UnboundedReceiver<Report>>,
+}
+
+/// This node's knowledge of one slot placed here.
+struct LocalSlot {
+    generation: u64,
+    process: Option<VllmProcess>,
+    status: SlotStatus,
+    launched_at: Option<Instant>,
+    /// Earliest time of the next launch after a failure.
+    retry_at: Option<Instant>,
+    consecutive_failures: u32,
+    /// Set when the last failure was a gated model: the token (if any) it failed with.
+    /// Retried when the resolved token differs.
+    gated_with: Option<Option<SecretString>>,
+}
+
+#[derive(Debug, Clone)]
+struct Report {
+    slot_id: String,
+    generation: u64,
+    status: SlotStatus,
+}
+
+/// What the committed state places on this node.
+struct Desired {
+    generation: u64,
+    model: Model,
+    gpu_indices: Vec<u32>,
+    restarts: u32,
+}
+
+impl Reconciler {
+    pub fn new(
+        cluster: Cluster,
+        tokens: Tokens,
+        vllm_command: Vec<String>,
+        data_dir: PathBuf,
+        tuning: RunnerTuning,
+    ) -> Reconciler {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Reconciler {
+            cluster,
+            tokens,
+            vllm_command,
+            slots_dir: data_dir.join("slots"),
+            tuning,
+            local: BTreeMap::new(),
+            reports: tx,
+            unsent: Some(rx),
+        }
+    }
+
+    /// Run until shutdown, then stop every local vLLM process.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let killed = kill_strays(&self.slots_dir);
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                "stopped vLLM processes left over from an earlier run"
+            );
+        }
+        if let Some(reports) = self.unsent.take() {
+            tokio::spawn(report_slots(
+                self.cluster.clone(),
+                reports,
+                shutdown.clone(),
+            ));
+        }
+        let mut changes = self.cluster.view.subscribe();
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => break,
+            }
+            self.reconcile().await;
+        }
+        let stops: Vec<_> = std::mem::take(&mut self.local)
+            .into_values()
+            .filter_map(|s| s.process)
+            .map(|p| p.stop(self.tuning.stop_grace))
+            .collect();
+        futures::future::join_all(stops).await;
+    }
+
+    fn desired(&self) -> BTreeMap<String, Desired> {
+        let me = self.cluster.node_id;
+        self.cluster.view.read(|a| {
+            a.state
+                .slots
+                .values()
+                .filter_map(|slot| {
+                    let placement = slot.placement.as_ref().filter(|p| p.node_id == me)?;
+                    let model = a.state.models.get(&slot.model_id)?;
+                    Some((
+                        slot.id.clone(),
+                        Desired {
+                            generation: slot.generation,
+                            model: model.clone(),
+                            gpu_indices: placement.gpu_indices.clone(),
+                            restarts: slot.status.restarts,
+                        },
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    async fn reconcile(&mut self) {
+        let desired = self.desired();
+
+        // Stop what is no longer placed here (or was placed again: a new generation).
+        let gone: Vec<String> = self
+            .local
+            .iter()
+            .filter(|(id, s)| {
+                desired
+                    .get(*id)
+                    .is_none_or(|d| d.generation != s.generation)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for slot_id in gone {
+            if let Some(mut slot) = self.local.remove(&slot_id) {
+                if let Some(process) = slot.process.take() {
+                    tracing::info!(slot = %slot_id, pid = process.pid(), "stopping vLLM: slot moved away or was removed");
+                    tokio::spawn(process.stop(self.tuning.stop_grace));
+                }
+            }
+        }
+
+        for (slot_id, want) in desired {
+            let slot = self
+                .local
+                .entry(slot_id.clone())
+                .or_insert_with(|| LocalSlot {
+                    generation: want.generation,
+                    process: None,
+                    status: SlotStatus {
+                        restarts: want.restarts,
+                        ..SlotStatus::default()
+                    },
+                    launched_at: None,
+                    retry_at: None,
+                    consecutive_failures: 0,
+                    gated_with: None,
+                });
+            let before = slot.status.clone();
+            let generation = slot.generation;
+            self.supervise(&slot_id, &want).await;
+            let slot = &self.local[&slot_id];
+            if slot.status != before {
+                let _ = self.reports.send(Report {
+                    slot_id: slot_id.clone(),
+                    generation,
+                    status: slot.status.clone(),
+                });
+            }
+        }
+    }
+
+    /// One step for one slot: notice an exit, check health, or (re)launch when due.
+    async fn supervise(&mut self, slot_id: &str, want: &Desired) {
+        let slot_dir = self.slots_dir.join(slot_id);
+        let taken: BTreeSet<u16> = self
+            .local
+            .iter()
+            .filter(|(id, s)| id.as_str() != slot_id && s.process.is_some())
+            .filter_map(|(_, s)| s.status.port)
+            .collect();
+        let (token, source) = self.tokens.resolve(&want.model);
+        let slot = self.local.get_mut(slot_id).expect("inserted above");
+
+        if let Some(process) = slot.process.as_mut() {
+            if let Some(exit) = process.try_exited() {
+                slot.process = None;
+                let ran_for = slot.launched_at.map(|t| t.elapsed()).unwrap_or_default();
+                if ran_for >= STABLE_AFTER {
+                    slot.consecutive_failures = 0;
+                }
+                slot.consecutive_failures += 1;
+                slot.status.restarts += 1;
+                let tail = log_tail(&slot_dir, 8192);
+                let last_line = tail
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                slot.status.state = SlotState::Failed;
+                if looks_gated(&tail) {
+                    slot.gated_with = Some(token.clone());
+                    slot.status.last_error = Some(format!(
+                        "gated model: Hugging Face refused access ({exit}); set a token that has access to {}",
+                        want.model.id
+                    ));
+                    tracing::warn!(slot = %slot_id, model = %want.model.id, "vLLM failed: the model is gated; waiting for a token change");
+                } else {
+                    let backoff = backoff(slot.consecutive_failures);
+                    slot.retry_at = Some(Instant::now() + backoff);
+                    slot.status.last_error = Some(format!("{exit}: {}", truncate(last_line, 300)));
+                    tracing::warn!(slot = %slot_id, %exit, retry_in = ?backoff, "vLLM exited; restarting after backoff");
+                }
+                return;
+            }
+            if slot.status.state == SlotState::Starting {
+                if let Some(port) = slot.status.port {
+                    if healthy(port).await {
+                        slot.status.state = SlotState::Running;
+                        slot.status.last_error = None;
+                        tracing::info!(slot = %slot_id, port, "vLLM is ready");
+                    }
+                }
+            }
+            return;
+        }
+
+        // Not running: launch when due.
+        let due = match &slot.gated_with {
+            Some(failed_with) => !same_token(failed_with, &token),
+            None => slot.retry_at.is_none_or(|t| Instant::now() >= t),
+        };
+        if !due {
+            return;
+        }
+        let Some(port) = pick_port(self.tuning.port_range, &taken, slot.status.port) else {
+            slot.status.state = SlotState::Failed;
+            slot.status.last_error = Some(format!(
+                "no free port in {}-{}",
+                self.tuning.port_range.0, self.tuning.port_range.1
+            ));
+            slot.retry_at = Some(Instant::now() + FIRST_BACKOFF);
+            return;
+        };
+        let argv = vllm_argv(
+            &self.vllm_command,
+            &want.model,
+            port,
+            want.gpu_indices.len(),
+        );
+        tracing::info!(
+            model = %want.model.id,
+            hf_token_provided = token.is_some(),
+            hf_token_source = ?source,
+            "NewVLLMRuntime received args"
+        );
+        let spawned = VllmProcess::spawn(LaunchSpec {
+            slot_id: slot_id.to_string(),
+            argv,
+            cuda_visible_devices: cuda_visible_devices(&want.gpu_indices),
+            hf_token: token,
+            slot_dir,
+        });
+        slot.gated_with = None;
+        match spawned {
+            Ok(process) => {
+                tracing::info!(slot = %slot_id, pid = process.pid(), port, "started vLLM");
+                slot.process = Some(process);
+                slot.launched_at = Some(Instant::now());
+                slot.status.state = SlotState::Starting;
+                slot.status.port = Some(port);
+                slot.status.hf_token_source = Some(source);
+            }
+            Err(e) => {
+                slot.consecutive_failures += 1;
+                slot.retry_at = Some(Instant::now() + backoff(slot.consecutive_failures));
+                slot.status.state = SlotState::Failed;
+                slot.status.last_error = Some(format!("cannot start vLLM: {e}"));
+                tracing::error!(slot = %slot_id, error = %e, "cannot start vLLM");
+            }
+        }
+    }
+}
+
+fn same_token(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+        _ => false,
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * 2u32.pow(exp)).min(MAX_BACKOFF)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+async fn healthy(port: u16) -> bool {
+    let client = reqwest::Client::new();
+    client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Write slot reports into the replicated state, latest per slot, retrying failed writes.
+async fn report_slots(
+    cluster: Cluster,
+    mut reports: mpsc::UnboundedReceiver<Report>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut pending: BTreeMap<String, Report> = BTreeMap::new();
+    loop {
+        if pending.is_empty() {
+            tokio::select! {
+                r = reports.recv() => match r {
+                    Some(r) => { pending.insert(r.slot_id.clone(), r); }
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+        while let Ok(r) = reports.try_recv() {
+            pending.insert(r.slot_id.clone(), r);
+        }
+        let batch: Vec<Report> = pending.values().cloned().collect();
+        for report in batch {
+            let written = cluster
+                .write(Proposal {
+                    actor: None,
+                    at_ms: crate::time::now_ms(),
+                    command: Command::ReportSlot {
+                        slot_id: report.slot_id.clone(),
+                        node_id: cluster.node_id,
+                        generation: report.generation,
+                        status: report.status.clone(),
+                    },
+                })
+                .await;
+            match written {
+                Ok(_) => {
+                    // Keep a newer report that arrived meanwhile.
+                    if pending
+                        .get(&report.slot_id)
+                        .is_some_and(|p| p.status == report.status)
+                    {
+                        pending.remove(&report.slot_id);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "slot report not written yet; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,438 @@
+//! Placement, decided once by the leader and committed.
+//!
+//! Every enabled prewarm model gets one slot. The leader places it on a node and GPUs,
+//! accounting memory from the committed assignments themselves (never from what processes
+//! report), and proposes the decision as a `Schedule` command. A placement only changes when
+//! its model changes or goes away, or its node is lost or gone: a change of leader moves
+//! nothing, because a new leader starts from the same committed assignments and gives every
+//! node a full `node_lost_after` before it calls it lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::node::Cluster;
+use crate::state::{slot_id_for, Model, Placement, Proposal, SlotChange, State};
+
+/// GPU counts vLLM can split a model across (tensor parallelism), smallest first.
+const TENSOR_PARALLEL_SIZES: &[usize] = &[2, 4, 8];
+
+/// The changes that make `state` match the desired set of slots.
+/// `usable` are the nodes that may run slots now (members, not lost).
+pub fn plan(state: &State, usable: &BTreeSet<u64>) -> Vec<SlotChange> {
+    let mut changes = Vec::new();
+    let wanted: BTreeMap<String, &Model> = state
+        .models
+        .values()
+        .filter(|m| m.enabled && m.prewarm)
+        .map(|m| (slot_id_for(&m.id), m))
+        .collect();
+
+    // Slots whose model is gone, disabled or no longer prewarm.
+    for slot in state.slots.values() {
+        if !wanted.contains_key(&slot.id) {
+            changes.push(SlotChange::Remove {
+                slot_id: slot.id.clone(),
+            });
+        }
+    }
+
+    // Memory already committed per (node, gpu), from slots that keep their placement.
+    let mut used: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    let mut to_place: Vec<(&String, &Model, u64)> = Vec::new();
+    for (slot_id, model) in &wanted {
+        let slot = state.slots.get(slot_id);
+        let keep = slot
+            .and_then(|s| s.placement.as_ref())
+            .filter(|p| usable.contains(&p.node_id) && placement_still_fits(state, p));
+        match keep {
+            Some(p) => {
+                let share = model.memory / p.gpu_indices.len().max(1) as u64;
+                for gpu in &p.gpu_indices {
+                    *used.entry((p.node_id, *gpu)).or_default() += share;
+                }
+            }
+            None => to_place.push((slot_id, model, slot.map(|s| s.generation).unwrap_or(0))),
+        }
+    }
+
+    // Biggest first: they are the hardest to fit.
+    to_place.sort_by(|a, b| b.1.memory.cmp(&a.1.memory).then(a.0.cmp(b.0)));
+    for (slot_id, model, generation) in to_place {
+        let current = state.slots.get(slot_id);
+        match choose(state, usable, &used, model.memory) {
+            Ok(placement) => {
+                let share = model.memory / placement.gpu_indices.len() as u64;
+                for gpu in &placement.gpu_indices {
+                    *used.entry((placement.node_id, *gpu)).or_default() += share;
+                }
+                changes.push(SlotChange::Place {
+                    slot_id: slot_id.clone(),
+                    model_id: model.id.clone(),
+                    expect_generation: generation,
+                    placement,
+                });
+            }
+            Err(reason) => {
+                let unchanged = current.is_some_and(|s| {
+                    s.placement.is_none() && s.pending_reason.as_deref() == Some(reason.as_str())
+                });
+                if !unchanged {
+                    changes.push(SlotChange::Pending {
+                        slot_id: slot_id.clone(),
+                        model_id: model.id.clone(),
+                        expect_generation: generation,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    changes
+}
+
+/// The node still has the GPUs the placement names.
+fn placement_still_fits(state: &State, p: &Placement) -> bool {
+    state.nodes.get(&p.node_id).is_some_and(|n| {
+        p.gpu_indices
+            .iter()
+            .all(|i| n.gpus.iter().any(|g| g.index == *i))
+    })
+}
+
+/// One GPU when the model fits on one (the fullest GPU that still fits, to keep big holes
+/// for big models), else the fewest GPUs of one node that fit it with tensor parallelism.
+fn choose(
+    state: &State,
+    usable: &BTreeSet<u64>,
+    used: &BTreeMap<(u64, u32), u64>,
+    memory: u64,
+) -> Result<Placement, String> {
+    let free = |node: u64, gpu: u32, total: u64| {
+        total.saturating_sub(used.get(&(node, gpu)).copied().unwrap_or(0))
+    };
+    let nodes: Vec<_> = state
+        .nodes
+        .values()
+        .filter(|n| usable.contains(&n.id) && !n.gpus.is_empty())
+        .collect();
+
+    let single = nodes
+        .iter()
+        .flat_map(|n| {
+            n.gpus
+                .iter()
+                .map(move |g| (n.id, g.index, free(n.id, g.index, g.memory)))
+        })
+        .filter(|(_, _, f)| *f >= memory)
+        .min_by_key(|(node, gpu, f)| (*f, *node, *gpu));
+    if let Some((node_id, gpu, _)) = single {
+        return Ok(Placement {
+            node_id,
+            gpu_indices: vec![gpu],
+        });
+    }
+    for &n in TENSOR_PARALLEL_SIZES {
+        let share = memory.div_ceil(n as u64);
+        for node in &nodes {
+            let mut fitting: Vec<(u64, u32)> = node
+                .gpus
+                .iter()
+                .map(|g| (free(node.id, g.index, g.memory), g.index))
+                .filter(|(f, _)| *f >= share)
+                .collect();
+            if fitting.len() >= n {
+                fitting.sort_by_key(|(f, i)| (*f, *i));
+                let mut gpu_indices: Vec<u32> = fitting[..n].iter().map(|(_, i)| *i).collect();
+                gpu_indices.sort();
+                return Ok(Placement {
+                    node_id: node.id,
+                    gpu_indices,
+                });
+            }
+        }
+    }
+    let largest_node = nodes
+        .iter()
+        .map(|n| {
+            n.gpus
+                .iter()
+                .map(|g| free(n.id, g.index, g.memory))
+                .sum::<u64>()
+        })
+        .max();
+    Err(match largest_node {
+        None => format!(
+            "needs {} on one node, and no node with GPUs is available",
+            human(memory)
+        ),
+        Some(l) if l < memory => format!(
+            "needs {} on one node, largest free is {}",
+            human(memory),
+            human(l)
+        ),
+        // Enough in total, but not on one GPU nor as equal shares on 2, 4 or 8 GPUs.
+        Some(l) => format!(
+            "needs {} on one node, largest free is {} but split so that neither one GPU nor \
+             an equal share on 2, 4 or 8 GPUs holds it",
+            human(memory),
+            human(l)
+        ),
+    })
+}
+
+/// Decimal units, as users write them ("39 GB").
+fn human(bytes: u64) -> String {
+    const UNITS: &[(u64, &str)] = &[
+        (1_000_000_000_000, "TB"),
+        (1_000_000_000, "GB"),
+        (1_000_000, "MB"),
+        (1_000, "KB"),
+    ];
+    for &(size, unit) in UNITS {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if (value - value.round()).abs() < 0.05 {
+                format!("{} {unit}", value.round() as u64)
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} B")
+}
+
+/// On the leader: re-plan whenever the state changes, and every second to notice lost nodes.
+pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = cluster.view.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut metrics = cluster.raft.metrics();
+    // When this node last became leader: nobody is lost until we have led this long.
+    let mut leader_since: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tick.tick() => {}
+            _ = metrics.changed() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !cluster.is_leader() {
+            leader_since = None;
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(Instant::now);
+        let usable = usable_nodes(&cluster, since, node_lost_after);
+        let planned = cluster.view.read(|a| plan(&a.state, &usable));
+        if planned.is_empty() {
+            continue;
+        }
+        for change in &planned {
+            match change {
+                SlotChange::Place {
+                    slot_id, placement, ..
+                } => tracing::info!(
+                    slot = %slot_id, node = placement.node_id, gpus = ?placement.gpu_indices,
+                    "placing slot"
+                ),
+                SlotChange::Pending {
+                    slot_id, reason, ..
+                } => {
+                    tracing::info!(slot = %slot_id, reason = %reason, "slot is pending")
+                }
+                SlotChange::Remove { slot_id } => tracing::info!(slot = %slot_id, "removing slot"),
+            }
+        }
+        let written = cluster
+            .write(Proposal {
+                actor: None,
+                at_ms: crate::time::now_ms(),
+                command: crate::state::Command::Schedule(planned),
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not commit placement; will retry");
+        }
+    }
+}
+
+/// Members that answered the leader within `node_lost_after` (the leader itself always
+/// counts). Before we have led for that long, every member counts.
+fn usable_nodes(
+    cluster: &Cluster,
+    leader_since: Instant,
+    node_lost_after: Duration,
+) -> BTreeSet<u64> {
+    let members: Vec<u64> = cluster
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect();
+    let led_for = leader_since.elapsed();
+    members
+        .into_iter()
+        .filter(|id| {
+            if *id == cluster.node_id || led_for < node_lost_after {
+                return true;
+            }
+            let silent = cluster
+                .contact
+                .since_last_answer(*id)
+                .unwrap_or(led_for)
+                .min(led_for);
+            silent < node_lost_after
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Gpu, NodeRecord};
+
+    fn node(id: u64, gpus: &[u64]) -> NodeRecord {
+        NodeRecord {
+            id,
+            api_addr: String::new(),
+            peer_addr: String::new(),
+            joined_ms: 0,
+            gpus: gpus
+                .iter()
+                .enumerate()
+                .map(|(i, m)| Gpu {
+                    index: i as u32,
+                    name: "declared".into(),
+                    uuid: None,
+                    memory: *m,
+                })
+                .collect(),
+        }
+    }
+
+    fn model(id: &str, memory: u64) -> Model {
+        let mut m = Model::new(id.into());
+        m.memory = memory;
+        m.prewarm = true;
+        m
+    }
+
+    const GB: u64 = 1_000_000_000;
+
+    fn state(nodes: Vec<NodeRecord>, models: Vec<Model>) -> State {
+        let mut s = State::default();
+        for n in nodes {
+            s.nodes.insert(n.id, n);
+        }
+        for m in models {
+            s.models.insert(m.id.clone(), m);
+        }
+        s
+    }
+
+    fn apply_all(s: &mut State, changes: Vec<SlotChange>) {
+        s.apply(&Proposal {
+            actor: None,
+            at_ms: 1,
+            command: crate::state::Command::Schedule(changes),
+        })
+        .0
+        .unwrap();
+    }
+
+    #[test]
+    fn fits_on_one_gpu_then_is_stable() {
+        let mut s = state(
+            vec![node(1, &[80 * GB, 80 * GB])],
+            vec![model("a", 39 * GB)],
+        );
+        let usable = BTreeSet::from([1]);
+        let changes = plan(&s, &usable);
+        assert!(
+            matches!(&changes[..], [SlotChange::Place { placement, .. }] if placement.gpu_indices.len() == 1)
+        );
+        apply_all(&mut s, changes);
+        assert!(plan(&s, &usable).is_empty(), "a placed slot stays put");
+    }
+
+    #[test]
+    fn too_big_stays_pending_with_a_reason() {
+        let s = state(vec![node(1, &[24 * GB])], vec![model("big", 39 * GB)]);
+        let changes = plan(&s, &BTreeSet::from([1]));
+        match &changes[..] {
+            [SlotChange::Pending { reason, .. }] => {
+                assert_eq!(reason, "needs 39 GB on one node, largest free is 24 GB")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn needs_two_gpus_gets_tensor_parallelism() {
+        let s = state(
+            vec![node(1, &[40 * GB, 40 * GB])],
+            vec![model("tp", 60 * GB)],
+        );
+        match &plan(&s, &BTreeSet::from([1]))[..] {
+            [SlotChange::Place { placement, .. }] => assert_eq!(placement.gpu_indices, vec![0, 1]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn memory_is_accounted_from_assignments() {
+        let mut s = state(
+            vec![node(1, &[80 * GB]), node(2, &[80 * GB])],
+            vec![model("a", 50 * GB), model("b", 50 * GB)],
+        );
+        let usable = BTreeSet::from([1, 2]);
+        let changes = plan(&s, &usable);
+        apply_all(&mut s, changes);
+        let nodes: BTreeSet<u64> = s
+            .slots
+            .values()
+            .map(|sl| sl.placement.as_ref().unwrap().node_id)
+            .collect();
+        assert_eq!(nodes, BTreeSet::from([1, 2]));
+    }
+
+    #[test]
+    fn lost_node_loses_its_slot_and_deleted_model_its_slot() {
+        let mut s = state(
+            vec![node(1, &[80 * GB]), node(2, &[80 * GB])],
+            vec![model("a", 10 * GB)],
+        );
+        apply_all(&mut s, plan(&s, &BTreeSet::from([2])));
+        assert_eq!(
+            s.slots
+                .values()
+                .next()
+                .unwrap()
+                .placement
+                .as_ref()
+                .unwrap()
+                .node_id,
+            2
+        );
+        apply_all(&mut s, plan(&s, &BTreeSet::from([1])));
+        let slot = s.slots.values().next().unwrap();
+        assert_eq!(slot.placement.as_ref().unwrap().node_id, 1);
+        assert_eq!(slot.generation, 2);
+        s.models.clear();
+        apply_all(&mut s, plan(&s, &BTreeSet::from([1])));
+        assert!(s.slots.is_empty());
+    }
+
+    #[test]
+    fn stale_decisions_are_ignored() {
+        let mut s = state(vec![node(1, &[80 * GB])], vec![model("a", 10 * GB)]);
+        let first = plan(&s, &BTreeSet::from([1]));
+        apply_all(&mut s, first.clone());
+        apply_all(&mut s, first);
+        assert_eq!(s.slots.values().next().unwrap().generation, 1);
+    }
+}
