@@ -6,6 +6,7 @@
 //! state machine) → `state` (pure, deterministic `apply`) → `runner` (acts on applied state).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod crypto;

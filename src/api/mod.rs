@@ -7,6 +7,7 @@ mod models;
 mod request;
 mod slots;
 mod system;
+mod tenancy;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -57,6 +58,29 @@ pub fn router(ctx: ApiContext) -> Router {
                 .put(models::update)
                 .delete(models::delete),
         )
+        .route(
+            "/api/v1/orgs",
+            get(tenancy::list_orgs).post(tenancy::create_org),
+        )
+        .route(
+            "/api/v1/orgs/{id}/settings",
+            get(tenancy::get_org_settings).put(tenancy::put_org_settings),
+        )
+        .route(
+            "/api/v1/users",
+            get(tenancy::list_users).post(tenancy::create_user),
+        )
+        .route("/api/v1/users/{id}", get(tenancy::get_user))
+        .route(
+            "/api/v1/users/{id}/settings",
+            get(tenancy::get_user_settings).put(tenancy::put_user_settings),
+        )
+        .route("/api/v1/users/{id}/api-keys", post(tenancy::issue_api_key))
+        .route(
+            "/api/v1/api-keys/{key_id}",
+            axum::routing::delete(tenancy::revoke_api_key),
+        )
+        .route("/api/v1/audit", get(tenancy::list_audit))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(ctx)

@@ -7,9 +7,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use secrecy::SecretString;
+
 use super::request::parse_json;
+use super::system::seal_token_update;
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{parse_memory, Command, Model, ModelPatch, ModelType, Proposal, Reply, Runtime};
+use crate::state::{
+    parse_memory, token_scope, Command, Model, ModelPatch, ModelType, Reply, Runtime,
+};
 
 /// A model as the API shows it.
 #[derive(Debug, Serialize)]
@@ -29,6 +34,10 @@ pub struct ModelView {
     runtime_args: Vec<String>,
     created: String,
     updated: String,
+    owner_user_id: Option<String>,
+    organization_id: Option<String>,
+    /// The token itself is write-only.
+    huggingface_token_set: bool,
 }
 
 impl From<&Model> for ModelView {
@@ -47,6 +56,9 @@ impl From<&Model> for ModelView {
             runtime_args: m.runtime_args.clone(),
             created: crate::time::rfc3339(m.created_ms),
             updated: crate::time::rfc3339(m.updated_ms),
+            owner_user_id: m.owner_user_id.clone(),
+            organization_id: m.organization_id.clone(),
+            huggingface_token_set: m.hf_token.is_some(),
         }
     }
 }
@@ -69,10 +81,15 @@ pub struct ModelInput {
     auto_pull: Option<bool>,
     prewarm: Option<bool>,
     runtime_args: Option<Vec<String>>,
+    owner_user_id: Option<String>,
+    organization_id: Option<String>,
+    /// Write-only: `""` clears it.
+    huggingface_token: Option<SecretString>,
 }
 
 impl ModelInput {
-    fn patch(&self) -> Result<ModelPatch, ApiError> {
+    /// The patch this input describes; `model_id` scopes the sealed token.
+    fn patch(&self, ctx: &ApiContext, model_id: &str) -> Result<ModelPatch, ApiError> {
         let memory = match &self.memory {
             None => None,
             Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
@@ -100,8 +117,39 @@ impl ModelInput {
             auto_pull: self.auto_pull,
             prewarm: self.prewarm,
             runtime_args: self.runtime_args.clone(),
+            owner_user_id: self.owner_user_id.clone().map(Some),
+            organization_id: self.organization_id.clone().map(Some),
+            hf_token: seal_token_update(
+                ctx,
+                "huggingface_token",
+                &self.huggingface_token,
+                &token_scope("model", model_id),
+            )?,
         })
     }
+}
+
+/// The owner and organization a model names must exist.
+fn check_tenancy(ctx: &ApiContext, m: &Model) -> Result<(), ApiError> {
+    ctx.cluster.view.read(|a| {
+        if let Some(user) = &m.owner_user_id {
+            if !a.state.users.contains_key(user) {
+                return Err(bad(
+                    "owner_user_id",
+                    format!("user {user:?} does not exist"),
+                ));
+            }
+        }
+        if let Some(org) = &m.organization_id {
+            if !a.state.orgs.contains_key(org) {
+                return Err(bad(
+                    "organization_id",
+                    format!("organization {org:?} does not exist"),
+                ));
+            }
+        }
+        Ok(())
+    })
 }
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
@@ -197,29 +245,41 @@ pub async fn get_one(
     Path(id): Path<String>,
     Query(mode): Query<ReadMode>,
     headers: HeaderMap,
-) -> Result<Json<ModelView>, ApiError> {
-    ctx.reader(&headers, mode).await?;
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    if let Some(model_id) = id.strip_suffix("/token-source") {
+        let model_id = model_id_from_path(model_id)?;
+        return token_source(&ctx, &caller, &model_id).map(Json);
+    }
     let id = model_id_from_path(&id)?;
     ctx.cluster
         .view
         .read(|a| a.state.models.get(&id).map(ModelView::from))
-        .map(Json)
+        .map(|m| Json(serde_json::to_value(m).expect("a model serializes")))
         .ok_or_else(|| ApiError::NotFound(format!("model {id:?} not found")))
 }
 
-/// Propose, then wait until this node has applied it so the answer reflects the write.
-async fn commit(ctx: &ApiContext, key_hash: &str, command: Command) -> Result<Reply, ApiError> {
-    let written = ctx
-        .cluster
-        .write(Proposal {
-            actor: Some(key_hash.to_string()),
-            at_ms: crate::time::now_ms(),
-            command,
-        })
-        .await?;
-    let reply = written.outcome?;
-    ctx.cluster.wait_applied(written.log_index).await?;
-    Ok(reply)
+/// Which level a launch of this model would take its token from (never the token).
+fn token_source(
+    ctx: &ApiContext,
+    caller: &super::Caller,
+    model_id: &str,
+) -> Result<serde_json::Value, ApiError> {
+    ctx.cluster.view.read(|a| {
+        let model = a
+            .state
+            .models
+            .get(model_id)
+            .ok_or_else(|| ApiError::NotFound(format!("model {model_id:?} not found")))?;
+        if !a.state.may_see_token_source(&caller.user, model) {
+            return Err(ApiError::Forbidden(
+                "only an admin or the model's owner may see where its token comes from".into(),
+            ));
+        }
+        let level =
+            crate::runner::tokens::resolve_level(&a.state, model, ctx.tokens.env_token().is_some());
+        Ok(level.to_json())
+    })
 }
 
 pub async fn create(
@@ -232,10 +292,14 @@ pub async fn create(
     let input: ModelInput = parse_json(body)?;
     let id = input.id.clone().ok_or_else(|| bad("id", "is required"))?;
     validate_model_id(&id)?;
-    let mut model = Model::new(id);
-    model.apply_patch(&input.patch()?);
+    let mut model = Model::new(id.clone());
+    // Owner and organization default to the creating key's.
+    model.owner_user_id = Some(caller.user.id.clone());
+    model.organization_id = caller.user.organization_id.clone();
+    model.apply_patch(&input.patch(&ctx, &id)?);
     validate_model(&model)?;
-    match commit(&ctx, &caller.key_hash, Command::CreateModel(model)).await? {
+    check_tenancy(&ctx, &model)?;
+    match ctx.commit(&caller, Command::CreateModel(model)).await? {
         Reply::Model(m) => Ok((StatusCode::CREATED, Json(ModelView::from(&m)))),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }
@@ -256,7 +320,7 @@ pub async fn update(
             return Err(bad("id", "does not match the model id in the path"));
         }
     }
-    let patch = input.patch()?;
+    let patch = input.patch(&ctx, &id)?;
     // Validate the merged result against our copy; `apply` merges into the committed one.
     let mut preview = ctx
         .cluster
@@ -265,7 +329,11 @@ pub async fn update(
         .unwrap_or_else(|| Model::new(id.clone()));
     preview.apply_patch(&patch);
     validate_model(&preview)?;
-    match commit(&ctx, &caller.key_hash, Command::UpdateModel { id, patch }).await? {
+    check_tenancy(&ctx, &preview)?;
+    match ctx
+        .commit(&caller, Command::UpdateModel { id, patch })
+        .await?
+    {
         Reply::Model(m) => Ok(Json(ModelView::from(&m))),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }
@@ -279,6 +347,6 @@ pub async fn delete(
     let caller = ctx.authenticate(&headers)?;
     caller.require_admin()?;
     let id = model_id_from_path(&id)?;
-    commit(&ctx, &caller.key_hash, Command::DeleteModel { id }).await?;
+    ctx.commit(&caller, Command::DeleteModel { id }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{ApiContext, ApiError, BODY_LIMIT};
 use crate::crypto::hash_api_key;
-use crate::state::User;
+use crate::state::{Command, Proposal, Reply, User};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -70,6 +70,26 @@ impl ApiContext {
             .linearizable_barrier()
             .await
             .map_err(Into::into)
+    }
+
+    /// Propose `command` as `caller`, then wait until this node has applied it so the
+    /// answer reflects the write. Authorization is checked here first (fail fast) and again
+    /// by `apply` at commit time.
+    pub async fn commit(&self, caller: &Caller, command: Command) -> Result<Reply, ApiError> {
+        self.cluster
+            .view
+            .read(|a| a.state.authorize(&caller.user, &command))?;
+        let written = self
+            .cluster
+            .write(Proposal {
+                actor: Some(caller.key_hash.clone()),
+                at_ms: crate::time::now_ms(),
+                command,
+            })
+            .await?;
+        let reply = written.outcome?;
+        self.cluster.wait_applied(written.log_index).await?;
+        Ok(reply)
     }
 
     /// Barrier, then authenticate: the usual start of a GET.

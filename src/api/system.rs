@@ -76,6 +76,24 @@ pub fn validate_hf_token(field: &str, token: &SecretString) -> Result<(), ApiErr
     Ok(())
 }
 
+/// Turn a requested token into a command's update: absent leaves it, `""` clears it, any
+/// other value is validated and sealed for `scope` right here, before it is proposed.
+pub fn seal_token_update(
+    ctx: &ApiContext,
+    field: &str,
+    requested: &Option<SecretString>,
+    scope: &str,
+) -> Result<Option<TokenUpdate>, ApiError> {
+    Ok(match requested {
+        None => None,
+        Some(t) if t.expose_secret().is_empty() => Some(TokenUpdate::Clear),
+        Some(t) => {
+            validate_hf_token(field, t)?;
+            Some(TokenUpdate::Set(ctx.cluster.data_key.seal(t, scope)))
+        }
+    })
+}
+
 pub async fn put_settings(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -84,16 +102,12 @@ pub async fn put_settings(
     let caller = ctx.authenticate(&headers)?;
     caller.require_admin()?;
     let update: SettingsUpdate = parse_json(body)?;
-    let hf_token = match &update.huggingface_token {
-        None => None,
-        Some(t) if t.expose_secret().is_empty() => Some(TokenUpdate::Clear),
-        Some(t) => {
-            validate_hf_token("huggingface_token", t)?;
-            Some(TokenUpdate::Set(
-                ctx.cluster.data_key.seal(t, SYSTEM_TOKEN_SCOPE),
-            ))
-        }
-    };
+    let hf_token = seal_token_update(
+        &ctx,
+        "huggingface_token",
+        &update.huggingface_token,
+        SYSTEM_TOKEN_SCOPE,
+    )?;
     let hf_token_updated = hf_token.is_some();
     let written = ctx
         .cluster

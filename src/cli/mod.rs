@@ -58,10 +58,103 @@ enum Command {
     /// Model instances: what runs where.
     #[command(subcommand)]
     Slot(SlotCommand),
+    /// Load a helix or etcd cluster with writes and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
+    /// Organizations and their Hugging Face token.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Users, their API keys and their Hugging Face token.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Changes of secrets and permissions (admin).
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(Subcommand, Debug)]
 enum SlotCommand {
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgCommand {
+    Create {
+        name: String,
+    },
+    List,
+    #[command(subcommand)]
+    Settings(OrgSettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum OrgSettingsCommand {
+    Get {
+        org: String,
+    },
+    Set {
+        org: String,
+        #[command(flatten)]
+        token: TokenFlags,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum UserCommand {
+    /// Create a user; prints its API key once.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Organization id to put the user in.
+        #[arg(long)]
+        org: Option<String>,
+        /// Make the user an owner of --org (default: member).
+        #[arg(long, requires = "org")]
+        owner: bool,
+    },
+    List,
+    /// Issue another API key for a user (default: yourself).
+    IssueKey {
+        user: Option<String>,
+    },
+    /// Revoke an API key by its id.
+    RevokeKey {
+        key_id: String,
+    },
+    #[command(subcommand)]
+    Settings(UserSettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum UserSettingsCommand {
+    Get {
+        /// User id (default: yourself).
+        user: Option<String>,
+    },
+    Set {
+        /// User id (default: yourself).
+        user: Option<String>,
+        #[command(flatten)]
+        token: TokenFlags,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TokenFlags {
+    /// The token; `-` reads it from standard input (keeps it out of shell history).
+    #[arg(
+        long,
+        conflicts_with = "clear_hf_token",
+        required_unless_present = "clear_hf_token"
+    )]
+    huggingface_token: Option<String>,
+    /// Clear the token at this level (resolution falls through to the next).
+    #[arg(long)]
+    clear_hf_token: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCommand {
     List,
 }
 
@@ -170,6 +263,10 @@ enum ModelCommand {
     Delete {
         id: String,
     },
+    /// Which level a launch of the model takes its token from (never the token).
+    TokenSource {
+        id: String,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -197,6 +294,9 @@ struct ModelFlags {
     /// A JSON array of strings, e.g. '["--trust-remote-code"]'.
     #[arg(long)]
     runtime_args: Option<String>,
+    /// The model's own Hugging Face token (write-only; `-` reads stdin, "" clears).
+    #[arg(long)]
+    huggingface_token: Option<String>,
 }
 
 /// A failure and the exit code it deserves.
@@ -354,6 +454,25 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Model(cmd) => model(cmd, &client, out).await,
+        Command::Bench(args) => crate::bench::run(
+            args,
+            &cli.url,
+            cli.api_key.as_deref(),
+            out == OutputFormat::Json,
+        )
+        .await
+        .map_err(failed),
+        Command::Org(cmd) => org(cmd, &client, out).await,
+        Command::User(cmd) => user(cmd, &client, out).await,
+        Command::Audit(AuditCommand::List) => {
+            let v = client.request(Method::GET, "/api/v1/audit", None).await?;
+            print_list(
+                out,
+                &v,
+                &["seq", "at", "actor_user_id", "kind", "level", "target"],
+            );
+            Ok(())
+        }
         Command::Slot(SlotCommand::List) => {
             let v = client.request(Method::GET, "/api/v1/slots", None).await?;
             print_list(
@@ -437,6 +556,16 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
                 .await?;
             print_object(out, &v);
         }
+        ModelCommand::TokenSource { id } => {
+            let v = client
+                .request(
+                    Method::GET,
+                    &format!("/api/v1/helix-models/{id}/token-source"),
+                    None,
+                )
+                .await?;
+            print_object(out, &v);
+        }
         ModelCommand::Delete { id } => {
             client
                 .request(Method::DELETE, &format!("/api/v1/helix-models/{id}"), None)
@@ -447,6 +576,128 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
         }
     }
     Ok(())
+}
+
+async fn org(cmd: OrgCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
+    match cmd {
+        OrgCommand::Create { name } => {
+            let v = client
+                .request(Method::POST, "/api/v1/orgs", Some(&json!({ "name": name })))
+                .await?;
+            print_object(out, &v);
+        }
+        OrgCommand::List => {
+            let v = client.request(Method::GET, "/api/v1/orgs", None).await?;
+            print_list(out, &v, &["id", "name", "huggingface_token_set", "created"]);
+        }
+        OrgCommand::Settings(OrgSettingsCommand::Get { org }) => {
+            let v = client
+                .request(Method::GET, &format!("/api/v1/orgs/{org}/settings"), None)
+                .await?;
+            print_object(out, &v);
+        }
+        OrgCommand::Settings(OrgSettingsCommand::Set { org, token }) => {
+            let body = token_body(token)?;
+            let v = client
+                .request(
+                    Method::PUT,
+                    &format!("/api/v1/orgs/{org}/settings"),
+                    Some(&body),
+                )
+                .await?;
+            print_object(out, &v);
+        }
+    }
+    Ok(())
+}
+
+async fn user(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
+    match cmd {
+        UserCommand::Create {
+            name,
+            admin,
+            org,
+            owner,
+        } => {
+            let mut body = json!({ "name": name, "admin": admin });
+            if let Some(org) = org {
+                body["organization_id"] = json!(org);
+                body["org_role"] = json!(if owner { "owner" } else { "member" });
+            }
+            let v = client
+                .request(Method::POST, "/api/v1/users", Some(&body))
+                .await?;
+            print_object(out, &v);
+        }
+        UserCommand::List => {
+            let v = client.request(Method::GET, "/api/v1/users", None).await?;
+            print_list(
+                out,
+                &v,
+                &[
+                    "id",
+                    "name",
+                    "admin",
+                    "organization_id",
+                    "org_role",
+                    "huggingface_token_set",
+                ],
+            );
+        }
+        UserCommand::IssueKey { user } => {
+            let user = user.unwrap_or_else(|| "me".into());
+            let v = client
+                .request(
+                    Method::POST,
+                    &format!("/api/v1/users/{user}/api-keys"),
+                    None,
+                )
+                .await?;
+            print_object(out, &v);
+        }
+        UserCommand::RevokeKey { key_id } => {
+            client
+                .request(Method::DELETE, &format!("/api/v1/api-keys/{key_id}"), None)
+                .await?;
+            if out == OutputFormat::Table {
+                println!("revoked {key_id}");
+            }
+        }
+        UserCommand::Settings(UserSettingsCommand::Get { user }) => {
+            let user = user.unwrap_or_else(|| "me".into());
+            let v = client
+                .request(Method::GET, &format!("/api/v1/users/{user}/settings"), None)
+                .await?;
+            print_object(out, &v);
+        }
+        UserCommand::Settings(UserSettingsCommand::Set { user, token }) => {
+            let user = user.unwrap_or_else(|| "me".into());
+            let body = token_body(token)?;
+            let v = client
+                .request(
+                    Method::PUT,
+                    &format!("/api/v1/users/{user}/settings"),
+                    Some(&body),
+                )
+                .await?;
+            print_object(out, &v);
+        }
+    }
+    Ok(())
+}
+
+/// `{"huggingface_token": ...}` from `--huggingface-token T|-` or `--clear-hf-token`.
+fn token_body(flags: TokenFlags) -> Result<Value, Failure> {
+    if flags.clear_hf_token {
+        return Ok(json!({ "huggingface_token": "" }));
+    }
+    let token = read_secret_arg(flags.huggingface_token.unwrap_or_default())?;
+    if token.is_empty() {
+        return Err(usage(
+            "--huggingface-token is empty; use --clear-hf-token to clear it",
+        ));
+    }
+    Ok(json!({ "huggingface_token": token }))
 }
 
 /// Only the flags that were given, so an update changes nothing else.
@@ -478,6 +729,12 @@ fn model_fields(f: &ModelFlags) -> Result<Map<String, Value>, Failure> {
     }
     if f.auto_pull {
         m.insert("auto_pull".into(), json!(true));
+    }
+    if let Some(v) = &f.huggingface_token {
+        m.insert(
+            "huggingface_token".into(),
+            json!(read_secret_arg(v.clone())?),
+        );
     }
     if let Some(v) = &f.runtime_args {
         let args: Vec<String> = serde_json::from_str(v).map_err(|e| {

@@ -400,6 +400,9 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
             name: "admin".into(),
             admin: true,
             created_ms: crate::time::now_ms(),
+            organization_id: None,
+            org_role: None,
+            hf_token: None,
         };
         cluster
             .write(Proposal {

@@ -211,7 +211,10 @@ impl Reconciler {
             .filter(|(id, s)| id.as_str() != slot_id && s.process.is_some())
             .filter_map(|(_, s)| s.status.port)
             .collect();
-        let (token, source) = self.tokens.resolve(&want.model);
+        let (token, source) = self
+            .cluster
+            .view
+            .read(|a| self.tokens.resolve(&want.model, &a.state));
         let slot = self.local.get_mut(slot_id).expect("inserted above");
 
         if let Some(process) = slot.process.as_mut() {

@@ -406,7 +406,8 @@ mod tests {
             vec![node(1, &[80 * GB]), node(2, &[80 * GB])],
             vec![model("a", 10 * GB)],
         );
-        apply_all(&mut s, plan(&s, &BTreeSet::from([2])));
+        let changes = plan(&s, &BTreeSet::from([2]));
+        apply_all(&mut s, changes);
         assert_eq!(
             s.slots
                 .values()
@@ -418,12 +419,14 @@ mod tests {
                 .node_id,
             2
         );
-        apply_all(&mut s, plan(&s, &BTreeSet::from([1])));
+        let changes = plan(&s, &BTreeSet::from([1]));
+        apply_all(&mut s, changes);
         let slot = s.slots.values().next().unwrap();
         assert_eq!(slot.placement.as_ref().unwrap().node_id, 1);
         assert_eq!(slot.generation, 2);
         s.models.clear();
-        apply_all(&mut s, plan(&s, &BTreeSet::from([1])));
+        let changes = plan(&s, &BTreeSet::from([1]));
+        apply_all(&mut s, changes);
         assert!(s.slots.is_empty());
     }
 

@@ -11,12 +11,14 @@ use tokio::sync::watch;
 
 use crate::crypto::{DataKey, SealedSecret};
 use crate::raft::store::StateView;
-use crate::state::{Model, TokenSource, SYSTEM_TOKEN_SCOPE};
+use crate::state::{token_scope, Model, State, TokenSource, SYSTEM_TOKEN_SCOPE};
 
 /// This node's decrypted view of the tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Tokens {
     inner: Arc<RwLock<Known>>,
+    /// Opens the per-org, per-user and per-model tokens at launch.
+    key: DataKey,
     /// The node's own `HF_TOKEN`, read once at start: the lowest level of resolution.
     env: Option<SecretString>,
 }
@@ -48,16 +50,111 @@ impl Tokens {
     }
 
     /// The token a launch of `model` gets, and the level it came from, highest first:
-    /// cluster-wide (system), then this node's `HF_TOKEN`.
-    pub fn resolve(&self, _model: &Model) -> (Option<SecretString>, TokenSource) {
-        if let Some(token) = self.system_token() {
-            return (Some(token), TokenSource::System);
-        }
-        if let Some(token) = self.env_token() {
-            return (Some(token), TokenSource::Environment);
-        }
-        (None, TokenSource::None)
+    /// the model's own, its owner user's, its organization's, the cluster-wide one, this
+    /// node's `HF_TOKEN`. Decrypted here, at launch, on the node that runs the slot.
+    pub fn resolve(&self, model: &Model, state: &State) -> (Option<SecretString>, TokenSource) {
+        let level = resolve_level(state, model, self.env.is_some());
+        let opened = match level.source {
+            TokenSource::System => self.system_token(),
+            TokenSource::Environment => self.env_token(),
+            TokenSource::None => None,
+            _ => level.sealed(state, model).and_then(|(sealed, scope)| {
+                match self.key.open(sealed, &scope) {
+                    Ok(token) => Some(token),
+                    Err(e) => {
+                        tracing::error!(model = %model.id, level = ?level.source, error = %e,
+                            "cannot decrypt a hugging face token; launching without it");
+                        None
+                    }
+                }
+            }),
+        };
+        (opened, level.source)
     }
+}
+
+/// Which level holds the token for `model`, from the committed state alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedLevel {
+    pub source: TokenSource,
+    pub user_id: Option<String>,
+    pub organization_id: Option<String>,
+}
+
+impl ResolvedLevel {
+    /// The sealed token and its scope, for the levels stored in the state.
+    fn sealed<'a>(&self, state: &'a State, model: &'a Model) -> Option<(&'a SealedSecret, String)> {
+        match self.source {
+            TokenSource::Model => Some((model.hf_token.as_ref()?, token_scope("model", &model.id))),
+            TokenSource::User => {
+                let id = self.user_id.as_deref()?;
+                Some((
+                    state.users.get(id)?.hf_token.as_ref()?,
+                    token_scope("user", id),
+                ))
+            }
+            TokenSource::Organization => {
+                let id = self.organization_id.as_deref()?;
+                Some((
+                    state.orgs.get(id)?.hf_token.as_ref()?,
+                    token_scope("org", id),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "source": self.source });
+        if let Some(u) = &self.user_id {
+            v["user_id"] = u.clone().into();
+        }
+        if let Some(o) = &self.organization_id {
+            v["organization_id"] = o.clone().into();
+        }
+        v
+    }
+}
+
+/// Model > owner user > organization (the model's, else its owner's) > system > environment.
+pub fn resolve_level(state: &State, model: &Model, env_token_present: bool) -> ResolvedLevel {
+    let level = |source| ResolvedLevel {
+        source,
+        user_id: None,
+        organization_id: None,
+    };
+    if model.hf_token.is_some() {
+        return level(TokenSource::Model);
+    }
+    let owner = model
+        .owner_user_id
+        .as_ref()
+        .and_then(|id| state.users.get(id));
+    if let Some(user) = owner.filter(|u| u.hf_token.is_some()) {
+        return ResolvedLevel {
+            user_id: Some(user.id.clone()),
+            ..level(TokenSource::User)
+        };
+    }
+    let org_id = model
+        .organization_id
+        .clone()
+        .or_else(|| owner.and_then(|u| u.organization_id.clone()));
+    if let Some(org) = org_id.and_then(|id| state.orgs.get(&id)) {
+        if org.hf_token.is_some() {
+            return ResolvedLevel {
+                organization_id: Some(org.id.clone()),
+                ..level(TokenSource::Organization)
+            };
+        }
+    }
+    if state.settings.hf_token.is_some() {
+        return level(TokenSource::System);
+    }
+    if env_token_present {
+        return level(TokenSource::Environment);
+    }
+    level(TokenSource::None)
 }
 
 /// Start following the applied state. Returns once the current state has been read, so the
@@ -71,6 +168,7 @@ pub fn watch_tokens(
 ) -> Tokens {
     let tokens = Tokens {
         inner: Arc::default(),
+        key: key.clone(),
         env,
     };
     let mut seen: Option<SealedSecret> = None;

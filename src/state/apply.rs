@@ -1,32 +1,8 @@
 //! The pure, deterministic transition function of the replicated state.
 
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
-use super::model::{Slot, SlotStatus, State, User};
+use super::model::{ApiKey, AuditEntry, OrgRole, Slot, SlotStatus, State, User, AUDIT_KEEP};
 use super::StateKey;
-
-/// Who may run a command.
-enum Needs {
-    /// Only the cluster itself (no actor).
-    System,
-    Admin,
-}
-
-impl Command {
-    fn needs(&self) -> Needs {
-        match self {
-            Command::Bootstrap { .. }
-            | Command::RegisterNode(_)
-            | Command::RemoveNode { .. }
-            | Command::PublishGpus { .. }
-            | Command::Schedule(_)
-            | Command::ReportSlot { .. } => Needs::System,
-            Command::UpdateSystemSettings { .. }
-            | Command::CreateModel(_)
-            | Command::UpdateModel { .. }
-            | Command::DeleteModel { .. } => Needs::Admin,
-        }
-    }
-}
 
 impl State {
     /// The user behind an API key hash, if the key exists.
@@ -35,38 +11,83 @@ impl State {
         self.users.get(&key.user_id)
     }
 
-    fn authorize(&self, actor: Option<&str>, needs: Needs) -> Result<(), StateError> {
-        let Some(key_hash) = actor else {
-            return Ok(());
-        };
-        let user = self
-            .user_by_key_hash(key_hash)
-            .ok_or(StateError::Unauthenticated)?;
-        match needs {
-            Needs::Admin if user.admin => Ok(()),
-            Needs::Admin => Err(StateError::Forbidden("only admins may do this".into())),
-            Needs::System => Err(StateError::Forbidden(
-                "only the cluster itself may do this".into(),
-            )),
-        }
-    }
-
     /// Apply one proposal. Returns the outcome for the caller and the keys it touched, which
     /// the store persists together with the applied log id.
     pub fn apply(&mut self, proposal: &Proposal) -> (Outcome, Vec<StateKey>) {
         let mut touched = Vec::new();
-        let outcome = self
-            .authorize(proposal.actor.as_deref(), proposal.command.needs())
-            .and_then(|()| self.apply_command(&proposal.command, proposal.at_ms, &mut touched));
+        // Re-checked at commit time: a key revoked or a role lost since the request was
+        // accepted fails here, identically on every node.
+        let actor = match proposal.actor.as_deref() {
+            None => None,
+            Some(hash) => match self.user_by_key_hash(hash) {
+                Some(user) => Some(user.clone()),
+                None => return (Err(StateError::Unauthenticated), touched),
+            },
+        };
+        if let Some(user) = &actor {
+            if let Err(e) = self.authorize(user, &proposal.command) {
+                return (Err(e), touched);
+            }
+        }
+        let ctx = Ctx {
+            at_ms: proposal.at_ms,
+            actor: actor.map(|u| u.id),
+        };
+        let outcome = self.apply_command(&proposal.command, &ctx, &mut touched);
         (outcome, touched)
+    }
+
+    fn audit(
+        &mut self,
+        ctx: &Ctx,
+        kind: &str,
+        level: &str,
+        target: Option<&str>,
+        touched: &mut Vec<StateKey>,
+    ) {
+        let seq = self.audit.keys().next_back().map_or(1, |last| last + 1);
+        self.audit.insert(
+            seq,
+            AuditEntry {
+                seq,
+                at_ms: ctx.at_ms,
+                actor_user_id: ctx.actor.clone(),
+                kind: kind.into(),
+                level: level.into(),
+                target: target.map(str::to_owned),
+            },
+        );
+        touched.push(StateKey::Audit(seq));
+        if seq > AUDIT_KEEP {
+            let oldest = seq - AUDIT_KEEP;
+            if self.audit.remove(&oldest).is_some() {
+                touched.push(StateKey::Audit(oldest));
+            }
+        }
+    }
+
+    fn audit_token(
+        &mut self,
+        ctx: &Ctx,
+        update: &Option<TokenUpdate>,
+        level: &str,
+        target: Option<&str>,
+        touched: &mut Vec<StateKey>,
+    ) {
+        match update {
+            Some(TokenUpdate::Set(_)) => self.audit(ctx, "hf_token_set", level, target, touched),
+            Some(TokenUpdate::Clear) => self.audit(ctx, "hf_token_cleared", level, target, touched),
+            None => {}
+        }
     }
 
     fn apply_command(
         &mut self,
         command: &Command,
-        at_ms: i64,
+        ctx: &Ctx,
         touched: &mut Vec<StateKey>,
     ) -> Outcome {
+        let at_ms = ctx.at_ms;
         match command {
             Command::Bootstrap {
                 admin,
@@ -79,7 +100,7 @@ impl State {
                 self.users.insert(admin.id.clone(), admin.clone());
                 self.api_keys.insert(
                     key_hash.clone(),
-                    super::model::ApiKey {
+                    ApiKey {
                         id: key_id.clone(),
                         user_id: admin.id.clone(),
                         created_ms: at_ms,
@@ -95,6 +116,7 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::UpdateSystemSettings { hf_token } => {
+                self.audit_token(ctx, hf_token, "system", None, touched);
                 match hf_token {
                     Some(TokenUpdate::Set(sealed)) => self.settings.hf_token = Some(sealed.clone()),
                     Some(TokenUpdate::Clear) => self.settings.hf_token = None,
@@ -154,6 +176,136 @@ impl State {
                 touched.push(StateKey::Node(*id));
                 Ok(Reply::Done)
             }
+            Command::CreateOrg(org) => {
+                if self.orgs.contains_key(&org.id) {
+                    return Err(StateError::Conflict(format!(
+                        "organization {:?} already exists",
+                        org.id
+                    )));
+                }
+                if self.orgs.values().any(|o| o.name == org.name) {
+                    return Err(StateError::Conflict(format!(
+                        "an organization named {:?} already exists",
+                        org.name
+                    )));
+                }
+                let mut org = org.clone();
+                org.created_ms = at_ms;
+                org.updated_ms = at_ms;
+                self.orgs.insert(org.id.clone(), org.clone());
+                touched.push(StateKey::Org(org.id.clone()));
+                self.audit(ctx, "org_created", "organization", Some(&org.id), touched);
+                Ok(Reply::Org(org))
+            }
+            Command::CreateUser {
+                user,
+                key_id,
+                key_hash,
+            } => {
+                if self.users.contains_key(&user.id) {
+                    return Err(StateError::Conflict(format!(
+                        "user {:?} already exists",
+                        user.id
+                    )));
+                }
+                if let Some(org_id) = &user.organization_id {
+                    if !self.orgs.contains_key(org_id) {
+                        return Err(StateError::NotFound(format!(
+                            "organization {org_id:?} not found"
+                        )));
+                    }
+                }
+                let mut user = user.clone();
+                user.created_ms = at_ms;
+                self.users.insert(user.id.clone(), user.clone());
+                self.api_keys.insert(
+                    key_hash.clone(),
+                    ApiKey {
+                        id: key_id.clone(),
+                        user_id: user.id.clone(),
+                        created_ms: at_ms,
+                    },
+                );
+                touched.extend([
+                    StateKey::User(user.id.clone()),
+                    StateKey::ApiKey(key_hash.clone()),
+                ]);
+                let kind = if user.admin {
+                    "admin_user_created"
+                } else {
+                    "user_created"
+                };
+                self.audit(ctx, kind, "user", Some(&user.id), touched);
+                if user.org_role == Some(OrgRole::Owner) {
+                    let org = user.organization_id.clone();
+                    self.audit(
+                        ctx,
+                        "org_owner_granted",
+                        "organization",
+                        org.as_deref(),
+                        touched,
+                    );
+                }
+                self.audit(ctx, "api_key_issued", "api_key", Some(key_id), touched);
+                Ok(Reply::User(user))
+            }
+            Command::IssueApiKey {
+                user_id,
+                key_id,
+                key_hash,
+            } => {
+                if !self.users.contains_key(user_id) {
+                    return Err(StateError::NotFound(format!("user {user_id:?} not found")));
+                }
+                self.api_keys.insert(
+                    key_hash.clone(),
+                    ApiKey {
+                        id: key_id.clone(),
+                        user_id: user_id.clone(),
+                        created_ms: at_ms,
+                    },
+                );
+                touched.push(StateKey::ApiKey(key_hash.clone()));
+                self.audit(ctx, "api_key_issued", "api_key", Some(key_id), touched);
+                Ok(Reply::Done)
+            }
+            Command::RevokeApiKey { key_id } => {
+                let hash = self
+                    .key_hash_by_id(key_id)
+                    .ok_or_else(|| StateError::NotFound(format!("API key {key_id:?} not found")))?;
+                self.api_keys.remove(&hash);
+                touched.push(StateKey::ApiKey(hash));
+                self.audit(ctx, "api_key_revoked", "api_key", Some(key_id), touched);
+                Ok(Reply::Done)
+            }
+            Command::UpdateOrgSettings { org_id, hf_token } => {
+                let org = self.orgs.get_mut(org_id).ok_or_else(|| {
+                    StateError::NotFound(format!("organization {org_id:?} not found"))
+                })?;
+                match hf_token {
+                    Some(TokenUpdate::Set(sealed)) => org.hf_token = Some(sealed.clone()),
+                    Some(TokenUpdate::Clear) => org.hf_token = None,
+                    None => {}
+                }
+                org.updated_ms = at_ms;
+                touched.push(StateKey::Org(org_id.clone()));
+                self.audit_token(ctx, hf_token, "organization", Some(org_id), touched);
+                Ok(Reply::Done)
+            }
+            Command::UpdateUserSettings { user_id, hf_token } => {
+                let user = self
+                    .users
+                    .get_mut(user_id)
+                    .ok_or_else(|| StateError::NotFound(format!("user {user_id:?} not found")))?;
+                match hf_token {
+                    Some(TokenUpdate::Set(sealed)) => user.hf_token = Some(sealed.clone()),
+                    Some(TokenUpdate::Clear) => user.hf_token = None,
+                    None => {}
+                }
+                touched.push(StateKey::User(user_id.clone()));
+                self.audit_token(ctx, hf_token, "user", Some(user_id), touched);
+                Ok(Reply::Done)
+            }
             Command::CreateModel(model) => {
                 if self.models.contains_key(&model.id) {
                     return Err(StateError::Conflict(format!(
@@ -166,6 +318,9 @@ impl State {
                 model.updated_ms = at_ms;
                 self.models.insert(model.id.clone(), model.clone());
                 touched.push(StateKey::Model(model.id.clone()));
+                if model.hf_token.is_some() {
+                    self.audit(ctx, "hf_token_set", "model", Some(&model.id), touched);
+                }
                 Ok(Reply::Model(model))
             }
             Command::UpdateModel { id, patch } => {
@@ -174,6 +329,7 @@ impl State {
                 model.updated_ms = at_ms;
                 let model = model.clone();
                 touched.push(StateKey::Model(id.clone()));
+                self.audit_token(ctx, &patch.hf_token, "model", Some(id), touched);
                 Ok(Reply::Model(model))
             }
             Command::DeleteModel { id } => {
@@ -242,6 +398,13 @@ impl State {
             }
         }
     }
+}
+
+/// What `apply` knows about the proposal besides its command.
+struct Ctx {
+    at_ms: i64,
+    /// The user behind the proposal's key; `None` for the cluster itself.
+    actor: Option<String>,
 }
 
 fn not_found_model(id: &str) -> StateError {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::SealedSecret;
 
-use super::model::{Gpu, Model, ModelPatch, NodeRecord, Placement, SlotStatus, User};
+use super::model::{Gpu, Model, ModelPatch, NodeRecord, Org, Placement, SlotStatus, User};
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +53,29 @@ pub enum Command {
     RemoveNode {
         id: u64,
     },
+    CreateOrg(Org),
+    /// A new user and its first API key (stored as a hash).
+    CreateUser {
+        user: User,
+        key_id: String,
+        key_hash: String,
+    },
+    IssueApiKey {
+        user_id: String,
+        key_id: String,
+        key_hash: String,
+    },
+    RevokeApiKey {
+        key_id: String,
+    },
+    UpdateOrgSettings {
+        org_id: String,
+        hf_token: Option<TokenUpdate>,
+    },
+    UpdateUserSettings {
+        user_id: String,
+        hf_token: Option<TokenUpdate>,
+    },
     CreateModel(Model),
     /// Merge a partial change into a model.
     UpdateModel {
@@ -96,6 +119,8 @@ pub enum TokenUpdate {
 pub enum Reply {
     Done,
     Model(Model),
+    Org(Org),
+    User(User),
 }
 
 /// Why a command was refused at apply time. Deterministic: every node refuses alike.

@@ -1,15 +1,16 @@
 //! The replicated state: the data model, the commands that change it, and the pure `apply`.
 
 mod apply;
+mod auth;
 pub mod codec;
 mod command;
 mod model;
 
 pub use command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
 pub use model::{
-    parse_memory, slot_id_for, ApiKey, Gpu, Model, ModelPatch, ModelType, NodeRecord, Placement,
-    Runtime, Slot, SlotState, SlotStatus, State, SystemSettings, TokenSource, User,
-    SYSTEM_TOKEN_SCOPE,
+    parse_memory, slot_id_for, token_scope, ApiKey, AuditEntry, Gpu, Model, ModelPatch, ModelType,
+    NodeRecord, Org, OrgRole, Placement, Runtime, Slot, SlotState, SlotStatus, State,
+    SystemSettings, TokenSource, User, SYSTEM_TOKEN_SCOPE,
 };
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,8 @@ pub enum StateKey {
     Model(String),
     Node(u64),
     Slot(String),
+    Org(String),
+    Audit(u64),
 }
 
 /// The stored value behind a [`StateKey`].
@@ -35,6 +38,8 @@ enum StateValue {
     Model(Model),
     Node(NodeRecord),
     Slot(Slot),
+    Org(Org),
+    Audit(AuditEntry),
 }
 
 impl StateKey {
@@ -46,6 +51,8 @@ impl StateKey {
             StateKey::Model(id) => format!("model/{id}").into_bytes(),
             StateKey::Node(id) => format!("node/{id:020}").into_bytes(),
             StateKey::Slot(id) => format!("slot/{id}").into_bytes(),
+            StateKey::Org(id) => format!("org/{id}").into_bytes(),
+            StateKey::Audit(seq) => format!("audit/{seq:020}").into_bytes(),
         }
     }
 }
@@ -62,6 +69,8 @@ impl State {
             StateKey::Model(id) => StateValue::Model(self.models.get(id)?.clone()),
             StateKey::Node(id) => StateValue::Node(self.nodes.get(id)?.clone()),
             StateKey::Slot(id) => StateValue::Slot(self.slots.get(id)?.clone()),
+            StateKey::Org(id) => StateValue::Org(self.orgs.get(id)?.clone()),
+            StateKey::Audit(seq) => StateValue::Audit(self.audit.get(seq)?.clone()),
         };
         Some(codec::encode(&value))
     }
@@ -89,6 +98,12 @@ impl State {
                 StateValue::Slot(s) => {
                     state.slots.insert(s.id.clone(), s);
                 }
+                StateValue::Org(o) => {
+                    state.orgs.insert(o.id.clone(), o);
+                }
+                StateValue::Audit(a) => {
+                    state.audit.insert(a.seq, a);
+                }
             }
         }
         Ok(state)
@@ -102,6 +117,8 @@ impl State {
         keys.extend(self.models.keys().cloned().map(StateKey::Model));
         keys.extend(self.nodes.keys().copied().map(StateKey::Node));
         keys.extend(self.slots.keys().cloned().map(StateKey::Slot));
+        keys.extend(self.orgs.keys().cloned().map(StateKey::Org));
+        keys.extend(self.audit.keys().copied().map(StateKey::Audit));
         keys
     }
 }

@@ -16,6 +16,50 @@ pub struct State {
     pub models: BTreeMap<String, Model>,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub slots: BTreeMap<String, Slot>,
+    pub orgs: BTreeMap<String, Org>,
+    /// Changes of secrets and permissions, oldest first, the last [`AUDIT_KEEP`] of them.
+    pub audit: BTreeMap<u64, AuditEntry>,
+}
+
+/// How many audit entries the state keeps (older ones are dropped as new ones arrive).
+pub const AUDIT_KEEP: u64 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Org {
+    pub id: String,
+    pub name: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// Sealed with scope `org:<id>`.
+    pub hf_token: Option<SealedSecret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrgRole {
+    Owner,
+    Member,
+}
+
+/// Who did what to which secret or permission, and when. Never a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: i64,
+    /// The user whose key made the change; `None` for the cluster itself.
+    pub actor_user_id: Option<String>,
+    /// e.g. `hf_token_set`, `hf_token_cleared`, `api_key_issued`, `api_key_revoked`,
+    /// `user_created`, `org_created`.
+    pub kind: String,
+    /// `system`, `organization`, `user`, `model` or `api_key`.
+    pub level: String,
+    /// The id at that level (org, user, model or key id); `None` for system.
+    pub target: Option<String>,
+}
+
+/// The AEAD scope of each level's token, so a sealed token only opens where it was set.
+pub fn token_scope(level: &str, id: &str) -> String {
+    format!("{level}:{id}")
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -35,6 +79,10 @@ pub struct User {
     pub name: String,
     pub admin: bool,
     pub created_ms: i64,
+    pub organization_id: Option<String>,
+    pub org_role: Option<OrgRole>,
+    /// Sealed with scope `user:<id>`.
+    pub hf_token: Option<SealedSecret>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +146,10 @@ pub struct Model {
     pub runtime_args: Vec<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    pub owner_user_id: Option<String>,
+    pub organization_id: Option<String>,
+    /// Sealed with scope `model:<id>`; write-only through the API.
+    pub hf_token: Option<SealedSecret>,
 }
 
 /// A partial change to a model: `None` leaves a field as it is. `apply` merges it, so two
@@ -115,6 +167,9 @@ pub struct ModelPatch {
     pub auto_pull: Option<bool>,
     pub prewarm: Option<bool>,
     pub runtime_args: Option<Vec<String>>,
+    pub owner_user_id: Option<Option<String>>,
+    pub organization_id: Option<Option<String>>,
+    pub hf_token: Option<super::TokenUpdate>,
 }
 
 impl Model {
@@ -134,6 +189,9 @@ impl Model {
             runtime_args: Vec::new(),
             created_ms: 0,
             updated_ms: 0,
+            owner_user_id: None,
+            organization_id: None,
+            hf_token: None,
         }
     }
 
@@ -168,6 +226,17 @@ impl Model {
         }
         if let Some(v) = p.runtime_args {
             self.runtime_args = v;
+        }
+        if let Some(v) = p.owner_user_id {
+            self.owner_user_id = v;
+        }
+        if let Some(v) = p.organization_id {
+            self.organization_id = v;
+        }
+        match p.hf_token {
+            Some(super::TokenUpdate::Set(sealed)) => self.hf_token = Some(sealed),
+            Some(super::TokenUpdate::Clear) => self.hf_token = None,
+            None => {}
         }
     }
 }

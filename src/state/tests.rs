@@ -9,6 +9,9 @@ fn bootstrapped() -> (State, String) {
         name: "admin".into(),
         admin: true,
         created_ms: 1,
+        organization_id: None,
+        org_role: None,
+        hf_token: None,
     };
     let (outcome, _) = state.apply(&Proposal {
         actor: None,

@@ -1,0 +1,486 @@
+//! Organizations, users, API keys, the per-org and per-user Hugging Face tokens, and the
+//! audit log. Who may do what is decided in `state::auth`; see docs/security.md.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::request::parse_json;
+use super::system::seal_token_update;
+use super::{ApiContext, ApiError, Caller, ReadMode};
+use crate::crypto::{generate_api_key, hash_api_key, random_id};
+use crate::state::{token_scope, AuditEntry, Command, Org, OrgRole, Reply, User};
+
+fn bad(field: &str, message: &str) -> ApiError {
+    ApiError::BadRequest(format!("invalid field `{field}`: {message}"))
+}
+
+fn validate_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(bad(field, "must not be empty"));
+    }
+    if name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(bad(field, "must be at most 128 printable characters"));
+    }
+    Ok(())
+}
+
+/// Token settings of an org or a user: masked like system settings.
+#[derive(Debug, Serialize)]
+pub struct TokenSettingsView {
+    id: String,
+    created: String,
+    updated: String,
+    huggingface_token_set: bool,
+    /// `database` when set at this level, else `none`.
+    huggingface_token_source: &'static str,
+}
+
+fn token_view(id: &str, created_ms: i64, updated_ms: i64, set: bool) -> TokenSettingsView {
+    TokenSettingsView {
+        id: id.to_string(),
+        created: crate::time::rfc3339(created_ms),
+        updated: crate::time::rfc3339(updated_ms),
+        huggingface_token_set: set,
+        huggingface_token_source: if set { "database" } else { "none" },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettingsUpdate {
+    huggingface_token: Option<SecretString>,
+}
+
+// ----------------------------------------------------------------------------- organizations
+
+#[derive(Debug, Serialize)]
+pub struct OrgView {
+    id: String,
+    name: String,
+    created: String,
+    updated: String,
+    huggingface_token_set: bool,
+}
+
+impl From<&Org> for OrgView {
+    fn from(o: &Org) -> Self {
+        OrgView {
+            id: o.id.clone(),
+            name: o.name.clone(),
+            created: crate::time::rfc3339(o.created_ms),
+            updated: crate::time::rfc3339(o.updated_ms),
+            huggingface_token_set: o.hf_token.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrg {
+    name: String,
+}
+
+pub async fn create_org(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<OrgView>), ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    caller.require_admin()?;
+    let input: NewOrg = parse_json(body)?;
+    validate_name("name", &input.name)?;
+    let org = Org {
+        id: random_id(),
+        name: input.name,
+        created_ms: 0,
+        updated_ms: 0,
+        hf_token: None,
+    };
+    match ctx.commit(&caller, Command::CreateOrg(org)).await? {
+        Reply::Org(o) => Ok((StatusCode::CREATED, Json(OrgView::from(&o)))),
+        other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+pub async fn list_orgs(
+    State(ctx): State<ApiContext>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<OrgView>>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    Ok(Json(ctx.cluster.view.read(|a| {
+        a.state
+            .orgs
+            .values()
+            .filter(|o| a.state.may_see_org(&caller.user, &o.id))
+            .map(OrgView::from)
+            .collect()
+    })))
+}
+
+pub async fn get_org_settings(
+    State(ctx): State<ApiContext>,
+    Path(org_id): Path<String>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<TokenSettingsView>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    org_settings(&ctx, &caller, &org_id).map(Json)
+}
+
+fn org_settings(
+    ctx: &ApiContext,
+    caller: &Caller,
+    org_id: &str,
+) -> Result<TokenSettingsView, ApiError> {
+    ctx.cluster.view.read(|a| {
+        let org = a
+            .state
+            .orgs
+            .get(org_id)
+            .ok_or_else(|| ApiError::NotFound(format!("organization {org_id:?} not found")))?;
+        if !a.state.may_manage_org(&caller.user, org_id) {
+            return Err(ApiError::Forbidden(
+                "only an admin or an owner of this organization may do this".into(),
+            ));
+        }
+        Ok(token_view(
+            &org.id,
+            org.created_ms,
+            org.updated_ms,
+            org.hf_token.is_some(),
+        ))
+    })
+}
+
+pub async fn put_org_settings(
+    State(ctx): State<ApiContext>,
+    Path(org_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TokenSettingsView>, ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    // Check before sealing anything.
+    org_settings(&ctx, &caller, &org_id)?;
+    let update: TokenSettingsUpdate = parse_json(body)?;
+    let hf_token = seal_token_update(
+        &ctx,
+        "huggingface_token",
+        &update.huggingface_token,
+        &token_scope("org", &org_id),
+    )?;
+    let hf_token_updated = hf_token.is_some();
+    ctx.commit(
+        &caller,
+        Command::UpdateOrgSettings {
+            org_id: org_id.clone(),
+            hf_token,
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %caller.user.id, org_id = %org_id, hf_token_updated, "organization settings updated");
+    org_settings(&ctx, &caller, &org_id).map(Json)
+}
+
+// ------------------------------------------------------------------------------------- users
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    id: String,
+    name: String,
+    admin: bool,
+    organization_id: Option<String>,
+    org_role: Option<OrgRole>,
+    created: String,
+    huggingface_token_set: bool,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            admin: u.admin,
+            organization_id: u.organization_id.clone(),
+            org_role: u.org_role,
+            created: crate::time::rfc3339(u.created_ms),
+            huggingface_token_set: u.hf_token.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    #[serde(default)]
+    admin: bool,
+    organization_id: Option<String>,
+    /// `owner` or `member` (the default) of `organization_id`.
+    org_role: Option<OrgRole>,
+}
+
+/// The one answer that shows an API key: the key is not stored, only its hash.
+#[derive(Debug, Serialize)]
+pub struct NewUserView {
+    #[serde(flatten)]
+    user: UserView,
+    api_key: String,
+    api_key_id: String,
+}
+
+pub async fn create_user(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<NewUserView>), ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    caller.require_admin()?;
+    let input: NewUser = parse_json(body)?;
+    validate_name("name", &input.name)?;
+    if input.org_role.is_some() && input.organization_id.is_none() {
+        return Err(bad("org_role", "needs organization_id"));
+    }
+    if let Some(org) = &input.organization_id {
+        if !ctx.cluster.view.read(|a| a.state.orgs.contains_key(org)) {
+            return Err(bad(
+                "organization_id",
+                &format!("organization {org:?} does not exist"),
+            ));
+        }
+    }
+    let key = generate_api_key();
+    let key_id = random_id();
+    let user = User {
+        id: random_id(),
+        name: input.name,
+        admin: input.admin,
+        created_ms: 0,
+        org_role: input
+            .organization_id
+            .as_ref()
+            .map(|_| input.org_role.unwrap_or(OrgRole::Member)),
+        organization_id: input.organization_id,
+        hf_token: None,
+    };
+    let command = Command::CreateUser {
+        user,
+        key_id: key_id.clone(),
+        key_hash: hash_api_key(key.expose_secret()),
+    };
+    match ctx.commit(&caller, command).await? {
+        Reply::User(u) => Ok((
+            StatusCode::CREATED,
+            Json(NewUserView {
+                user: UserView::from(&u),
+                api_key: key.expose_secret().to_string(),
+                api_key_id: key_id,
+            }),
+        )),
+        other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+pub async fn list_users(
+    State(ctx): State<ApiContext>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    Ok(Json(ctx.cluster.view.read(|a| {
+        a.state
+            .users
+            .values()
+            .filter(|u| a.state.may_manage_user(&caller.user, &u.id))
+            .map(UserView::from)
+            .collect()
+    })))
+}
+
+/// `me` names the caller.
+fn user_id(caller: &Caller, raw: &str) -> String {
+    if raw == "me" {
+        caller.user.id.clone()
+    } else {
+        raw.to_string()
+    }
+}
+
+pub async fn get_user(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<UserView>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    let id = user_id(&caller, &raw_id);
+    ctx.cluster.view.read(|a| {
+        let user = a
+            .state
+            .users
+            .get(&id)
+            .ok_or_else(|| ApiError::NotFound(format!("user {id:?} not found")))?;
+        if !a.state.may_manage_user(&caller.user, &id) {
+            return Err(ApiError::Forbidden(
+                "only an admin or this user may do this".into(),
+            ));
+        }
+        Ok(Json(UserView::from(user)))
+    })
+}
+
+fn user_settings(
+    ctx: &ApiContext,
+    caller: &Caller,
+    id: &str,
+) -> Result<TokenSettingsView, ApiError> {
+    ctx.cluster.view.read(|a| {
+        let user = a
+            .state
+            .users
+            .get(id)
+            .ok_or_else(|| ApiError::NotFound(format!("user {id:?} not found")))?;
+        if !a.state.may_manage_user(&caller.user, id) {
+            return Err(ApiError::Forbidden(
+                "only an admin or this user may do this".into(),
+            ));
+        }
+        Ok(token_view(
+            &user.id,
+            user.created_ms,
+            user.created_ms,
+            user.hf_token.is_some(),
+        ))
+    })
+}
+
+pub async fn get_user_settings(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<TokenSettingsView>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    let id = user_id(&caller, &raw_id);
+    user_settings(&ctx, &caller, &id).map(Json)
+}
+
+pub async fn put_user_settings(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TokenSettingsView>, ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    let id = user_id(&caller, &raw_id);
+    user_settings(&ctx, &caller, &id)?;
+    let update: TokenSettingsUpdate = parse_json(body)?;
+    let hf_token = seal_token_update(
+        &ctx,
+        "huggingface_token",
+        &update.huggingface_token,
+        &token_scope("user", &id),
+    )?;
+    let hf_token_updated = hf_token.is_some();
+    ctx.commit(
+        &caller,
+        Command::UpdateUserSettings {
+            user_id: id.clone(),
+            hf_token,
+        },
+    )
+    .await?;
+    tracing::info!(user_id = %caller.user.id, target_user_id = %id, hf_token_updated, "user settings updated");
+    user_settings(&ctx, &caller, &id).map(Json)
+}
+
+// ---------------------------------------------------------------------------------- API keys
+
+pub async fn issue_api_key(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    let id = user_id(&caller, &raw_id);
+    if !ctx.cluster.view.read(|a| a.state.users.contains_key(&id)) {
+        return Err(ApiError::NotFound(format!("user {id:?} not found")));
+    }
+    let key = generate_api_key();
+    let key_id = random_id();
+    ctx.commit(
+        &caller,
+        Command::IssueApiKey {
+            user_id: id.clone(),
+            key_id: key_id.clone(),
+            key_hash: hash_api_key(key.expose_secret()),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "id": key_id, "user_id": id, "api_key": key.expose_secret(),
+        })),
+    ))
+}
+
+pub async fn revoke_api_key(
+    State(ctx): State<ApiContext>,
+    Path(key_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let caller = ctx.authenticate(&headers)?;
+    if ctx
+        .cluster
+        .view
+        .read(|a| a.state.key_hash_by_id(&key_id))
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!("API key {key_id:?} not found")));
+    }
+    ctx.commit(&caller, Command::RevokeApiKey { key_id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ------------------------------------------------------------------------------------- audit
+
+#[derive(Debug, Serialize)]
+pub struct AuditView {
+    seq: u64,
+    at: String,
+    actor_user_id: Option<String>,
+    kind: String,
+    level: String,
+    target: Option<String>,
+}
+
+impl From<&AuditEntry> for AuditView {
+    fn from(e: &AuditEntry) -> Self {
+        AuditView {
+            seq: e.seq,
+            at: crate::time::rfc3339(e.at_ms),
+            actor_user_id: e.actor_user_id.clone(),
+            kind: e.kind.clone(),
+            level: e.level.clone(),
+            target: e.target.clone(),
+        }
+    }
+}
+
+pub async fn list_audit(
+    State(ctx): State<ApiContext>,
+    Query(mode): Query<ReadMode>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<AuditView>>, ApiError> {
+    ctx.reader(&headers, mode).await?.require_admin()?;
+    Ok(Json(ctx.cluster.view.read(|a| {
+        a.state.audit.values().map(AuditView::from).collect()
+    })))
+}
