@@ -10,13 +10,17 @@
 //!   `HF_TOKEN` is absent or its sha256 differs from `FAKE_VLLM_GATED_TOKEN_SHA256` (if set).
 //! - `--fake-echo-token`: print `token is $HF_TOKEN` at start (to test redaction).
 //!
-//! SIGTERM (default action) ends it.
+//! SIGTERM ends it with code 0; failing to bind, with code 1.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use sha2::{Digest, Sha256};
+
+type CInt = std::os::raw::c_int;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
@@ -81,8 +85,6 @@ fn main() {
     if flag("--fake-echo-token") {
         println!("token is {}", token.as_deref().unwrap_or(""));
     }
-    println!("fake_vllm: serving {model} on {host}:{port}");
-
     if flag("--fake-gated") {
         let allowed = match (&token_sha, std::env::var("FAKE_VLLM_GATED_TOKEN_SHA256")) {
             (None, _) => false,
@@ -99,9 +101,23 @@ fn main() {
         }
     }
 
+    // SIGTERM ends it with code 0, as a graceful shutdown of vLLM would.
+    let on_term = SigAction::new(
+        SigHandler::Handler(on_sigterm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic.
+    let _ = unsafe { sigaction(Signal::SIGTERM, &on_term) };
+
     if let Some(ms) = number("--fake-startup-ms") {
-        std::thread::sleep(Duration::from_millis(ms));
+        let until = Instant::now() + Duration::from_millis(ms);
+        while Instant::now() < until {
+            exit_if_terminated();
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+    exit_if_terminated();
 
     let listener = match TcpListener::bind((host.as_str(), port)) {
         Ok(l) => l,
@@ -110,6 +126,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    println!("fake_vllm: serving {model}");
     println!("INFO: Uvicorn running on http://{host}:{port}");
     let _ = std::io::stdout().flush();
 
@@ -123,12 +140,37 @@ fn main() {
         });
     }
 
-    for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
-        let model = model.clone();
-        std::thread::spawn(move || {
-            let _ = handle(conn, &model);
-        });
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
+    loop {
+        exit_if_terminated();
+        match listener.accept() {
+            Ok((conn, _)) => {
+                let model = model.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = handle(conn, &model);
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: CInt) {
+    TERMINATED.store(true, Ordering::SeqCst);
+}
+
+fn exit_if_terminated() {
+    if TERMINATED.load(Ordering::SeqCst) {
+        println!("fake_vllm: SIGTERM, shutting down");
+        std::process::exit(0);
     }
 }
 

@@ -169,7 +169,7 @@ impl VllmProcess {
         let _ = writeln!(
             log,
             "==== helix: launching slot {slot_id} at {}: {} (CUDA_VISIBLE_DEVICES={cuda_visible_devices:?}, hf_token_provided={}) ====",
-            crate::time::now_ms(),
+            crate::time::rfc3339(crate::time::now_ms()),
             argv.join(" "),
             token.is_some()
         );
@@ -202,6 +202,7 @@ impl VllmProcess {
                 Ok(())
             });
         }
+        let (out_log, err_log) = (log.try_clone()?, log.try_clone()?);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -222,18 +223,10 @@ impl VllmProcess {
 
         let mut copiers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
-            copiers.push(tokio::spawn(copy_to_log(
-                out,
-                log.try_clone()?,
-                redact_with.clone(),
-            )));
+            copiers.push(tokio::spawn(copy_to_log(out, out_log, redact_with.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            copiers.push(tokio::spawn(copy_to_log(
-                err,
-                log.try_clone()?,
-                redact_with.clone(),
-            )));
+            copiers.push(tokio::spawn(copy_to_log(err, err_log, redact_with.clone())));
         }
 
         let (tx, rx) = watch::channel(None);
