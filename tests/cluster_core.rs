@@ -25,11 +25,11 @@ fn settings_ok(c: &Cluster, k: usize) -> Value {
 fn assert_settings_shape(v: &Value, token_set: bool) {
     assert_eq!(v["id"], "system", "settings: {v}");
     assert!(
-        v["created"].as_str().map_or(false, |s| !s.is_empty()),
+        v["created"].as_str().is_some_and(|s| !s.is_empty()),
         "settings.created: {v}"
     );
     assert!(
-        v["updated"].as_str().map_or(false, |s| !s.is_empty()),
+        v["updated"].as_str().is_some_and(|s| !s.is_empty()),
         "settings.updated: {v}"
     );
     assert_eq!(
@@ -826,6 +826,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
         r.status,
         r.text()
     );
+    r.error_message();
     let big_model = format!(
         r#"{{"id": "bad/big", "name": "big", "description": "{}"}}"#,
         "d".repeat(10 * 1024 * 1024)
@@ -835,6 +836,7 @@ fn bad_input_is_rejected_and_changes_nothing() {
         .post_raw(MODELS, big_model.as_bytes())
         .unwrap();
     assert_eq!(r.status, 413, "10 MB model body: {} {}", r.status, r.text());
+    r.error_message();
 
     // Nothing changed.
     let settings_after = settings_ok(&c, 1);

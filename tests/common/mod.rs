@@ -196,7 +196,7 @@ fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Option<Resp> {
             body: Vec::new(),
         });
     }
-    if get("transfer-encoding").map_or(false, |v| v.to_ascii_lowercase().contains("chunked")) {
+    if get("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked")) {
         let mut body = Vec::new();
         let mut pos = 0;
         loop {
@@ -1028,8 +1028,18 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        let mut states = Vec::new();
         for n in &mut self.nodes {
             if let Some(mut c) = n.child.take() {
+                // A process that exited without the harness asking is worth knowing about.
+                match c.try_wait() {
+                    Ok(Some(st)) => states.push(format!(
+                        "node{} (pid {}) had exited on its own: {st}",
+                        n.k,
+                        c.id()
+                    )),
+                    _ => states.push(format!("node{} (pid {}) was running", n.k, c.id())),
+                }
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -1039,6 +1049,7 @@ impl Drop for Cluster {
         }
         if thread::panicking() {
             eprintln!("{}", self.log_tails(60));
+            eprintln!("process states at the end of the test: {states:#?}");
         }
         // HELIX_TEST_KEEP=1 keeps the data dirs and logs for a look afterwards.
         if std::env::var_os("HELIX_TEST_KEEP").is_some() {
