@@ -190,7 +190,7 @@ pub async fn remove_node(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    ctx.authenticate(&headers)?.require_admin()?;
+    ctx.writer(&headers).await?.require_admin()?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("node id {id:?} is not a number")))?;
@@ -247,7 +247,7 @@ pub async fn join_token(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    ctx.authenticate(&headers)?.require_admin()?;
+    ctx.writer(&headers).await?.require_admin()?;
     Ok(Json(
         serde_json::json!({ "join_token": ctx.cluster.secret.join_token() }),
     ))

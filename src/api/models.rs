@@ -287,7 +287,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModelView>), ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let input: ModelInput = parse_json(body)?;
     let id = input.id.clone().ok_or_else(|| bad("id", "is required"))?;
@@ -311,7 +311,7 @@ pub async fn update(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ModelView>, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let id = model_id_from_path(&id)?;
     let input: ModelInput = parse_json(body)?;
@@ -344,7 +344,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let id = model_id_from_path(&id)?;
     ctx.commit(&caller, Command::DeleteModel { id }).await?;

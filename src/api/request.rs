@@ -41,18 +41,7 @@ impl ApiContext {
     /// Authenticate against the local replica. For reads, call [`ApiContext::read_barrier`]
     /// first so a just-revoked key is not accepted.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized(
-                    "missing API key: send the header 'Authorization: Bearer <key>'".into(),
-                )
-            })?;
-        let key_hash = hash_api_key(key);
+        let key_hash = hash_api_key(bearer(headers)?);
         let user = self
             .cluster
             .view
@@ -92,11 +81,45 @@ impl ApiContext {
         Ok(reply)
     }
 
+    /// Authenticate for a write: locally, and if this replica does not know the key yet (it
+    /// may lag behind the write that created it), once more after catching up. `apply`
+    /// re-checks the key at commit time anyway.
+    pub async fn writer(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        match self.authenticate(headers) {
+            Ok(caller) => Ok(caller),
+            Err(e) => {
+                bearer(headers)?;
+                if self.read_barrier(ReadMode::default()).await.is_err() {
+                    return Err(e);
+                }
+                self.authenticate(headers)
+            }
+        }
+    }
+
     /// Barrier, then authenticate: the usual start of a GET.
     pub async fn reader(&self, headers: &HeaderMap, mode: ReadMode) -> Result<Caller, ApiError> {
+        // No key at all is refused without bothering the leader; a key is checked once the
+        // replica is current, so a just-revoked key fails and a just-created one works.
+        bearer(headers)?;
         self.read_barrier(mode).await?;
         self.authenticate(headers)
     }
+}
+
+/// The bearer key of a request.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ApiError::Unauthorized(
+                "missing API key: send the header 'Authorization: Bearer <key>'".into(),
+            )
+        })
 }
 
 /// Parse a JSON body strictly. `body` is the raw extraction result, so an oversized body
@@ -112,19 +135,21 @@ pub fn parse_json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> R
     if bytes.len() > BODY_LIMIT {
         return Err(ApiError::PayloadTooLarge(BODY_LIMIT));
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
+    // serde would fill a struct from an array by position; only objects name their fields.
+    if !value.is_object() {
+        return Err(ApiError::BadRequest(
+            "request body must be a JSON object".into(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("malformed JSON body: {inner}"))
-        } else if path == "." || path.is_empty() {
+        if path == "." || path.is_empty() {
             ApiError::BadRequest(format!("invalid request body: {inner}"))
         } else {
             ApiError::BadRequest(format!("invalid field `{path}`: {inner}"))
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))?;
-    Ok(value)
+    })
 }

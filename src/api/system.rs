@@ -99,7 +99,7 @@ pub async fn put_settings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SettingsView>, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let update: SettingsUpdate = parse_json(body)?;
     let hf_token = seal_token_update(
@@ -141,7 +141,7 @@ pub async fn get_config(
     headers: HeaderMap,
 ) -> Result<Json<RunnerConfigView>, ApiError> {
     // Local by nature: it reports this node, not the cluster.
-    ctx.authenticate(&headers)?.require_admin()?;
+    ctx.writer(&headers).await?.require_admin()?;
     Ok(Json(RunnerConfigView {
         node_id: ctx.cluster.node_id,
         huggingface_token_set: ctx.tokens.system_token_set(),

@@ -90,7 +90,7 @@ pub async fn create_org(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<OrgView>), ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let input: NewOrg = parse_json(body)?;
     validate_name("name", &input.name)?;
@@ -164,7 +164,7 @@ pub async fn put_org_settings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     // Check before sealing anything.
     org_settings(&ctx, &caller, &org_id)?;
     let update: TokenSettingsUpdate = parse_json(body)?;
@@ -239,7 +239,7 @@ pub async fn create_user(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<NewUserView>), ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let input: NewUser = parse_json(body)?;
     validate_name("name", &input.name)?;
@@ -376,7 +376,7 @@ pub async fn put_user_settings(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     let id = user_id(&caller, &raw_id);
     user_settings(&ctx, &caller, &id)?;
     let update: TokenSettingsUpdate = parse_json(body)?;
@@ -406,7 +406,7 @@ pub async fn issue_api_key(
     Path(raw_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     let id = user_id(&caller, &raw_id);
     if !ctx.cluster.view.read(|a| a.state.users.contains_key(&id)) {
         return Err(ApiError::NotFound(format!("user {id:?} not found")));
@@ -435,7 +435,7 @@ pub async fn revoke_api_key(
     Path(key_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let caller = ctx.authenticate(&headers)?;
+    let caller = ctx.writer(&headers).await?;
     if ctx
         .cluster
         .view

@@ -2,9 +2,10 @@
 //! (read index from the leader), and changes membership (on the leader).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::time::{timeout, Instant};
@@ -89,6 +90,9 @@ pub struct Cluster {
     pub secret: ClusterSecret,
     pub data_key: DataKey,
     pub tuning: RaftTuning,
+    /// Membership changes (join, promotion, removal) run one at a time: openraft refuses a
+    /// change while another is in flight, and interleaving them can strand a joint config.
+    pub membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Cluster {
@@ -160,6 +164,13 @@ impl Cluster {
                             }
                             Err(TransportError::Timeout { .. }) => {
                                 return Err(no_quorum(self.tuning.write_timeout))
+                            }
+                            // Delivered or not, we cannot tell: the caller must check.
+                            Err(TransportError::Broken { message, .. }) => {
+                                return Err(ClusterError::Unavailable(format!(
+                                    "the leader went away before answering ({message}); the \
+                                     request may or may not have been carried out"
+                                )))
                             }
                             Err(e) => return Err(ClusterError::Internal(e.to_string())),
                         }
@@ -300,16 +311,16 @@ impl Cluster {
         if !request.add {
             return Ok(JoinReply { node_id });
         }
-        self.raft
-            .add_learner(
+        self.change_membership(
+            ChangeMembers::AddNodes(BTreeMap::from([(
                 node_id,
                 BasicNode {
                     addr: request.peer_addr.clone(),
                 },
-                false,
-            )
-            .await
-            .map_err(client_write_error)?;
+            )])),
+            true,
+        )
+        .await?;
         tracing::info!(joined_node = node_id, peer_addr = %request.peer_addr, "added node as a learner");
         self.write_local(Proposal {
             actor: None,
@@ -361,27 +372,21 @@ impl Cluster {
             // Put a healthy learner in its place first, so the voter count holds.
             let replacement = self.healthy_learners().into_iter().next();
             if let Some(learner) = replacement {
-                self.raft
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
-                    .await
-                    .map_err(client_write_error)?;
+                self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
+                    .await?;
                 tracing::info!(
                     promoted = learner,
                     "promoted learner to replace a removed voter"
                 );
             }
-            self.raft
-                .change_membership(
-                    ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
-                    false,
-                )
-                .await
-                .map_err(client_write_error)?;
+            self.change_membership(
+                ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                false,
+            )
+            .await?;
         } else {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])), false)
-                .await
-                .map_err(client_write_error)?;
+            self.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node_id])), false)
+                .await?;
         }
         tracing::info!(removed_node = node_id, "removed member");
         // The leader may have removed itself; the record is cleaned up by whoever leads next.
@@ -393,6 +398,36 @@ impl Cluster {
             })
             .await;
         Ok(())
+    }
+
+    /// Change the membership, one change at a time, waiting out a change already in flight
+    /// (up to the write timeout).
+    pub async fn change_membership(
+        &self,
+        changes: ChangeMembers<NodeId, BasicNode>,
+        retain: bool,
+    ) -> Result<(), ClusterError> {
+        let _one_at_a_time = self.membership_lock.lock().await;
+        let deadline = Instant::now() + self.tuning.write_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = timeout(
+                remaining,
+                self.raft.change_membership(changes.clone(), retain),
+            );
+            match attempt
+                .await
+                .map_err(|_| no_quorum(self.tuning.write_timeout))?
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(client_write_error(e)),
+            }
+        }
     }
 
     /// Learners that answered recently and are close to the leader's log, best first.

@@ -21,19 +21,38 @@ pub async fn maintain(cluster: Cluster, max_voters: usize, mut shutdown: watch::
         }
         let membership = cluster.raft.metrics().borrow().membership_config.clone();
         let m = membership.membership();
-        // One change at a time: skip while a joint configuration is in flight.
-        if m.get_joint_config().len() > 1 || m.voter_ids().count() >= max_voters {
+        // A joint configuration left behind (a change interrupted by a crash or a leader
+        // change) is finished by moving to its target configuration.
+        if let Some(target) = m
+            .get_joint_config()
+            .last()
+            .filter(|_| m.get_joint_config().len() > 1)
+        {
+            let target = target.clone();
+            match cluster
+                .change_membership(ChangeMembers::ReplaceAllVoters(target.clone()), true)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(voters = ?target, "finished an interrupted membership change")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not finish an interrupted membership change")
+                }
+            }
+            continue;
+        }
+        if m.voter_ids().count() >= max_voters {
             continue;
         }
         let Some(learner) = cluster.healthy_learners().into_iter().next() else {
             continue;
         };
         match cluster
-            .raft
             .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([learner])), true)
             .await
         {
-            Ok(_) => tracing::info!(promoted = learner, "promoted learner to voter"),
+            Ok(()) => tracing::info!(promoted = learner, "promoted learner to voter"),
             Err(e) => tracing::warn!(learner, error = %e, "could not promote learner"),
         }
     }

@@ -131,6 +131,7 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
         data_key: secret.data_key(),
         secret: secret.clone(),
         tuning: config.raft.clone(),
+        membership_lock: Arc::default(),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 

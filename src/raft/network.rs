@@ -26,9 +26,13 @@ pub const SNAPSHOT_PATH: &str = "/raft/snapshot";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// No connection could be made: the peer is down or partitioned away.
+    /// No connection could be made: the peer is down or partitioned away. The request was
+    /// certainly not delivered.
     #[error("peer {addr} unreachable: {message}")]
     Unreachable { addr: String, message: String },
+    /// The connection broke after the request may have been delivered: outcome unknown.
+    #[error("connection to peer {addr} failed: {message}")]
+    Broken { addr: String, message: String },
     #[error("peer {addr} did not answer in time")]
     Timeout { addr: String },
     #[error("peer {addr} refused our cluster credential")]
@@ -105,8 +109,13 @@ impl PeerClient {
 fn classify(addr: &str, e: reqwest::Error) -> TransportError {
     if e.is_timeout() {
         TransportError::Timeout { addr: addr.into() }
-    } else {
+    } else if e.is_connect() {
         TransportError::Unreachable {
+            addr: addr.into(),
+            message: e.to_string(),
+        }
+    } else {
+        TransportError::Broken {
             addr: addr.into(),
             message: e.to_string(),
         }
@@ -182,7 +191,9 @@ impl PeerConnection {
             .call(&self.addr, path, request, option.hard_ttl())
             .await
             .map_err(|e| match e {
-                TransportError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                TransportError::Unreachable { .. } | TransportError::Broken { .. } => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
                 _ => RPCError::Network(NetworkError::new(&e)),
             })?;
         self.contact.record(self.target);

@@ -337,7 +337,9 @@ impl StateMachine {
             .collect::<Result<_, _>>()
             .map_err(read_err)?;
         let state = State::from_records(records.iter().map(|r| r.as_ref())).map_err(read_err)?;
-        let last_applied: Option<LogId> = get(&db.state_meta, LAST_APPLIED)?;
+        // Stored as an `Option<LogId>` (see `persist`): decode it as one.
+        let last_applied: Option<LogId> =
+            get::<Option<LogId>>(&db.state_meta, LAST_APPLIED)?.flatten();
         let membership: StoredMembership =
             get(&db.state_meta, LAST_MEMBERSHIP)?.unwrap_or_default();
         let (tx, _) = watch::channel(last_applied.map(|l| l.index).unwrap_or(0));
@@ -574,6 +576,28 @@ mod tests {
     #[test]
     fn openraft_storage_conformance_suite() -> Result<(), StorageError> {
         Suite::test_all(SledBuilder)?;
+        Ok(())
+    }
+
+    /// A restart must resume from the applied id it persisted: openraft re-applies only the
+    /// entries after it, and those before it may already be purged behind a snapshot.
+    #[tokio::test]
+    async fn applied_id_survives_a_reopen() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_id = LogId::new(openraft::CommittedLeaderId::new(3, 2), 4242);
+        {
+            let db = Db::open(dir.path()).expect("open sled");
+            let mut sm = StateMachine::open(db.clone())?;
+            sm.apply([Entry {
+                log_id,
+                payload: EntryPayload::Blank,
+            }])
+            .await?;
+            db.flush().await.map_err(write_err)?;
+        }
+        let db = Db::open(dir.path()).expect("reopen sled");
+        let mut sm = StateMachine::open(db)?;
+        assert_eq!(sm.applied_state().await?.0, Some(log_id));
         Ok(())
     }
 }
