@@ -247,7 +247,10 @@ pub async fn join_token(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    ctx.writer(&headers).await?.require_admin()?;
+    // The cluster secret: only for a key that is valid as of now, not as of this replica.
+    ctx.reader(&headers, ReadMode::default())
+        .await?
+        .require_admin()?;
     Ok(Json(
         serde_json::json!({ "join_token": ctx.cluster.secret.join_token() }),
     ))

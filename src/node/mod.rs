@@ -421,9 +421,10 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
     let current = cluster
         .view
         .read(|a| a.state.nodes.get(&record.id).cloned());
-    let up_to_date =
-        current.is_some_and(|c| c.api_addr == record.api_addr && c.peer_addr == record.peer_addr);
-    if !up_to_date {
+    let addresses_known = current
+        .as_ref()
+        .is_some_and(|c| c.api_addr == record.api_addr && c.peer_addr == record.peer_addr);
+    if !addresses_known {
         cluster
             .write(Proposal {
                 actor: None,
@@ -432,6 +433,21 @@ async fn announce_once(cluster: &Cluster, dir: &Path, record: &NodeRecord) -> an
             })
             .await?
             .outcome?;
+    }
+    // Published when the node starts and its inventory differs, not as a heartbeat.
+    if current.is_none_or(|c| c.gpus != record.gpus) {
+        cluster
+            .write(Proposal {
+                actor: None,
+                at_ms: crate::time::now_ms(),
+                command: Command::PublishGpus {
+                    node_id: record.id,
+                    gpus: record.gpus.clone(),
+                },
+            })
+            .await?
+            .outcome?;
+        tracing::info!(gpus = record.gpus.len(), "published GPU inventory");
     }
     Ok(())
 }

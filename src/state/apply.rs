@@ -333,8 +333,11 @@ impl State {
                 Ok(Reply::Model(model))
             }
             Command::DeleteModel { id } => {
-                self.models.remove(id).ok_or_else(|| not_found_model(id))?;
+                let model = self.models.remove(id).ok_or_else(|| not_found_model(id))?;
                 touched.push(StateKey::Model(id.clone()));
+                if model.hf_token.is_some() {
+                    self.audit(ctx, "hf_token_cleared", "model", Some(id), touched);
+                }
                 Ok(Reply::Done)
             }
         }
