@@ -199,7 +199,10 @@ impl Cluster {
 
     /// Propose on this node, which must be the leader.
     pub async fn write_local(&self, proposal: Proposal) -> Result<Written, ClusterError> {
-        match self.raft.client_write(proposal).await {
+        let t = std::time::Instant::now(); // PERFTMP
+        let r = self.raft.client_write(proposal).await; // PERFTMP
+        tracing::info!(us = t.elapsed().as_micros() as u64, "PERFTMP client_write"); // PERFTMP
+        match r {
             Ok(response) => Ok(Written {
                 log_index: response.log_id.index,
                 outcome: response.data,

@@ -157,10 +157,16 @@ async fn group_flusher(db: Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<Typ
         while let Ok(more) = queue.try_recv() {
             batch.push(more);
         }
+        let t = std::time::Instant::now(); // PERFTMP
         let result = db
             .flush()
             .await
             .map_err(|e| std::io::Error::other(e.to_string()));
+        tracing::info!(
+            n = batch.len(),
+            us = t.elapsed().as_micros() as u64,
+            "PERFTMP flush"
+        ); // PERFTMP
         for callback in batch.drain(..) {
             callback.log_io_completed(match &result {
                 Ok(()) => Ok(()),
@@ -441,7 +447,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             (applied.last_applied, applied.membership.clone())
         };
+        let t = std::time::Instant::now(); // PERFTMP
         self.persist(&records, false, &last_applied, &membership)?;
+        tracing::info!(
+            n = outcomes.len(),
+            us = t.elapsed().as_micros() as u64,
+            "PERFTMP persist"
+        ); // PERFTMP
         if let Some(id) = last_applied {
             self.changes.send_replace(id.index);
         }

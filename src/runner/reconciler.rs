@@ -108,6 +108,17 @@ impl Reconciler {
                 shutdown.clone(),
             ));
         }
+        // The state on disk may be old: a slot placed here before a crash may have moved
+        // since. Launch nothing until this replica has caught up with the leader.
+        loop {
+            if self.cluster.linearizable_barrier().await.is_ok() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         let mut changes = self.cluster.view.subscribe();
         let mut tick = tokio::time::interval(TICK);
         loop {
