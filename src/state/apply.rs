@@ -117,11 +117,7 @@ impl State {
             }
             Command::UpdateSystemSettings { hf_token } => {
                 self.audit_token(ctx, hf_token, "system", None, touched);
-                match hf_token {
-                    Some(TokenUpdate::Set(sealed)) => self.settings.hf_token = Some(sealed.clone()),
-                    Some(TokenUpdate::Clear) => self.settings.hf_token = None,
-                    None => {}
-                }
+                TokenUpdate::apply(hf_token, &mut self.settings.hf_token);
                 if self.settings.created_ms == 0 {
                     self.settings.created_ms = at_ms;
                 }
@@ -282,11 +278,7 @@ impl State {
                 let org = self.orgs.get_mut(org_id).ok_or_else(|| {
                     StateError::NotFound(format!("organization {org_id:?} not found"))
                 })?;
-                match hf_token {
-                    Some(TokenUpdate::Set(sealed)) => org.hf_token = Some(sealed.clone()),
-                    Some(TokenUpdate::Clear) => org.hf_token = None,
-                    None => {}
-                }
+                TokenUpdate::apply(hf_token, &mut org.hf_token);
                 org.updated_ms = at_ms;
                 touched.push(StateKey::Org(org_id.clone()));
                 self.audit_token(ctx, hf_token, "organization", Some(org_id), touched);
@@ -297,11 +289,7 @@ impl State {
                     .users
                     .get_mut(user_id)
                     .ok_or_else(|| StateError::NotFound(format!("user {user_id:?} not found")))?;
-                match hf_token {
-                    Some(TokenUpdate::Set(sealed)) => user.hf_token = Some(sealed.clone()),
-                    Some(TokenUpdate::Clear) => user.hf_token = None,
-                    None => {}
-                }
+                TokenUpdate::apply(hf_token, &mut user.hf_token);
                 touched.push(StateKey::User(user_id.clone()));
                 self.audit_token(ctx, hf_token, "user", Some(user_id), touched);
                 Ok(Reply::Done)
@@ -346,60 +334,55 @@ impl State {
 
 impl State {
     fn apply_slot_change(&mut self, change: &SlotChange, touched: &mut Vec<StateKey>) {
-        let current_generation = |slots: &std::collections::BTreeMap<String, Slot>, id: &str| {
-            slots.get(id).map(|s| s.generation).unwrap_or(0)
-        };
-        match change {
+        let (slot_id, model_id, expect_generation, placement, pending_reason) = match change {
             SlotChange::Place {
                 slot_id,
                 model_id,
                 expect_generation,
                 placement,
-            } => {
-                if current_generation(&self.slots, slot_id) != *expect_generation {
-                    return;
-                }
-                self.slots.insert(
-                    slot_id.clone(),
-                    Slot {
-                        id: slot_id.clone(),
-                        model_id: model_id.clone(),
-                        placement: Some(placement.clone()),
-                        pending_reason: None,
-                        generation: expect_generation + 1,
-                        status: SlotStatus::default(),
-                    },
-                );
-                touched.push(StateKey::Slot(slot_id.clone()));
-            }
+            } => (
+                slot_id,
+                model_id,
+                *expect_generation,
+                Some(placement.clone()),
+                None,
+            ),
             SlotChange::Pending {
                 slot_id,
                 model_id,
                 expect_generation,
                 reason,
-            } => {
-                if current_generation(&self.slots, slot_id) != *expect_generation {
-                    return;
-                }
-                self.slots.insert(
-                    slot_id.clone(),
-                    Slot {
-                        id: slot_id.clone(),
-                        model_id: model_id.clone(),
-                        placement: None,
-                        pending_reason: Some(reason.clone()),
-                        generation: expect_generation + 1,
-                        status: SlotStatus::default(),
-                    },
-                );
-                touched.push(StateKey::Slot(slot_id.clone()));
-            }
+            } => (
+                slot_id,
+                model_id,
+                *expect_generation,
+                None,
+                Some(reason.clone()),
+            ),
             SlotChange::Remove { slot_id } => {
                 if self.slots.remove(slot_id).is_some() {
                     touched.push(StateKey::Slot(slot_id.clone()));
                 }
+                return;
             }
+        };
+        // A decision taken on an older view of this slot is dropped.
+        let generation = self.slots.get(slot_id).map_or(0, |s| s.generation);
+        if generation != expect_generation {
+            return;
         }
+        self.slots.insert(
+            slot_id.clone(),
+            Slot {
+                id: slot_id.clone(),
+                model_id: model_id.clone(),
+                placement,
+                pending_reason,
+                generation: expect_generation + 1,
+                status: SlotStatus::default(),
+            },
+        );
+        touched.push(StateKey::Slot(slot_id.clone()));
     }
 }
 

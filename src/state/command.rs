@@ -114,6 +114,17 @@ pub enum TokenUpdate {
     Clear,
 }
 
+impl TokenUpdate {
+    /// Set or clear `stored`; `None` (no update) leaves it.
+    pub fn apply(update: &Option<TokenUpdate>, stored: &mut Option<SealedSecret>) {
+        match update {
+            Some(TokenUpdate::Set(sealed)) => *stored = Some(sealed.clone()),
+            Some(TokenUpdate::Clear) => *stored = None,
+            None => {}
+        }
+    }
+}
+
 /// What a command answers once applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {

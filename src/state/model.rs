@@ -233,11 +233,7 @@ impl Model {
         if let Some(v) = p.organization_id {
             self.organization_id = v;
         }
-        match p.hf_token {
-            Some(super::TokenUpdate::Set(sealed)) => self.hf_token = Some(sealed),
-            Some(super::TokenUpdate::Clear) => self.hf_token = None,
-            None => {}
-        }
+        super::TokenUpdate::apply(&p.hf_token, &mut self.hf_token);
     }
 }
 
