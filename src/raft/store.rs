@@ -7,9 +7,10 @@
 //! - `state_meta` — last applied id, last membership, the current snapshot.
 //!
 //! Durability: appends, votes and truncations are flushed before they are acknowledged.
-//! Appends are group-committed: a flusher task completes every append that arrived while the
-//! previous flush ran with a single `fsync`. sled flushes the whole database at once, so a
-//! flush also makes every earlier state write durable.
+//! Flushes are group-committed: one flusher thread serves every flush request (appends,
+//! votes, truncations, purges, snapshots) that arrived while the previous flush ran with a
+//! single flush. sled flushes the whole database at once, so a flush also makes every
+//! earlier state write durable.
 
 // The error type is openraft's `StorageError`, fixed by its traits; boxing it would only add
 // conversions at every call site.
@@ -30,7 +31,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::types::{
     Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
@@ -65,6 +66,7 @@ pub struct Db {
     raft_meta: sled::Tree,
     state: sled::Tree,
     state_meta: sled::Tree,
+    flusher: Arc<Flusher>,
 }
 
 impl Db {
@@ -79,12 +81,20 @@ impl Db {
             raft_meta: db.open_tree("raft_meta")?,
             state: db.open_tree("state")?,
             state_meta: db.open_tree("state_meta")?,
+            flusher: Arc::new(Flusher::start(db.clone())?),
             db,
         })
     }
 
+    /// Make every write made before this call durable. Shares the flush with whatever else
+    /// is waiting for one (group commit).
     pub async fn flush(&self) -> Result<(), sled::Error> {
-        self.db.flush_async().await.map(|_| ())
+        let (tx, rx) = oneshot::channel();
+        self.flusher.request(FlushWaiter::Notify(tx))?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(flusher_stopped()),
+        }
     }
 
     /// The id this node has in its cluster, once it has one.
@@ -129,49 +139,94 @@ fn index_key(index: u64) -> [u8; 8] {
 // ---------------------------------------------------------------------------------------------
 // Log store
 
-/// The Raft log. Cloned handles share the database and the flusher.
+/// The Raft log. Cloned handles share the database and its flusher.
 #[derive(Clone)]
 pub struct LogStore {
     db: Db,
-    /// Appends waiting for the next group flush.
-    flush_queue: mpsc::UnboundedSender<LogFlushed<TypeConfig>>,
 }
 
 impl LogStore {
     fn new(db: Db) -> LogStore {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(group_flusher(db.clone(), rx));
-        LogStore {
-            db,
-            flush_queue: tx,
+        LogStore { db }
+    }
+}
+
+/// Someone waiting for the next flush.
+enum FlushWaiter {
+    /// An append, acknowledged to openraft once durable.
+    Log(LogFlushed<TypeConfig>),
+    /// Any other caller of [`Db::flush`].
+    Notify(oneshot::Sender<Result<(), sled::Error>>),
+}
+
+fn flusher_stopped() -> sled::Error {
+    sled::Error::Io(std::io::Error::other("the storage flusher has stopped"))
+}
+
+/// Group commit: one thread runs every flush. Whoever asks for a flush while one is running
+/// is served by the next one, so a burst of appends (and votes, truncations, snapshots)
+/// costs one `fsync`. The flush is sled's synchronous one, on this thread: its async
+/// variant hands each flush to sled's thread pool, whose `notify_all` wakes every pool
+/// thread for every flush.
+struct Flusher {
+    queue: std::sync::Mutex<Option<std::sync::mpsc::Sender<FlushWaiter>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(db: sled::Db) -> Result<Flusher, sled::Error> {
+        let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
+        let thread = std::thread::Builder::new()
+            .name("helix-flush".into())
+            .spawn(move || {
+                let mut batch = Vec::new();
+                // Ends when every sender is gone (the last `Db` handle dropped).
+                while let Ok(first) = rx.recv() {
+                    batch.push(first);
+                    batch.extend(rx.try_iter());
+                    let t = std::time::Instant::now(); // PERFTMP
+                    let result = db.flush().map(|_| ());
+                    tracing::info!(n = batch.len(), us = t.elapsed().as_micros() as u64, "PERFTMP flush"); // PERFTMP
+                    for waiter in batch.drain(..) {
+                        let result = match &result {
+                            Ok(()) => Ok(()),
+                            Err(e) => Err(sled::Error::Io(std::io::Error::other(e.to_string()))),
+                        };
+                        match waiter {
+                            FlushWaiter::Log(callback) => {
+                                callback.log_io_completed(result.map_err(std::io::Error::other))
+                            }
+                            FlushWaiter::Notify(tx) => {
+                                let _ = tx.send(result);
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(sled::Error::Io)?;
+        Ok(Flusher {
+            queue: std::sync::Mutex::new(Some(tx)),
+            thread: Some(thread),
+        })
+    }
+
+    fn request(&self, waiter: FlushWaiter) -> Result<(), sled::Error> {
+        let queue = self.queue.lock().expect("flusher lock poisoned");
+        match queue.as_ref() {
+            Some(tx) => tx.send(waiter).map_err(|_| flusher_stopped()),
+            None => Err(flusher_stopped()),
         }
     }
 }
 
-/// Completes queued appends in batches: one flush acknowledges every append that was
-/// written before it started.
-async fn group_flusher(db: Db, mut queue: mpsc::UnboundedReceiver<LogFlushed<TypeConfig>>) {
-    let mut batch = Vec::new();
-    while let Some(first) = queue.recv().await {
-        batch.push(first);
-        while let Ok(more) = queue.try_recv() {
-            batch.push(more);
+impl Drop for Flusher {
+    /// The last handle is gone: let the thread finish the flushes asked for, and end.
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
         }
-        let t = std::time::Instant::now(); // PERFTMP
-        let result = db
-            .flush()
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        tracing::info!(
-            n = batch.len(),
-            us = t.elapsed().as_micros() as u64,
-            "PERFTMP flush"
-        ); // PERFTMP
-        for callback in batch.drain(..) {
-            callback.log_io_completed(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-            });
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -260,9 +315,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(io_error(e)))?;
         // Acknowledged by the flusher once durable.
-        self.flush_queue
-            .send(callback)
-            .map_err(|_| write_err(std::io::Error::other("log flusher stopped")))?;
+        self.db
+            .flusher
+            .request(FlushWaiter::Log(callback))
+            .map_err(|e| StorageIOError::write_logs(io_error(e)))?;
         Ok(())
     }
 

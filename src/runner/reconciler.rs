@@ -129,12 +129,38 @@ impl Reconciler {
             }
             self.reconcile().await;
         }
-        let stops: Vec<_> = std::mem::take(&mut self.local)
-            .into_values()
-            .filter_map(|s| s.process)
-            .map(|p| p.stop(self.tuning.stop_grace))
-            .collect();
+        let local = std::mem::take(&mut self.local);
+        let mut stops = Vec::new();
+        let mut stopped = Vec::new();
+        for (slot_id, slot) in local {
+            if let Some(process) = slot.process {
+                stops.push(process.stop(self.tuning.stop_grace));
+            }
+            stopped.push((slot_id, slot.generation, slot.status));
+        }
         futures::future::join_all(stops).await;
+        // Say so, if the cluster still listens; a node going down must not wait on it long.
+        let cluster = self.cluster.clone();
+        let report = async move {
+            for (slot_id, generation, status) in stopped {
+                let _ = cluster
+                    .write(Proposal {
+                        actor: None,
+                        at_ms: crate::time::now_ms(),
+                        command: Command::ReportSlot {
+                            slot_id,
+                            node_id: cluster.node_id,
+                            generation,
+                            status: SlotStatus {
+                                state: SlotState::Stopped,
+                                ..status
+                            },
+                        },
+                    })
+                    .await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), report).await;
     }
 
     fn desired(&self) -> BTreeMap<String, Desired> {
