@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -142,7 +142,7 @@ async fn members(ctx: &ApiContext) -> (Vec<MemberView>, Option<Progress>) {
 
 pub async fn status(
     State(ctx): State<ApiContext>,
-    Query(_mode): Query<ReadMode>,
+    _mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<StatusView>, ApiError> {
     // Status must work when the cluster is unhealthy, so it never waits on the leader.
@@ -178,7 +178,7 @@ pub async fn status(
 
 pub async fn list_nodes(
     State(ctx): State<ApiContext>,
-    Query(_mode): Query<ReadMode>,
+    _mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<MemberView>>, ApiError> {
     ctx.authenticate(&headers)?;

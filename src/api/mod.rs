@@ -82,6 +82,9 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/audit", get(tenancy::list_audit))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("this route does not accept that method".into())
+        })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(ctx)
 }

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -231,7 +231,7 @@ fn model_id_from_path(raw: &str) -> Result<String, ApiError> {
 
 pub async fn list(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<ModelView>>, ApiError> {
     ctx.reader(&headers, mode).await?;
@@ -243,7 +243,7 @@ pub async fn list(
 pub async fn get_one(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;

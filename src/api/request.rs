@@ -37,6 +37,21 @@ pub struct ReadMode {
     pub stale: bool,
 }
 
+/// Extracted from the query string; a bad query is a 400 in our JSON error shape.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ReadMode {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<ReadMode>::from_request_parts(parts, state)
+            .await
+            .map(|q| q.0)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
 impl ApiContext {
     /// Authenticate against the local replica. For reads, call [`ApiContext::read_barrier`]
     /// first so a just-revoked key is not accepted.

@@ -1,6 +1,6 @@
 //! `/api/v1/slots`: what runs where.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
@@ -51,7 +51,7 @@ impl From<&Slot> for SlotView {
 
 pub async fn list(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<SlotView>>, ApiError> {
     ctx.reader(&headers, mode).await?;

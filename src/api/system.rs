@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -52,7 +52,7 @@ fn view(ctx: &ApiContext, settings: &SystemSettings) -> SettingsView {
 
 pub async fn get_settings(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<SettingsView>, ApiError> {
     ctx.reader(&headers, mode).await?.require_admin()?;

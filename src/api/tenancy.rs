@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
@@ -109,7 +109,7 @@ pub async fn create_org(
 
 pub async fn list_orgs(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<OrgView>>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
@@ -126,7 +126,7 @@ pub async fn list_orgs(
 pub async fn get_org_settings(
     State(ctx): State<ApiContext>,
     Path(org_id): Path<String>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<TokenSettingsView>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
@@ -288,7 +288,7 @@ pub async fn create_user(
 
 pub async fn list_users(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
@@ -314,7 +314,7 @@ fn user_id(caller: &Caller, raw: &str) -> String {
 pub async fn get_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<UserView>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
@@ -362,7 +362,7 @@ fn user_settings(
 pub async fn get_user_settings(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<TokenSettingsView>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
@@ -476,7 +476,7 @@ impl From<&AuditEntry> for AuditView {
 
 pub async fn list_audit(
     State(ctx): State<ApiContext>,
-    Query(mode): Query<ReadMode>,
+    mode: ReadMode,
     headers: HeaderMap,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     ctx.reader(&headers, mode).await?.require_admin()?;

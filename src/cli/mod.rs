@@ -287,10 +287,12 @@ struct ModelFlags {
     description: Option<String>,
     #[arg(long)]
     enabled: Option<bool>,
-    #[arg(long)]
-    prewarm: bool,
-    #[arg(long)]
-    auto_pull: bool,
+    /// Keep it running (`--prewarm` or `--prewarm true|false`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    prewarm: Option<bool>,
+    /// `--auto-pull` or `--auto-pull true|false`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    auto_pull: Option<bool>,
     /// A JSON array of strings, e.g. '["--trust-remote-code"]'.
     #[arg(long)]
     runtime_args: Option<String>,
@@ -541,7 +543,11 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
         }
         ModelCommand::Get { id } => {
             let v = client
-                .request(Method::GET, &format!("/api/v1/helix-models/{id}"), None)
+                .request(
+                    Method::GET,
+                    &format!("/api/v1/helix-models/{}", path_segment(&id)),
+                    None,
+                )
                 .await?;
             print_object(out, &v);
         }
@@ -550,7 +556,7 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
             let v = client
                 .request(
                     Method::PUT,
-                    &format!("/api/v1/helix-models/{id}"),
+                    &format!("/api/v1/helix-models/{}", path_segment(&id)),
                     Some(&body),
                 )
                 .await?;
@@ -560,7 +566,7 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
             let v = client
                 .request(
                     Method::GET,
-                    &format!("/api/v1/helix-models/{id}/token-source"),
+                    &format!("/api/v1/helix-models/{}/token-source", path_segment(&id)),
                     None,
                 )
                 .await?;
@@ -568,7 +574,11 @@ async fn model(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<
         }
         ModelCommand::Delete { id } => {
             client
-                .request(Method::DELETE, &format!("/api/v1/helix-models/{id}"), None)
+                .request(
+                    Method::DELETE,
+                    &format!("/api/v1/helix-models/{}", path_segment(&id)),
+                    None,
+                )
                 .await?;
             if out == OutputFormat::Table {
                 println!("deleted {id}");
@@ -724,11 +734,11 @@ fn model_fields(f: &ModelFlags) -> Result<Map<String, Value>, Failure> {
     if let Some(v) = f.enabled {
         m.insert("enabled".into(), json!(v));
     }
-    if f.prewarm {
-        m.insert("prewarm".into(), json!(true));
+    if let Some(v) = f.prewarm {
+        m.insert("prewarm".into(), json!(v));
     }
-    if f.auto_pull {
-        m.insert("auto_pull".into(), json!(true));
+    if let Some(v) = f.auto_pull {
+        m.insert("auto_pull".into(), json!(v));
     }
     if let Some(v) = &f.huggingface_token {
         m.insert(
@@ -745,6 +755,19 @@ fn model_fields(f: &ModelFlags) -> Result<Map<String, Value>, Failure> {
         m.insert("runtime_args".into(), json!(args));
     }
     Ok(m)
+}
+
+/// A model id in a URL path: `/` stays (ids like `org/name` are routed as such), anything
+/// outside the unreserved set is percent-encoded.
+fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// `-` means: read the secret from standard input (first line, trimmed).

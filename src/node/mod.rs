@@ -216,11 +216,16 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     ));
 
     let mut shutdown_signal = Box::pin(shutdown_signal());
-    tokio::select! {
-        _ = wait_ready(&cluster) => println!("helix node {node_id} ready"),
-        _ = &mut shutdown_signal => {}
+    let signalled = tokio::select! {
+        _ = wait_ready(&cluster) => {
+            println!("helix node {node_id} ready");
+            false
+        }
+        _ = &mut shutdown_signal => true,
+    };
+    if !signalled {
+        shutdown_signal.await;
     }
-    shutdown_signal.await;
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     // vLLM processes stop first (SIGTERM, then SIGKILL after the grace period).

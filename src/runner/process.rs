@@ -186,6 +186,14 @@ impl VllmProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(false);
+        // helix's own settings (a join token, an API key) are not vLLM's business: model code
+        // run with --trust-remote-code must not see them.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("HELIX_") {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.env(SLOT_ENV, &slot_id);
         if let Some(t) = &token {
             cmd.env("HF_TOKEN", t.expose_secret());
         }

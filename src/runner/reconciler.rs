@@ -10,13 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, looks_gated, LaunchSpec, VllmProcess};
-use super::tokens::Tokens;
+use super::tokens::{TokenChoice, Tokens};
 use crate::config::RunnerTuning;
 use crate::node::Cluster;
 use crate::state::{Command, Model, Proposal, SlotState, SlotStatus};
@@ -51,9 +50,27 @@ struct LocalSlot {
     /// Earliest time of the next launch after a failure.
     retry_at: Option<Instant>,
     consecutive_failures: u32,
-    /// Set when the last failure was a gated model: the token (if any) it failed with.
-    /// Retried when the resolved token differs.
-    gated_with: Option<Option<SecretString>>,
+    /// Set when the last failure was a gated model: the token choice it failed with.
+    /// Retried when the choice for it changes.
+    gated_with: Option<TokenChoice>,
+    /// What the running process was launched with, to notice a model update.
+    launched: Option<LaunchedModel>,
+}
+
+/// The parts of a model that shape its command line.
+#[derive(Debug, Clone, PartialEq)]
+struct LaunchedModel {
+    runtime_args: Vec<String>,
+    context_length: Option<u64>,
+}
+
+impl LaunchedModel {
+    fn of(model: &Model) -> LaunchedModel {
+        LaunchedModel {
+            runtime_args: model.runtime_args.clone(),
+            context_length: model.context_length,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +183,10 @@ impl Reconciler {
     fn desired(&self) -> BTreeMap<String, Desired> {
         let me = self.cluster.node_id;
         self.cluster.view.read(|a| {
+            // A node removed from the cluster runs nothing, whatever it last heard.
+            if a.membership.membership().get_node(&me).is_none() {
+                return BTreeMap::new();
+            }
             a.state
                 .slots
                 .values()
@@ -224,6 +245,7 @@ impl Reconciler {
                     retry_at: None,
                     consecutive_failures: 0,
                     gated_with: None,
+                    launched: None,
                 });
             let before = slot.status.clone();
             let generation = slot.generation;
@@ -248,11 +270,22 @@ impl Reconciler {
             .filter(|(id, s)| id.as_str() != slot_id && s.process.is_some())
             .filter_map(|(_, s)| s.status.port)
             .collect();
-        let (token, source) = self
+        let choice = self
             .cluster
             .view
-            .read(|a| self.tokens.resolve(&want.model, &a.state));
+            .read(|a| self.tokens.choose(&want.model, &a.state));
         let slot = self.local.get_mut(slot_id).expect("inserted above");
+
+        // A model update (arguments, context length) relaunches it now, without backoff.
+        if slot.process.is_some() && slot.launched.as_ref() != Some(&LaunchedModel::of(&want.model))
+        {
+            if let Some(process) = slot.process.take() {
+                tracing::info!(slot = %slot_id, pid = process.pid(), "model changed: relaunching vLLM");
+                tokio::spawn(process.stop(self.tuning.stop_grace));
+            }
+            slot.retry_at = None;
+            slot.gated_with = None;
+        }
 
         if let Some(process) = slot.process.as_mut() {
             if let Some(exit) = process.try_exited() {
@@ -271,7 +304,7 @@ impl Reconciler {
                     .unwrap_or("");
                 slot.status.state = SlotState::Failed;
                 if looks_gated(&tail) {
-                    slot.gated_with = Some(token.clone());
+                    slot.gated_with = Some(choice.clone());
                     slot.status.last_error = Some(format!(
                         "gated model: Hugging Face refused access ({exit}); set a token that has access to {}",
                         want.model.id
@@ -299,7 +332,7 @@ impl Reconciler {
 
         // Not running: launch when due.
         let due = match &slot.gated_with {
-            Some(failed_with) => !same_token(failed_with, &token),
+            Some(failed_with) => *failed_with != choice,
             None => slot.retry_at.is_none_or(|t| Instant::now() >= t),
         };
         if !due {
@@ -320,6 +353,8 @@ impl Reconciler {
             port,
             want.gpu_indices.len(),
         );
+        let source = choice.source;
+        let token = self.tokens.open(&choice);
         tracing::info!(
             model = %want.model.id,
             hf_token_provided = token.is_some(),
@@ -338,6 +373,7 @@ impl Reconciler {
             Ok(process) => {
                 tracing::info!(slot = %slot_id, pid = process.pid(), port, "started vLLM");
                 slot.process = Some(process);
+                slot.launched = Some(LaunchedModel::of(&want.model));
                 slot.launched_at = Some(Instant::now());
                 slot.status.state = SlotState::Starting;
                 slot.status.port = Some(port);
@@ -351,14 +387,6 @@ impl Reconciler {
                 tracing::error!(slot = %slot_id, error = %e, "cannot start vLLM");
             }
         }
-    }
-}
-
-fn same_token(a: &Option<SecretString>, b: &Option<SecretString>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
-        _ => false,
     }
 }
 

@@ -49,28 +49,51 @@ impl Tokens {
         self.env.clone()
     }
 
-    /// The token a launch of `model` gets, and the level it came from, highest first:
-    /// the model's own, its owner user's, its organization's, the cluster-wide one, this
-    /// node's `HF_TOKEN`. Decrypted here, at launch, on the node that runs the slot.
-    pub fn resolve(&self, model: &Model, state: &State) -> (Option<SecretString>, TokenSource) {
+    /// Which token a launch of `model` would get, without opening it, highest first: the
+    /// model's own, its owner user's, its organization's, the cluster-wide one, this node's
+    /// `HF_TOKEN`. Cheap, and safe to keep: it holds only ciphertext.
+    pub fn choose(&self, model: &Model, state: &State) -> TokenChoice {
         let level = resolve_level(state, model, self.env.is_some());
-        let opened = match level.source {
-            TokenSource::System => self.system_token(),
-            TokenSource::Environment => self.env_token(),
-            TokenSource::None => None,
-            _ => level.sealed(state, model).and_then(|(sealed, scope)| {
-                match self.key.open(sealed, &scope) {
-                    Ok(token) => Some(token),
-                    Err(e) => {
-                        tracing::error!(model = %model.id, level = ?level.source, error = %e,
-                            "cannot decrypt a hugging face token; launching without it");
-                        None
-                    }
-                }
-            }),
+        let sealed = match level.source {
+            TokenSource::System => state
+                .settings
+                .hf_token
+                .clone()
+                .map(|s| (s, SYSTEM_TOKEN_SCOPE.to_string())),
+            TokenSource::Environment | TokenSource::None => None,
+            _ => level
+                .sealed(state, model)
+                .map(|(sealed, scope)| (sealed.clone(), scope)),
         };
-        (opened, level.source)
+        TokenChoice {
+            source: level.source,
+            sealed,
+        }
     }
+
+    /// Decrypt the chosen token, at launch, into memory only.
+    pub fn open(&self, choice: &TokenChoice) -> Option<SecretString> {
+        match (&choice.source, &choice.sealed) {
+            (TokenSource::Environment, _) => self.env_token(),
+            (_, Some((sealed, scope))) => match self.key.open(sealed, scope) {
+                Ok(token) => Some(token),
+                Err(e) => {
+                    tracing::error!(level = ?choice.source, error = %e,
+                        "cannot decrypt a hugging face token; launching without it");
+                    None
+                }
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The token a launch would use: its level and, for levels stored in the state, the sealed
+/// value. Two choices are equal exactly when a launch would get the same token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenChoice {
+    pub source: TokenSource,
+    sealed: Option<(SealedSecret, String)>,
 }
 
 /// Which level holds the token for `model`, from the committed state alone.
