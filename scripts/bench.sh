@@ -11,8 +11,11 @@
 #   CARGO_TARGET_DIR   where the release build goes (default: target)
 #   BENCH_DOC          the report to update (default: docs/performance.md; "-" = none)
 #   BENCH_SOAK_S       the full-load run that counts leader changes (default 60)
+#   BENCH_FAILOVER_ROUNDS  leader kills (default 5)
 #   HELIX_RAFT_TOML    the [raft] section given to every helix node (default: below)
+#   BENCH_SYSTEMS      which systems to measure (default "helix etcd"; the report needs both)
 #   BENCH_SKIP_BUILD=1 use the existing release binary
+#   BENCH_KEEP=1       keep the temp dir (logs, data, JSON results) and print where it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,12 +24,18 @@ QUICK=${BENCH_QUICK:-0}
 SEQ_COUNT=2000
 LOAD_S=10
 SOAK_S=${BENCH_SOAK_S:-60}
-FAILOVER_ROUNDS=5
+FAILOVER_ROUNDS=${BENCH_FAILOVER_ROUNDS:-5}
 PROPAGATION_CHANGES=200
 if [[ $QUICK == 1 ]]; then
-  SEQ_COUNT=300 LOAD_S=3 SOAK_S=${BENCH_SOAK_S:-5} FAILOVER_ROUNDS=2 PROPAGATION_CHANGES=40
+  SEQ_COUNT=300 LOAD_S=3 SOAK_S=${BENCH_SOAK_S:-5} FAILOVER_ROUNDS=${BENCH_FAILOVER_ROUNDS:-2}
+  PROPAGATION_CHANGES=40
 fi
 DOC=${BENCH_DOC:-$ROOT/docs/performance.md}
+SYSTEMS=${BENCH_SYSTEMS:-helix etcd}
+# Every write rewrites one of KEYS models/keys (created first, untimed), so both systems
+# hold the same, steady amount of data whatever the run's length.
+KEYS=1000
+WRITE_ARGS=(--mode update --keys "$KEYS" --prefix bench)
 # Raft timing for helix: heartbeat well under the election timeout, and an election timeout
 # short enough for a fast failover (openraft waits election_timeout_max, the leader lease,
 # plus a random election timeout after the last message from a leader before it elects).
@@ -52,12 +61,11 @@ apt_install() {
 for tool in curl jq awk; do
   command -v "$tool" >/dev/null || apt_install "$tool"
 done
-if ! command -v etcd >/dev/null; then
+if [[ " $SYSTEMS " == *" etcd "* ]] && ! command -v etcd >/dev/null; then
   command -v apt-cache >/dev/null && apt-cache policy etcd-server | sed -n 1,3p >&2 || true
   apt_install etcd-server
 fi
-command -v etcd >/dev/null || die "etcd is still missing after installing etcd-server"
-ETCD_VERSION=$(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')
+ETCD_VERSION=$(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}' || true)
 
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 HELIX=$TARGET_DIR/release/helix
@@ -88,7 +96,11 @@ cleanup() {
   if [[ $rc != 0 && -d $TMP ]]; then
     for f in "$TMP"/*.log; do [[ -f $f ]] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }; done
   fi
-  rm -rf "$TMP"
+  if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+    echo "kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -145,7 +157,7 @@ DISK_FS=$(df --output=fstype "$TMP" | tail -1)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # The fsync floor of the disk under the data dirs: 4 KiB writes, each synced (O_DSYNC).
 FSYNC_MS=$(dd if=/dev/zero of="$TMP/fsync-probe" bs=4k count=500 oflag=dsync 2>&1 \
-  | awk '/copied/ {for (i=1;i<=NF;i++) if ($i ~ /^s,?$/) t=$(i-1); print t*1000/500}')
+  | awk '/copied/ {for (i=1;i<=NF;i++) if ($i ~ /^s,?$/) t=$(i-1); printf "%.2f", t*1000/500}')
 rm -f "$TMP/fsync-probe"
 log "machine: $NPROC x $CPU_MODEL, ${MEM_GIB} GiB, $DISK_DEV ($DISK_FS), fsync ~${FSYNC_MS} ms, load $LOAD_BEFORE"
 
@@ -279,7 +291,8 @@ measure() {
   term0=$("${sys}_term" "$leader")
 
   log "$sys: 1 client, $SEQ_COUNT sequential writes to the leader"
-  bench "$sys-seq" "${auth[@]}" --endpoints "${urls[$leader]}" --clients 1 --count "$SEQ_COUNT"
+  bench "$sys-seq" "${auth[@]}" "${WRITE_ARGS[@]}" --endpoints "${urls[$leader]}" --clients 1 \
+    --count "$SEQ_COUNT"
 
   for c in 16 64; do
     log "$sys: $c clients for ${LOAD_S}s over the 3 members"
@@ -288,21 +301,23 @@ measure() {
     sample_rss "$RESULTS/$sys-rss-$c.txt" "${names[@]}" &
     local sampler=$!
     ALL_PIDS+=("$sampler")
-    bench "$sys-c$c" "${auth[@]}" --endpoints "$all" --clients "$c" --duration "$LOAD_S"
+    bench "$sys-c$c" "${auth[@]}" "${WRITE_ARGS[@]}" --endpoints "$all" --clients "$c" \
+      --duration "$LOAD_S"
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     for n in "${names[@]}"; do cpu1=$(( cpu1 + $(cpu_ticks "${PID[$n]}") )); done
     local ok
     ok=$(jq .ok "$RESULTS/$sys-c$c.json")
     echo "cpu_us_per_write_c$c=$(awk -v t=$(( cpu1 - cpu0 )) -v hz="$CLK_TCK" -v n="$ok" \
-      'BEGIN {printf "%.0f", n > 0 ? t / hz * 1e6 / n : 0}')" >>"$env"
+      'BEGIN {printf "%.0f", (n > 0 ? t / hz * 1e6 / n : 0)}')" >>"$env"
   done
   # Peak RSS per member over both load runs.
   echo "load_rss_kib='$(cat "$RESULTS/$sys-rss-16.txt" "$RESULTS/$sys-rss-64.txt" \
     | awk '{for (i=1;i<=NF;i++) if ($i>m[i]) m[i]=$i} END {print m[1], m[2], m[3]}')'" >>"$env"
 
   log "$sys: ${SOAK_S}s at 64 clients, counting leader changes"
-  bench "$sys-soak" "${auth[@]}" --endpoints "$all" --clients 64 --duration "$SOAK_S"
+  bench "$sys-soak" "${auth[@]}" "${WRITE_ARGS[@]}" --endpoints "$all" --clients 64 \
+    --duration "$SOAK_S"
   leader=$("${sys}_leader_index") || die "no $sys leader after the soak"
   local term1
   term1=$("${sys}_term" "$leader")
@@ -316,26 +331,40 @@ measure() {
       --endpoints "$(IFS=,; echo "${order[*]}")"
   fi
 
-  local windows=()
-  for round in $(seq "$FAILOVER_ROUNDS"); do
+  local windows=() round=0 attempts=0
+  while (( round < FAILOVER_ROUNDS )); do
+    (( attempts++ < 2 * FAILOVER_ROUNDS )) || die "$sys: the leader kept moving; failover rounds abandoned"
+    round=$(( round + 1 ))
     leader=$("${sys}_leader_index") || die "no $sys leader before failover round $round"
     local others=()
     for i in 0 1 2; do [[ $i != "$leader" ]] && others+=("${urls[$i]}"); done
     log "$sys: failover round $round: kill -9 ${names[$leader]} while 8 clients write to the others"
-    "$HELIX" bench --output json "${auth[@]}" --endpoints "$(IFS=,; echo "${others[*]}")" \
+    "$HELIX" bench --output json "${auth[@]}" "${WRITE_ARGS[@]}" \
+      --skip-setup --endpoints "$(IFS=,; echo "${others[*]}")" \
       --clients 8 --duration 4 --gaps-over-ms 10 --timeout-ms 10000 \
       >"$RESULTS/$sys-failover-$round.json" 2>"$TMP/bench-failover.log" &
     local bench_pid=$!
     ALL_PIDS+=("$bench_pid")
     sleep 1.5
+    local now_leader
+    now_leader=$("${sys}_leader_index" || echo none)
+    if [[ $now_leader != "$leader" ]]; then
+      # Leadership moved on its own since the round began: not a measurement; again.
+      wait "$bench_pid" || true
+      log "$sys: round $round: the leader moved before the kill (${names[$leader]} → $now_leader); repeating"
+      round=$(( round - 1 ))
+      continue
+    fi
     local killed_at
     killed_at=$(now_ms)
     kill9 "${names[$leader]}"
     wait "$bench_pid" || die "failover bench failed: $(tail -3 "$TMP/bench-failover.log")"
-    # The window: the gap between successful writes that contains the kill.
+    # The window: the longest gap between successful writes that ends after the kill and
+    # starts at most a second after it (writes already committed may still be answered
+    # just after the kill; the gap starts at the last of them).
     local w
     w=$(jq --argjson k "$killed_at" \
-      '[.gaps[] | select(.from_unix_ms <= $k and .to_unix_ms >= $k) | .ms] | max // 0' \
+      '[.gaps[] | select(.to_unix_ms >= $k and .from_unix_ms <= $k + 1000) | .ms] | max // 0' \
       "$RESULTS/$sys-failover-$round.json")
     windows+=("$w")
     log "$sys: round $round: writes unavailable for ${w} ms"
@@ -346,6 +375,7 @@ measure() {
       etcd_start_member "$leader"
       wait_until 60 "etcd to be healthy again" etcd_healthy
     fi
+    sleep 1 # let the restarted member settle before the next round picks a leader
   done
   echo "failover_ms='${windows[*]}'" >>"$env"
 }
@@ -355,22 +385,47 @@ stop_system() {
   for n in "$@"; do wait "${PID[$n]}" 2>/dev/null || true; done
 }
 
-log "starting 3 helix nodes"
-setup_helix
-measure helix
-stop_system h0 h1 h2
+summary() { # one system's figures, for runs that measure only one
+  local sys=$1
+  for r in seq c16 c64 soak; do
+    jq -c --arg r "$r" '{run: $r, ok, errors, throughput: (.throughput | floor),
+      p50: .latency_ms.p50, p99: .latency_ms.p99, p999: .latency_ms.p999, max: .latency_ms.max}' \
+      "$RESULTS/$sys-$r.json"
+  done
+  [[ -f $RESULTS/$sys-propagation.json ]] && jq -c '{run: "propagation", ok, errors,
+    p50: .propagation_ms.p50, p99: .propagation_ms.p99, max: .propagation_ms.max}' \
+    "$RESULTS/$sys-propagation.json"
+  cat "$RESULTS/$sys.env"
+}
 
-log "starting 3 etcd members ($ETCD_VERSION)"
-setup_etcd
-measure etcd
-stop_system e0 e1 e2
+if [[ " $SYSTEMS " == *" helix "* ]]; then
+  log "starting 3 helix nodes"
+  setup_helix
+  measure helix
+  stop_system h0 h1 h2
+  summary helix
+fi
+if [[ " $SYSTEMS " == *" etcd "* ]]; then
+  command -v etcd >/dev/null || die "etcd is still missing after installing etcd-server"
+  log "starting 3 etcd members ($ETCD_VERSION)"
+  setup_etcd
+  measure etcd
+  stop_system e0 e1 e2
+  summary etcd
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+if [[ " $SYSTEMS " != *" helix "* || " $SYSTEMS " != *" etcd "* ]]; then
+  log "measured only: $SYSTEMS (the side-by-side report needs both)"
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------------------------
 # The report
 
 j() { jq -r "$2" "$RESULTS/$1.json"; }
+f0() { awk -v v="$1" 'BEGIN {printf "%.0f", v}'; }
 f1() { awk -v v="$1" 'BEGIN {printf "%.1f", v}'; }
+f0s() { local out=""; for v in $1; do out+="${out:+ · }$(f0 "$v")"; done; echo "$out"; }
 f2() { awk -v v="$1" 'BEGIN {printf "%.2f", v}'; }
 # ratio A B: how many times A is B, as "2.3×".
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×", a / b; else print "–"}'; }
@@ -392,7 +447,7 @@ row_latency() { # label file field unit
 row_tput() {
   local h e
   h=$(j "helix-$2" .throughput) e=$(j "etcd-$2" .throughput)
-  echo "| $1 | $(f1 "$h")/s | $(f1 "$e")/s | $(ratio "$h" "$e") |"
+  echo "| $1 | $(f0 "$h")/s | $(f0 "$e")/s | $(ratio "$h" "$e") |"
 }
 errors_of() { j "$1" .errors; }
 
@@ -402,7 +457,7 @@ H_FAIL_MAX=$(maxof <<<"$H_FAIL") E_FAIL_MAX=$(maxof <<<"$E_FAIL")
 H_TERMS=$(H_env term_before)→$(H_env term_after) E_TERMS=$(E_env term_before)→$(E_env term_after)
 
 TABLE=$(cat <<EOF
-| measure | helix | etcd $ETCD_VERSION | helix / etcd |
+| measure (latency: lower is better; throughput: higher) | helix | etcd $ETCD_VERSION | helix / etcd |
 | --- | --- | --- | --- |
 $(row_latency "1 client, p50 (${SEQ_COUNT} writes)" seq p50)
 $(row_latency "1 client, p99" seq p99)
@@ -421,7 +476,7 @@ $(row_latency "64 clients, ${SOAK_S} s soak, p99" soak p99)
 | leader term before → after all load runs | $H_TERMS | $E_TERMS | |
 | failover: write unavailability, median of $FAILOVER_ROUNDS | $(f1 "$H_FAIL_MED") ms | $(f1 "$E_FAIL_MED") ms | $(ratio "$H_FAIL_MED" "$E_FAIL_MED") |
 | failover: worst of $FAILOVER_ROUNDS | $(f1 "$H_FAIL_MAX") ms | $(f1 "$E_FAIL_MAX") ms | $(ratio "$H_FAIL_MAX" "$E_FAIL_MAX") |
-| failover: each round (ms) | ${H_FAIL// / · } | ${E_FAIL// / · } | |
+| failover: each round (ms) | $(f0s "$H_FAIL") | $(f0s "$E_FAIL") | |
 | propagation to every member, p50 / p99 ($PROPAGATION_CHANGES changes) | $(f2 "$(j helix-propagation .propagation_ms.p50)") / $(f2 "$(j helix-propagation .propagation_ms.p99)") ms | – | |
 | memory: RSS idle, per member (MiB) | $(mibs "$(H_env idle_rss_kib)") | $(mibs "$(E_env idle_rss_kib)") | |
 | memory: RSS peak under load, per member (MiB) | $(mibs "$(H_env load_rss_kib)") | $(mibs "$(E_env load_rss_kib)") | |
@@ -441,9 +496,10 @@ Machine: $MACHINE.
 helix $("$HELIX" --version | awk '{print $2}') (release build; \`$RAFT_LINE\`), etcd $ETCD_VERSION (Debian
 \`etcd-server\`, default timing: heartbeat 100 ms, election 1000 ms). Each system: 3 members
 on 127.0.0.x, fresh data dirs, measured alone. Client: \`helix bench\`, HTTP/1.1 keep-alive,
-100-byte values; helix writes create models (\`POST /api/v1/helix-models\`), etcd writes
-\`POST /v3/kv/put\` (gateway). 1-client runs go to the leader; 16/64 clients spread over the
-three members; failover clients (8) write to the two members that are not the leader.
+100-byte values, each write rewriting one of $KEYS models/keys (created first, untimed):
+helix \`PUT /api/v1/helix-models/{id}\` (a model's description), etcd \`POST /v3/kv/put\`
+(gateway). 1-client runs go to the leader; 16/64 clients spread over the three members;
+failover clients (8) write to the two members that are not the leader.
 
 $TABLE
 <!-- bench:end -->

@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// How many models/keys `--mode update` cycles through.
     #[arg(long, default_value_t = 1000)]
     pub keys: u64,
+    /// `--mode update`: the keys exist already (an earlier run with the same --prefix).
+    #[arg(long)]
+    pub skip_setup: bool,
     /// Per-request timeout.
     #[arg(long, default_value_t = 5000)]
     pub timeout_ms: u64,
@@ -541,7 +544,7 @@ async fn write_bench(
         stop: AtomicBool::new(false),
     };
     let mut errors = Errors::default();
-    if args.mode == WriteMode::Update {
+    if args.mode == WriteMode::Update && !args.skip_setup {
         let setup = Arc::new(make(
             Instant::now(),
             Duration::from_secs(args.max_seconds),

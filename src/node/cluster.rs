@@ -197,15 +197,13 @@ impl Cluster {
         }
     }
 
-    /// Propose on this node, which must be the leader.
+    /// Propose on this node, which must be the leader. Concurrent proposals share a log
+    /// entry (group commit, see [`crate::raft::batch`]).
     pub async fn write_local(&self, proposal: Proposal) -> Result<Written, ClusterError> {
-        let t = std::time::Instant::now(); // PERFTMP
-        let r = self.raft.client_write(proposal).await; // PERFTMP
-        tracing::info!(us = t.elapsed().as_micros() as u64, "PERFTMP client_write"); // PERFTMP
-        match r {
-            Ok(response) => Ok(Written {
-                log_index: response.log_id.index,
-                outcome: response.data,
+        match self.raft.propose(proposal).await {
+            Ok(proposed) => Ok(Written {
+                log_index: proposed.log_id.index,
+                outcome: proposed.outcome,
             }),
             Err(e) => Err(client_write_error(e)),
         }

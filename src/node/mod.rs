@@ -76,6 +76,19 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     let peer_addr = config.peer_addr.to_string();
     let node_id = match (known_id, &launch) {
         (Some(id), _) => id,
+        // Crashed after asking to join but before learning its id: ask again.
+        (None, _) if dir.join(JOIN_URL_FILE).exists() => {
+            let url = std::fs::read_to_string(dir.join(JOIN_URL_FILE))?;
+            request_join(
+                url.trim(),
+                &secret,
+                config.node_id,
+                &api_addr,
+                &peer_addr,
+                false,
+            )
+            .await?
+        }
         (None, Launch::Start) => config.node_id.unwrap_or(1),
         (None, Launch::Join { url, .. }) => {
             write_private(&dir.join(JOIN_URL_FILE), url)?;

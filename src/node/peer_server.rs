@@ -83,21 +83,8 @@ fn encode<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
-    match decode::<openraft::raft::AppendEntriesRequest<crate::raft::TypeConfig>>(&body) {
-        // PERFTMP
-        Ok(rpc) => {
-            let n = rpc.entries.len();
-            let t = std::time::Instant::now(); // PERFTMP
-            let r = c.raft.append_entries(rpc).await;
-            if n > 0 {
-                tracing::info!(
-                    n,
-                    us = t.elapsed().as_micros() as u64,
-                    "PERFTMP follower append"
-                );
-            } // PERFTMP
-            encode(&r)
-        }
+    match decode(&body) {
+        Ok(rpc) => encode(&c.raft.append_entries(rpc).await),
         Err(r) => *r,
     }
 }

@@ -1,8 +1,10 @@
 //! Consensus: openraft wired to sled storage and an HTTP peer transport.
 
+pub mod batch;
 pub mod network;
 pub mod peer;
 pub mod store;
 pub mod types;
 
-pub use types::{NodeId, Raft, TypeConfig};
+pub use batch::Raft;
+pub use types::{NodeId, TypeConfig};

@@ -207,17 +207,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let n = rpc.entries.len();
-        let t = std::time::Instant::now(); // PERFTMP
-        let r = self.rpc(APPEND_PATH, &rpc, &option).await;
-        if n > 0 {
-            tracing::info!(
-                n,
-                us = t.elapsed().as_micros() as u64,
-                "PERFTMP leader append rpc"
-            );
-        } // PERFTMP
-        r
+        self.rpc(APPEND_PATH, &rpc, &option).await
     }
 
     async fn install_snapshot(

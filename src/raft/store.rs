@@ -34,7 +34,8 @@ use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
 use super::types::{
-    Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Batch, Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    TypeConfigV1,
 };
 use crate::state::{codec, Outcome, State, StateKey};
 
@@ -61,7 +62,6 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
 /// The sled database and its trees, shared by the log store and the state machine.
 #[derive(Clone)]
 pub struct Db {
-    db: sled::Db,
     log: sled::Tree,
     raft_meta: sled::Tree,
     state: sled::Tree,
@@ -81,8 +81,7 @@ impl Db {
             raft_meta: db.open_tree("raft_meta")?,
             state: db.open_tree("state")?,
             state_meta: db.open_tree("state_meta")?,
-            flusher: Arc::new(Flusher::start(db.clone())?),
-            db,
+            flusher: Arc::new(Flusher::start(db)?),
         })
     }
 
@@ -136,6 +135,40 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+/// Log entries are stored as this format byte, then bincode. Format 1 (the
+/// [`codec`] default) carried one proposal per entry; format 2 carries a [`Batch`].
+const ENTRY_FORMAT: u8 = 2;
+
+fn encode_entry(entry: &Entry) -> Vec<u8> {
+    let mut out = vec![ENTRY_FORMAT];
+    bincode::serde::encode_into_std_write(entry, &mut out, bincode::config::standard())
+        .expect("encoding into a Vec cannot fail");
+    out
+}
+
+fn decode_entry(bytes: &[u8]) -> Result<Entry, codec::CodecError> {
+    match bytes.first() {
+        Some(&ENTRY_FORMAT) => {
+            let (entry, _) =
+                bincode::serde::decode_from_slice(&bytes[1..], bincode::config::standard())
+                    .map_err(|e| codec::CodecError::Decode(e.to_string()))?;
+            Ok(entry)
+        }
+        // Written before entries carried batches: a batch of one.
+        _ => {
+            let old: openraft::Entry<TypeConfigV1> = codec::decode(bytes)?;
+            Ok(Entry {
+                log_id: old.log_id,
+                payload: match old.payload {
+                    EntryPayload::Blank => EntryPayload::Blank,
+                    EntryPayload::Normal(proposal) => EntryPayload::Normal(Batch(vec![proposal])),
+                    EntryPayload::Membership(m) => EntryPayload::Membership(m),
+                },
+            })
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Log store
 
@@ -184,9 +217,7 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     batch.push(first);
                     batch.extend(rx.try_iter());
-                    let t = std::time::Instant::now(); // PERFTMP
                     let result = db.flush().map(|_| ());
-                    tracing::info!(n = batch.len(), us = t.elapsed().as_micros() as u64, "PERFTMP flush"); // PERFTMP
                     for waiter in batch.drain(..) {
                         let result = match &result {
                             Ok(()) => Ok(()),
@@ -251,7 +282,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             .range::<[u8; 8], _>((start, end))
             .map(|item| {
                 let (_, bytes) = item.map_err(read_err)?;
-                codec::decode::<Entry>(&bytes).map_err(read_err)
+                decode_entry(&bytes).map_err(read_err)
             })
             .collect()
     }
@@ -263,7 +294,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> = get(&self.db.raft_meta, LAST_PURGED)?;
         let last_log_id = match self.db.log.last().map_err(read_err)? {
-            Some((_, bytes)) => Some(codec::decode::<Entry>(&bytes).map_err(read_err)?.log_id),
+            Some((_, bytes)) => Some(decode_entry(&bytes).map_err(read_err)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -308,7 +339,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for entry in entries {
-            batch.insert(&index_key(entry.log_id.index), codec::encode(&entry));
+            batch.insert(&index_key(entry.log_id.index), encode_entry(&entry));
         }
         self.db
             .log
@@ -472,7 +503,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((a.last_applied, a.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Outcome>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Outcome>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -486,15 +517,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for entry in entries {
                 applied.last_applied = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => outcomes.push(Ok(crate::state::Reply::Done)),
-                    EntryPayload::Normal(proposal) => {
-                        let (outcome, keys) = applied.state.apply(&proposal);
-                        touched.extend(keys);
-                        outcomes.push(outcome);
+                    EntryPayload::Blank => outcomes.push(Vec::new()),
+                    EntryPayload::Normal(Batch(proposals)) => {
+                        let mut answers = Vec::with_capacity(proposals.len());
+                        for proposal in &proposals {
+                            let (outcome, keys) = applied.state.apply(proposal);
+                            touched.extend(keys);
+                            answers.push(outcome);
+                        }
+                        outcomes.push(answers);
                     }
                     EntryPayload::Membership(m) => {
                         applied.membership = StoredMembership::new(Some(entry.log_id), m);
-                        outcomes.push(Ok(crate::state::Reply::Done));
+                        outcomes.push(Vec::new());
                     }
                 }
             }
@@ -503,13 +538,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             (applied.last_applied, applied.membership.clone())
         };
-        let t = std::time::Instant::now(); // PERFTMP
         self.persist(&records, false, &last_applied, &membership)?;
-        tracing::info!(
-            n = outcomes.len(),
-            us = t.elapsed().as_micros() as u64,
-            "PERFTMP persist"
-        ); // PERFTMP
         if let Some(id) = last_applied {
             self.changes.send_replace(id.index);
         }
@@ -645,6 +674,81 @@ mod tests {
     fn openraft_storage_conformance_suite() -> Result<(), StorageError> {
         Suite::test_all(SledBuilder)?;
         Ok(())
+    }
+
+    fn register(id: u64) -> crate::state::Proposal {
+        crate::state::Proposal {
+            actor: None,
+            at_ms: id as i64,
+            command: crate::state::Command::RegisterNode(crate::state::NodeRecord {
+                id,
+                api_addr: format!("127.0.0.{id}:1"),
+                peer_addr: format!("127.0.0.{id}:2"),
+                joined_ms: id as i64,
+                gpus: Vec::new(),
+            }),
+        }
+    }
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(openraft::CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A batch is applied in order and answers one outcome per proposal; other entries
+    /// answer none.
+    #[tokio::test]
+    async fn batches_answer_each_proposal() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).expect("open sled");
+        let mut sm = StateMachine::open(db)?;
+        let answers = sm
+            .apply([
+                Entry {
+                    log_id: log_id(1),
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: log_id(2),
+                    payload: EntryPayload::Normal(Batch(vec![register(7), register(8)])),
+                },
+            ])
+            .await?;
+        assert_eq!(answers.len(), 2);
+        assert!(answers[0].is_empty());
+        assert_eq!(answers[1].len(), 2);
+        assert!(answers[1].iter().all(|a| a.is_ok()), "{answers:?}");
+        let view = sm.view();
+        view.read(|a| {
+            assert!(a.state.nodes.contains_key(&7) && a.state.nodes.contains_key(&8));
+            assert_eq!(a.last_applied, Some(log_id(2)));
+        });
+        Ok(())
+    }
+
+    /// Entries written before entries carried batches (format 1) read as batches of one.
+    #[test]
+    fn format_1_entries_read_as_batches_of_one() {
+        let old = openraft::Entry::<TypeConfigV1> {
+            log_id: log_id(5),
+            payload: EntryPayload::Normal(register(3)),
+        };
+        let entry = decode_entry(&codec::encode(&old)).expect("decode format 1");
+        assert_eq!(entry.log_id, log_id(5));
+        assert!(
+            matches!(&entry.payload, EntryPayload::Normal(Batch(p)) if *p == vec![register(3)])
+        );
+
+        let new = Entry {
+            log_id: log_id(6),
+            payload: EntryPayload::Normal(Batch(vec![register(1), register(2)])),
+        };
+        let bytes = encode_entry(&new);
+        assert_eq!(bytes[0], ENTRY_FORMAT);
+        let back = decode_entry(&bytes).expect("decode format 2");
+        assert_eq!(back.log_id, log_id(6));
+        assert!(
+            matches!(&back.payload, EntryPayload::Normal(Batch(p)) if *p == vec![register(1), register(2)])
+        );
     }
 
     /// A restart must resume from the applied id it persisted: openraft re-applies only the
