@@ -510,7 +510,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut outcomes = Vec::new();
         let mut records = BTreeMap::new();
-        let (last_applied, membership) = {
+        let last_applied = {
             let mut guard = self.applied.write().expect("state lock poisoned");
             let applied = &mut *guard;
             let mut touched: Vec<StateKey> = Vec::new();
@@ -536,9 +536,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for key in touched {
                 records.insert(key.to_bytes(), applied.state.encode_record(&key));
             }
-            (applied.last_applied, applied.membership.clone())
+            // Written before the lock is released: a snapshot (built under this lock) must
+            // never be ahead of what sled holds, or a purge could leave a gap on restart.
+            self.persist(&records, false, &applied.last_applied, &applied.membership)?;
+            applied.last_applied
         };
-        self.persist(&records, false, &last_applied, &membership)?;
         if let Some(id) = last_applied {
             self.changes.send_replace(id.index);
         }
@@ -633,14 +635,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership,
             snapshot_id,
         };
-        put(
-            &self.db.state_meta,
-            SNAPSHOT,
-            &StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            },
-        )?;
+        // Keep only the newest snapshot: one installed from the leader meanwhile may be ahead.
+        let stored: Option<StoredSnapshot> = get(&self.db.state_meta, SNAPSHOT)?;
+        if stored.is_none_or(|s| s.meta.last_log_id <= meta.last_log_id) {
+            put(
+                &self.db.state_meta,
+                SNAPSHOT,
+                &StoredSnapshot {
+                    meta: meta.clone(),
+                    data: data.clone(),
+                },
+            )?;
+        }
         // The log behind this snapshot may be purged next: make the snapshot durable first.
         self.db
             .flush()
