@@ -350,6 +350,8 @@ pub struct WriteReport {
     pub latency_ms: Latency,
     pub gaps_over_ms: u64,
     pub gaps: Vec<Gap>,
+    /// When the last successful write was answered (none: no success at all).
+    pub last_success_unix_ms: Option<u64>,
 }
 
 struct Shared {
@@ -583,6 +585,7 @@ async fn write_bench(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64;
+    let last_success_unix_ms = done.iter().max().map(|us| (t0_unix_us + us) / 1000);
     Ok(WriteReport {
         scenario: Scenario::Write,
         target: args.target,
@@ -601,6 +604,7 @@ async fn write_bench(
         latency_ms: Latency::from_micros(latencies),
         gaps_over_ms: args.gaps_over_ms,
         gaps: find_gaps(done, args.gaps_over_ms * 1000, t0_unix_us),
+        last_success_unix_ms,
     })
 }
 

@@ -242,8 +242,12 @@ impl Cluster {
                     leader_id: f.leader_id,
                 })
             }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ClusterError::Unavailable(e.to_string()))
+            // The confirming heartbeat round timed out (a loaded machine, a slow peer): not
+            // confirmed as leader this time. Retried like a missing leader, until the timeout.
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(ClusterError::NotLeader {
+                    leader_id: Some(self.node_id),
+                })
             }
             Err(RaftError::Fatal(e)) => Err(ClusterError::Unavailable(e.to_string())),
         }
