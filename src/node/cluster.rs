@@ -93,6 +93,8 @@ pub struct Cluster {
     /// Membership changes (join, promotion, removal) run one at a time: openraft refuses a
     /// change while another is in flight, and interleaving them can strand a joint config.
     pub membership_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Node ids this leader gave to joining nodes.
+    pub handed_out_ids: Arc<std::sync::Mutex<BTreeSet<NodeId>>>,
 }
 
 impl Cluster {
@@ -310,7 +312,17 @@ impl Cluster {
             None => {
                 let highest_known = self.view.read(|a| a.state.nodes.keys().max().copied());
                 let highest_member = members.keys().max().copied();
-                highest_known.max(highest_member).unwrap_or(0) + 1
+                // Ids handed out but not yet added count too, so two nodes joining at once
+                // get different ids (held by this leader only; a new leader starts afresh).
+                let mut handed_out = self.handed_out_ids.lock().expect("id lock poisoned");
+                let highest_handed = handed_out.iter().next_back().copied();
+                let id = highest_known
+                    .max(highest_member)
+                    .max(highest_handed)
+                    .unwrap_or(0)
+                    + 1;
+                handed_out.insert(id);
+                id
             }
         };
         if !request.add {

@@ -145,6 +145,7 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
         secret: secret.clone(),
         tuning: config.raft.clone(),
         membership_lock: Arc::default(),
+        handed_out_ids: Arc::default(),
     };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
