@@ -182,18 +182,19 @@ impl NodeConfig {
         let r = file.raft;
         let raft = RaftTuning {
             heartbeat: Duration::from_millis(r.heartbeat_ms.unwrap_or(50)),
-            election_timeout_min: Duration::from_millis(r.election_timeout_min_ms.unwrap_or(300)),
-            election_timeout_max: Duration::from_millis(r.election_timeout_max_ms.unwrap_or(600)),
+            election_timeout_min: Duration::from_millis(r.election_timeout_min_ms.unwrap_or(150)),
+            election_timeout_max: Duration::from_millis(r.election_timeout_max_ms.unwrap_or(300)),
             snapshot_every: r.snapshot_every.unwrap_or(5000),
             max_voters: r.max_voters.unwrap_or(5),
             write_timeout: Duration::from_millis(r.write_timeout_ms.unwrap_or(3000)),
         };
-        if raft.heartbeat >= raft.election_timeout_min
+        if raft.heartbeat.is_zero()
+            || raft.heartbeat * 2 > raft.election_timeout_min
             || raft.election_timeout_min >= raft.election_timeout_max
         {
             return Err(invalid(
                 "raft",
-                "need heartbeat_ms < election_timeout_min_ms < election_timeout_max_ms",
+                "need 0 < 2 × heartbeat_ms <= election_timeout_min_ms < election_timeout_max_ms",
             ));
         }
         if raft.snapshot_every == 0 {

@@ -445,6 +445,53 @@ fn writes_need_a_quorum_and_nothing_is_lost() {
 // ---------------------------------------------------------------------------------------------
 // 4. Stop (SIGTERM) and restart all nodes: state, membership and the token survive.
 
+/// A follower that stalls (here: SIGSTOP, longer than any election timeout) and comes back
+/// follows its leader again: the term does not move and the leader is not deposed.
+#[test]
+fn a_stalled_follower_does_not_depose_the_leader() {
+    // Longer timeouts than the defaults, so that only the stall, not this machine's load
+    // during the test run, leaves a member without a leader for an election timeout.
+    let config = "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n";
+    let mut c = Cluster::with_config(3, Some(config));
+    let all = [1, 2, 3];
+    let leader = c.wait_leader(&all);
+    let term = |c: &Cluster, k: usize| c.status(k).map(|s| s["term"].as_u64().unwrap());
+    let term_before = term(&c, leader).unwrap();
+    let follower = all.into_iter().find(|&k| k != leader).unwrap();
+    let follower_id = c.node(follower).id.unwrap();
+
+    c.pause(follower);
+    // The leader stops hearing from it (it reports a member unreachable after four election
+    // timeouts), and writes still commit with the other two.
+    wait_until(
+        WAIT,
+        "the leader reports the paused follower unreachable",
+        || {
+            c.status(leader).is_ok_and(|s| {
+                s["members"].as_array().unwrap().iter().any(|m| {
+                    m["id"].as_u64() == Some(follower_id) && m["reachable"] == json!(false)
+                })
+            })
+        },
+    );
+    c.client(leader)
+        .create_model_acked("stall/written-while-paused", WAIT);
+    c.resume(follower);
+
+    // Once it runs again it has heard from no leader for far longer than its timeout: it
+    // asks for a pre-vote (unless the leader's next append reaches it first), is refused,
+    // and catches up with the leader it already had.
+    c.wait_models_present(
+        follower,
+        &BTreeSet::from(["stall/written-while-paused".to_string()]),
+        WAIT,
+    );
+    assert_eq!(c.wait_leader(&all), leader, "the leader was deposed");
+    for k in all {
+        assert_eq!(term(&c, k).unwrap(), term_before, "node{k}: the term moved");
+    }
+}
+
 #[test]
 fn full_restart_keeps_state_membership_and_token() {
     let mut c = Cluster::new(3);

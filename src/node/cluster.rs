@@ -10,6 +10,7 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::{Deserialize, Serialize};
 use tokio::time::{timeout, Instant};
 
+use super::election::LeaderContact;
 use crate::config::RaftTuning;
 use crate::crypto::{ClusterSecret, DataKey};
 use crate::raft::network::{PeerClient, PeerContact, TransportError};
@@ -87,6 +88,8 @@ pub struct Cluster {
     pub view: StateView,
     pub peers: PeerClient,
     pub contact: PeerContact,
+    /// When we last heard from a leader (elections start only after a long enough silence).
+    pub leader_contact: LeaderContact,
     pub secret: ClusterSecret,
     pub data_key: DataKey,
     pub tuning: RaftTuning,

@@ -2,6 +2,7 @@
 //! and stop cleanly.
 
 pub mod cluster;
+pub mod election;
 mod membership;
 pub mod peer_server;
 
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 
 pub use cluster::{Cluster, ClusterError};
 
+use self::election::LeaderContact;
 use crate::config::NodeConfig;
 use crate::crypto::{generate_api_key, hash_api_key, random_id, ClusterSecret};
 use crate::raft::network::{NetworkFactory, PeerClient, PeerContact};
@@ -110,11 +112,13 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     let contact = PeerContact::default();
     let (log_store, state_machine) = db.stores()?;
     let view = state_machine.view();
+    let (heartbeat_interval, election_timeout_min, election_timeout_max) =
+        election::openraft_timing(&config.raft);
     let raft_config = openraft::Config {
         cluster_name: "helix".into(),
-        heartbeat_interval: config.raft.heartbeat.as_millis() as u64,
-        election_timeout_min: config.raft.election_timeout_min.as_millis() as u64,
-        election_timeout_max: config.raft.election_timeout_max.as_millis() as u64,
+        heartbeat_interval,
+        election_timeout_min,
+        election_timeout_max,
         install_snapshot_timeout: 5_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_every),
         max_in_snapshot_log_to_keep: config.raft.snapshot_every / 10,
@@ -134,6 +138,8 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow!("cannot start raft: {e}"))?;
+    // Elections are started by `election::run`, after a pre-vote, never by openraft's timer.
+    raft.runtime_config().elect(false);
 
     let cluster = Cluster {
         node_id,
@@ -141,6 +147,7 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
         view: view.clone(),
         peers,
         contact,
+        leader_contact: LeaderContact::default(),
         data_key: secret.data_key(),
         secret: secret.clone(),
         tuning: config.raft.clone(),
@@ -211,6 +218,7 @@ pub async fn run(config: NodeConfig, launch: Launch) -> anyhow::Result<()> {
         }
     }
 
+    tokio::spawn(election::run(cluster.clone(), shutdown_rx.clone()));
     tokio::spawn(membership::maintain(
         cluster.clone(),
         config.raft.max_voters,

@@ -10,15 +10,17 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::cluster::{
     Cluster, JoinRequest, JOIN_PATH, PROGRESS_PATH, READ_INDEX_PATH, REMOVE_PATH, WRITE_PATH,
 };
+use super::election::{PreVoteRequest, PRE_VOTE_PATH};
 use crate::crypto::credential_matches;
 use crate::raft::network::{APPEND_PATH, SNAPSHOT_PATH, VOTE_PATH};
-use crate::raft::NodeId;
+use crate::raft::{NodeId, TypeConfig};
 use crate::state::{codec, Proposal};
 
 /// Snapshot chunks and append batches can be large; this only bounds a runaway peer.
@@ -29,6 +31,7 @@ pub fn router(cluster: Cluster) -> Router {
     Router::new()
         .route(APPEND_PATH, post(append))
         .route(VOTE_PATH, post(vote))
+        .route(PRE_VOTE_PATH, post(pre_vote))
         .route(SNAPSHOT_PATH, post(snapshot))
         .route(WRITE_PATH, post(write))
         .route(READ_INDEX_PATH, post(read_index))
@@ -83,8 +86,19 @@ fn encode<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
-    match decode(&body) {
-        Ok(rpc) => encode(&c.raft.append_entries(rpc).await),
+    match decode::<AppendEntriesRequest<TypeConfig>>(&body) {
+        Ok(rpc) => {
+            // A request from the leader we follow is contact, even before our (possibly slow)
+            // flush answers it; a stale leader's is not.
+            if c.raft.metrics().borrow().vote <= rpc.vote {
+                c.leader_contact.heard();
+            }
+            let answer = c.raft.append_entries(rpc).await;
+            if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                c.leader_contact.heard();
+            }
+            encode(&answer)
+        }
         Err(r) => *r,
     }
 }
@@ -97,8 +111,22 @@ async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
 }
 
 async fn snapshot(State(c): State<Cluster>, body: Bytes) -> Response {
-    match decode(&body) {
-        Ok(rpc) => encode(&c.raft.install_snapshot(rpc).await),
+    match decode::<InstallSnapshotRequest<TypeConfig>>(&body) {
+        Ok(rpc) => {
+            let leader_vote = rpc.vote;
+            let answer = c.raft.install_snapshot(rpc).await;
+            if matches!(&answer, Ok(a) if a.vote == leader_vote) {
+                c.leader_contact.heard();
+            }
+            encode(&answer)
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn pre_vote(State(c): State<Cluster>, body: Bytes) -> Response {
+    match decode::<PreVoteRequest>(&body) {
+        Ok(req) => encode(&c.pre_vote_local(&req)),
         Err(r) => *r,
     }
 }

@@ -2,7 +2,6 @@
 
 pub mod batch;
 pub mod network;
-pub mod peer;
 pub mod store;
 pub mod types;
 

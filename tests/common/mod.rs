@@ -826,6 +826,25 @@ impl Cluster {
         let _ = writeln!(log, "===== harness: node{k} killed with SIGKILL =====");
     }
 
+    /// SIGSTOP node `k`: it stays a member but answers nothing, like a node stalled on I/O.
+    pub fn pause(&mut self, k: usize) {
+        self.signal(k, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT node `k` after [`Cluster::pause`].
+    pub fn resume(&mut self, k: usize) {
+        self.signal(k, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&mut self, k: usize, signal: nix::sys::signal::Signal) {
+        let pid = self
+            .node(k)
+            .pid()
+            .unwrap_or_else(|| panic!("node{k} is not running"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)
+            .unwrap_or_else(|e| panic!("send {signal} to node{k}: {e}"));
+    }
+
     /// Sends SIGTERM and waits for the exit status (SIGKILL and panic after STOP_TIMEOUT).
     pub fn sigterm(&mut self, k: usize) -> ExitStatus {
         let n = self.node_mut(k);

@@ -1,0 +1,225 @@
+//! Leader elections with pre-vote, on top of openraft.
+//!
+//! openraft 0.9 starts an election by itself once a follower has not heard from its leader
+//! for a while, and bumps the term to do it. Two things follow on a busy machine. A follower
+//! that merely stalled (a slow flush, a starved thread) deposes a healthy leader, since the
+//! leader steps down as soon as it sees the higher term. And when the first candidate after a
+//! real leader death is the follower one entry behind, the other follower refuses it without
+//! adopting its term, so its own election collides with that term and costs another round.
+//!
+//! So helix switches openraft's election timer off and decides here. A voter that has heard
+//! from no leader for its election timeout (drawn anew for every attempt) first asks the other
+//! voters whether they would vote for it, the pre-vote of the Raft thesis (§9.6), and only
+//! when a majority says yes does it start openraft's election. A voter says yes only when it
+//! has not heard from a leader for the leader lease either (a leader: when a quorum has not
+//! answered it for that long) and when the candidate's log is at least as long as its own;
+//! a stalled follower thus gets no and leaves the term alone. The lease is the shortest
+//! election timeout and is also what openraft's vote handling enforces, so a granted pre-vote
+//! is followed by an election the same voters grant.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Cluster;
+use crate::config::RaftTuning;
+use crate::raft::types::LogId;
+use crate::raft::NodeId;
+
+pub const PRE_VOTE_PATH: &str = "/raft/pre-vote";
+
+/// "Would you vote for me if I started an election now?" Changes nothing on the receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    pub last_log_id: Option<LogId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    pub granted: bool,
+}
+
+/// When this node last heard from a leader it accepts: an append (heartbeats included) or a
+/// snapshot that its Raft did not refuse for a stale term. Starts at process start, so a
+/// restarted node gives a running leader one election timeout to reach it.
+#[derive(Clone)]
+pub struct LeaderContact {
+    last: Arc<Mutex<Instant>>,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact {
+            last: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+}
+
+impl LeaderContact {
+    pub fn heard(&self) {
+        *self.last.lock().expect("leader contact lock poisoned") = Instant::now();
+    }
+
+    pub fn silence(&self) -> Duration {
+        self.last
+            .lock()
+            .expect("leader contact lock poisoned")
+            .elapsed()
+    }
+}
+
+/// The leader lease: how long after hearing from a leader a voter refuses to elect another.
+/// openraft enforces the same span on real votes (its lease is its `election_timeout_max`,
+/// which [`openraft_timing`] sets to this).
+pub fn lease(tuning: &RaftTuning) -> Duration {
+    tuning.election_timeout_min
+}
+
+/// openraft's own election timer is off (see the module note); of its timing only the
+/// heartbeat and the lease (its `election_timeout_max`) still matter.
+pub fn openraft_timing(tuning: &RaftTuning) -> (u64, u64, u64) {
+    let heartbeat = tuning.heartbeat.as_millis() as u64;
+    let lease = lease(tuning).as_millis() as u64;
+    (heartbeat, (heartbeat + lease) / 2, lease)
+}
+
+impl Cluster {
+    /// The receiver's side of a pre-vote.
+    pub fn pre_vote_local(&self, request: &PreVoteRequest) -> PreVoteResponse {
+        let lease = lease(&self.tuning);
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader_alive = if metrics.state == ServerState::Leader {
+            // Counted from our own transport's answers, not from metrics that are only
+            // published when something changes.
+            let membership = metrics.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            let answered = voters
+                .iter()
+                .filter(|&&v| {
+                    v == self.node_id
+                        || self.contact.since_last_answer(v).is_some_and(|d| d < lease)
+                })
+                .count();
+            answered * 2 > voters.len()
+        } else {
+            self.leader_contact.silence() < lease
+        };
+        let own_last = self.raft.data_metrics().borrow().last_log;
+        let granted = !leader_alive && request.last_log_id >= own_last;
+        tracing::debug!(
+            candidate = request.candidate,
+            granted,
+            leader_alive,
+            "pre-vote request"
+        );
+        PreVoteResponse { granted }
+    }
+}
+
+/// Runs on every node until shutdown: starts elections when a voter has heard from no leader
+/// for its election timeout and a majority grants the pre-vote.
+/// openraft's own timer must be off (`runtime_config().elect(false)`) before this runs.
+pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    let tuning = cluster.tuning.clone();
+    let mut timeout = draw_timeout(&tuning);
+    let mut last_attempt: Option<Instant> = None;
+    loop {
+        let metrics = cluster.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership().clone();
+        let quiet = cluster
+            .leader_contact
+            .silence()
+            .min(last_attempt.map_or(Duration::MAX, |t| t.elapsed()));
+        let campaigning = metrics.state != ServerState::Leader
+            && membership.voter_ids().any(|v| v == cluster.node_id)
+            && quiet >= timeout;
+        if metrics.state == ServerState::Leader {
+            // Leading counts as hearing from a leader: one that steps down waits a full
+            // timeout before it campaigns.
+            cluster.leader_contact.heard();
+        }
+        if campaigning {
+            last_attempt = Some(Instant::now());
+            timeout = draw_timeout(&tuning);
+            let request = PreVoteRequest {
+                candidate: cluster.node_id,
+                last_log_id: cluster.raft.data_metrics().borrow().last_log,
+            };
+            if pre_vote(&cluster, &membership, &request).await {
+                tracing::info!(
+                    term = metrics.current_term + 1,
+                    silent_ms = quiet.as_millis() as u64,
+                    "no leader heard from and a majority granted the pre-vote: starting an election"
+                );
+                if let Err(e) = cluster.raft.trigger().elect().await {
+                    tracing::warn!(error = %e, "could not start an election");
+                }
+            } else {
+                tracing::info!(
+                    silent_ms = quiet.as_millis() as u64,
+                    "no leader heard from, but a majority refused the pre-vote: not campaigning"
+                );
+            }
+            continue;
+        }
+        // Wake when the timeout would run out, or after a heartbeat to look again.
+        let wait = timeout.saturating_sub(quiet).min(tuning.heartbeat);
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn draw_timeout(tuning: &RaftTuning) -> Duration {
+    let min = tuning.election_timeout_min.as_millis() as u64;
+    let max = tuning.election_timeout_max.as_millis() as u64;
+    Duration::from_millis(rand::thread_rng().gen_range(min..max))
+}
+
+/// Asks the other voters; true once every configuration (two during a membership change)
+/// has a majority that grants, counting ourselves.
+async fn pre_vote(
+    cluster: &Cluster,
+    membership: &openraft::Membership<NodeId, openraft::BasicNode>,
+    request: &PreVoteRequest,
+) -> bool {
+    let configs = membership.get_joint_config().clone();
+    let mut granted = BTreeSet::from([cluster.node_id]);
+    let quorum = |granted: &BTreeSet<NodeId>| {
+        configs
+            .iter()
+            .all(|voters| voters.intersection(granted).count() * 2 > voters.len())
+    };
+    let mut asks = JoinSet::new();
+    for voter in membership.voter_ids().filter(|&v| v != cluster.node_id) {
+        let Some(addr) = membership.get_node(&voter).map(|n| n.addr.clone()) else {
+            continue;
+        };
+        let peers = cluster.peers.clone();
+        let request = request.clone();
+        let wait = lease(&cluster.tuning);
+        asks.spawn(async move {
+            let answer: Result<PreVoteResponse, _> =
+                peers.call(&addr, PRE_VOTE_PATH, &request, wait).await;
+            (voter, answer.is_ok_and(|a| a.granted))
+        });
+    }
+    while !quorum(&granted) {
+        match asks.join_next().await {
+            Some(Ok((voter, true))) => {
+                granted.insert(voter);
+            }
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    true
+}
