@@ -13,9 +13,13 @@
 //! when a majority says yes does it start openraft's election. A voter says yes only when it
 //! has not heard from a leader for the leader lease either (a leader: when a quorum has not
 //! answered it for that long) and when the candidate's log is at least as long as its own;
-//! a stalled follower thus gets no and leaves the term alone. The lease is the shortest
-//! election timeout and is also what openraft's vote handling enforces, so a granted pre-vote
-//! is followed by an election the same voters grant.
+//! a stalled follower thus gets no and leaves the term alone. Nor does a voter grant while
+//! its own campaign is under way (for a lease after its own pre-vote), unless the candidate
+//! has more log: two followers that time out together would otherwise both campaign, and the
+//! loser's higher term would depose the winner at once. A voter that refuses only for the log, with no leader for the lease
+//! itself, campaigns at once: it is the one that can win, and the leader is gone for both.
+//! The lease is the shortest election timeout and is also what openraft's vote handling
+//! enforces, so a granted pre-vote is followed by an election the same voters grant.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -24,7 +28,7 @@ use std::time::{Duration, Instant};
 use openraft::ServerState;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use super::Cluster;
@@ -52,12 +56,22 @@ pub struct PreVoteResponse {
 #[derive(Clone)]
 pub struct LeaderContact {
     last: Arc<Mutex<Instant>>,
+    /// Rung when we refused a pre-vote only because the candidate's log is behind ours while
+    /// we too have heard from no leader for the lease: we are the better candidate, so we
+    /// campaign at once instead of waiting for our own timeout.
+    campaign_now: Arc<Notify>,
+    /// When we last asked for a pre-vote ourselves. For a lease after that we refuse others'
+    /// pre-votes: two followers that time out together would otherwise grant each other,
+    /// both campaign, and the loser's higher term would depose the winner at once.
+    campaigning_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Default for LeaderContact {
     fn default() -> Self {
         LeaderContact {
             last: Arc::new(Mutex::new(Instant::now())),
+            campaign_now: Arc::new(Notify::new()),
+            campaigning_since: Arc::default(),
         }
     }
 }
@@ -72,6 +86,20 @@ impl LeaderContact {
             .lock()
             .expect("leader contact lock poisoned")
             .elapsed()
+    }
+
+    fn start_campaign(&self) {
+        *self
+            .campaigning_since
+            .lock()
+            .expect("leader contact lock poisoned") = Some(Instant::now());
+    }
+
+    fn campaigning_within(&self, span: Duration) -> bool {
+        self.campaigning_since
+            .lock()
+            .expect("leader contact lock poisoned")
+            .is_some_and(|t| t.elapsed() < span)
     }
 }
 
@@ -111,12 +139,20 @@ impl Cluster {
         } else {
             self.leader_contact.silence() < lease
         };
+        let campaigning = self.leader_contact.campaigning_within(lease);
         let own_last = self.raft.data_metrics().borrow().last_log;
-        let granted = !leader_alive && request.last_log_id >= own_last;
+        let log_ok = request.last_log_id >= own_last;
+        // A candidate with more log than ours wins over our own campaign, which it refuses.
+        let granted = !leader_alive && log_ok && (!campaigning || request.last_log_id > own_last);
+        if !leader_alive && !log_ok {
+            self.leader_contact.campaign_now.notify_one();
+        }
         tracing::debug!(
             candidate = request.candidate,
             granted,
             leader_alive,
+            campaigning,
+            log_ok,
             "pre-vote request"
         );
         PreVoteResponse { granted }
@@ -130,6 +166,7 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
     let tuning = cluster.tuning.clone();
     let mut timeout = draw_timeout(&tuning);
     let mut last_attempt: Option<Instant> = None;
+    let mut better_candidate = false;
     loop {
         let metrics = cluster.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
@@ -139,13 +176,15 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             .min(last_attempt.map_or(Duration::MAX, |t| t.elapsed()));
         let campaigning = metrics.state != ServerState::Leader
             && membership.voter_ids().any(|v| v == cluster.node_id)
-            && quiet >= timeout;
+            && (quiet >= timeout || (better_candidate && quiet >= lease(&tuning)));
+        better_candidate = false;
         if metrics.state == ServerState::Leader {
             // Leading counts as hearing from a leader: one that steps down waits a full
             // timeout before it campaigns.
             cluster.leader_contact.heard();
         }
         if campaigning {
+            cluster.leader_contact.start_campaign();
             last_attempt = Some(Instant::now());
             timeout = draw_timeout(&tuning);
             let request = PreVoteRequest {
@@ -173,6 +212,7 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
         let wait = timeout.saturating_sub(quiet).min(tuning.heartbeat);
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+            _ = cluster.leader_contact.campaign_now.notified() => better_candidate = true,
             _ = shutdown.changed() => return,
         }
     }

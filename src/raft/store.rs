@@ -10,17 +10,19 @@
 //! Flushes are group-committed: one flusher thread serves every flush request (appends,
 //! votes, truncations, purges, snapshots) that arrived while the previous flush ran with a
 //! single flush. sled flushes the whole database at once, so a flush also makes every
-//! earlier state write durable.
+//! earlier state write durable. A flush is sled's own followed by `fdatasync` of its files
+//! (see [`DiskSync`]): sled alone does not reach the disk's platter.
 
 // The error type is openraft's `StorageError`, fixed by its traits; boxing it would only add
 // conversions at every call site.
 #![allow(clippy::result_large_err)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -76,12 +78,13 @@ impl Db {
             // Flushes are explicit: we decide when something must be durable.
             .flush_every_ms(None)
             .open()?;
+        let disk = DiskSync::open(dir).map_err(sled::Error::Io)?;
         Ok(Db {
             log: db.open_tree("log")?,
             raft_meta: db.open_tree("raft_meta")?,
             state: db.open_tree("state")?,
             state_meta: db.open_tree("state_meta")?,
-            flusher: Arc::new(Flusher::start(db)?),
+            flusher: Arc::new(Flusher::start(db, disk)?),
         })
     }
 
@@ -207,7 +210,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn start(db: sled::Db) -> Result<Flusher, sled::Error> {
+    fn start(db: sled::Db, mut disk: DiskSync) -> Result<Flusher, sled::Error> {
         let (tx, rx) = std::sync::mpsc::channel::<FlushWaiter>();
         let thread = std::thread::Builder::new()
             .name("helix-flush".into())
@@ -217,7 +220,9 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     batch.push(first);
                     batch.extend(rx.try_iter());
-                    let result = db.flush().map(|_| ());
+                    let result = db
+                        .flush()
+                        .and_then(|_| disk.sync().map_err(sled::Error::Io));
                     for waiter in batch.drain(..) {
                         let result = match &result {
                             Ok(()) => Ok(()),
@@ -247,6 +252,57 @@ impl Flusher {
             Some(tx) => tx.send(waiter).map_err(|_| flusher_stopped()),
             None => Err(flusher_stopped()),
         }
+    }
+}
+
+/// sled 0.34's flush writes its log file with `sync_file_range`, which waits for the write
+/// to reach the device but does not flush the device's volatile write cache, and it writes
+/// values too big for a log segment to files under `blobs/` without syncing them at all. A
+/// power cut could thus lose a write sled reported flushed. After each of sled's flushes this
+/// calls `fdatasync` on every blob file not synced yet (and on the directory that names
+/// them) and then on the log file, as etcd does for its WAL.
+struct DiskSync {
+    log_file: std::fs::File,
+    blobs_dir: PathBuf,
+    /// Blob files already synced: sled never rewrites one, it writes a new one.
+    synced_blobs: HashSet<OsString>,
+}
+
+impl DiskSync {
+    fn open(dir: &Path) -> std::io::Result<DiskSync> {
+        let log_file = std::fs::File::open(dir.join("db"))?;
+        // The files sled just created are named in `dir` and in its parent.
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            std::fs::File::open(d)?.sync_all()?;
+        }
+        Ok(DiskSync {
+            log_file,
+            blobs_dir: dir.join("blobs"),
+            synced_blobs: HashSet::new(),
+        })
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        let mut present = HashSet::new();
+        let mut new_blob = false;
+        for entry in std::fs::read_dir(&self.blobs_dir)? {
+            let name = entry?.file_name();
+            if !self.synced_blobs.contains(&name) {
+                match std::fs::File::open(self.blobs_dir.join(&name)) {
+                    Ok(f) => f.sync_data()?,
+                    // Replaced and removed by sled since it was listed.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                new_blob = true;
+            }
+            present.insert(name);
+        }
+        if new_blob {
+            std::fs::File::open(&self.blobs_dir)?.sync_all()?;
+        }
+        self.synced_blobs = present;
+        self.log_file.sync_data()
     }
 }
 
@@ -777,5 +833,34 @@ mod tests {
         let mut sm = StateMachine::open(db)?;
         assert_eq!(sm.applied_state().await?.0, Some(log_id));
         Ok(())
+    }
+
+    /// Values too big for a log segment live in sled's `blobs/`, which sled never syncs:
+    /// every flush syncs the new ones.
+    #[test]
+    fn flushes_sync_new_blob_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new()
+            .path(dir.path())
+            .open()
+            .expect("open sled");
+        let mut disk = DiskSync::open(dir.path()).expect("open sled's files");
+        disk.sync().expect("sync");
+        assert!(disk.synced_blobs.is_empty());
+
+        db.insert("big", vec![7u8; 4 << 20]).expect("insert");
+        db.flush().expect("flush");
+        disk.sync().expect("sync");
+        assert_eq!(disk.synced_blobs.len(), 1, "the blob file was synced");
+
+        db.insert("big", vec![8u8; 4 << 20]).expect("replace");
+        db.flush().expect("flush");
+        disk.sync().expect("sync");
+        let on_disk = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
+        assert_eq!(
+            disk.synced_blobs.len(),
+            on_disk,
+            "only files still there are tracked"
+        );
     }
 }
