@@ -13,7 +13,11 @@
 //! when a majority says yes does it start openraft's election. A voter says yes only when it
 //! has not heard from a leader for the leader lease either (a leader: when a quorum has not
 //! answered it for that long) and when the candidate's log is at least as long as its own;
-//! a stalled follower thus gets no and leaves the term alone. Nor does a voter grant while
+//! a stalled follower thus gets no and leaves the term alone. A working leader never grants,
+//! and its no is a veto: openraft's core waits for each log flush before it sends anything,
+//! heartbeats included, so a leader whose disk stalls goes silent without being gone; it
+//! keeps vetoing while its core answers and a quorum answered it within the stall tolerance
+//! (four election timeouts). Nor does a voter grant while
 //! its own campaign is under way (for a lease after its own pre-vote), unless the candidate
 //! has more log: two followers that time out together would otherwise both campaign, and the
 //! loser's higher term would depose the winner at once. A voter that refuses only for the log, with no leader for the lease
@@ -48,6 +52,9 @@ pub struct PreVoteRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreVoteResponse {
     pub granted: bool,
+    /// The answer comes from a working leader: the candidate stands down whatever the others
+    /// say, since a leader it can reach is not dead, only slow to send.
+    pub live_leader: bool,
 }
 
 /// When this node last heard from a leader it accepts: an append (heartbeats included) or a
@@ -64,6 +71,11 @@ pub struct LeaderContact {
     /// pre-votes: two followers that time out together would otherwise grant each other,
     /// both campaign, and the loser's higher term would depose the winner at once.
     campaigning_since: Arc<Mutex<Option<Instant>>>,
+    /// When our Raft core last answered a probe. openraft's core waits for every log flush
+    /// before it sends anything, heartbeats included, so a disk that stalls silences a
+    /// leader that is otherwise fine; it still vetoes elections as long as its core answers
+    /// within the stall tolerance.
+    core_answered: Arc<Mutex<Instant>>,
 }
 
 impl Default for LeaderContact {
@@ -72,6 +84,7 @@ impl Default for LeaderContact {
             last: Arc::new(Mutex::new(Instant::now())),
             campaign_now: Arc::new(Notify::new()),
             campaigning_since: Arc::default(),
+            core_answered: Arc::new(Mutex::new(Instant::now())),
         }
     }
 }
@@ -95,6 +108,14 @@ impl LeaderContact {
             .expect("leader contact lock poisoned") = Some(Instant::now());
     }
 
+    fn core_answered_within(&self, span: Duration) -> bool {
+        self.core_answered
+            .lock()
+            .expect("leader contact lock poisoned")
+            .elapsed()
+            < span
+    }
+
     fn campaigning_within(&self, span: Duration) -> bool {
         self.campaigning_since
             .lock()
@@ -110,6 +131,12 @@ pub fn lease(tuning: &RaftTuning) -> Duration {
     tuning.election_timeout_min
 }
 
+/// How long a leader whose process answers but whose Raft core does not (a stalled disk,
+/// a starved process) keeps vetoing elections: past this it is treated as gone.
+pub fn stall_tolerance(tuning: &RaftTuning) -> Duration {
+    tuning.election_timeout_max * 4
+}
+
 /// openraft's own election timer is off (see the module note); of its timing only the
 /// heartbeat and the lease (its `election_timeout_max`) still matter.
 pub fn openraft_timing(tuning: &RaftTuning) -> (u64, u64, u64) {
@@ -123,22 +150,27 @@ impl Cluster {
     pub fn pre_vote_local(&self, request: &PreVoteRequest) -> PreVoteResponse {
         let lease = lease(&self.tuning);
         let metrics = self.raft.metrics().borrow().clone();
-        let leader_alive = if metrics.state == ServerState::Leader {
-            // Counted from our own transport's answers, not from metrics that are only
-            // published when something changes.
+        let live_leader = metrics.state == ServerState::Leader && {
+            // A leader that is reachable, whose core works and which a quorum answered
+            // lately (from our own transport's records: metrics are only published when
+            // something changes) is alive, however long its last flush took.
+            let tolerance = stall_tolerance(&self.tuning);
             let membership = metrics.membership_config.membership();
             let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
             let answered = voters
                 .iter()
                 .filter(|&&v| {
                     v == self.node_id
-                        || self.contact.since_last_answer(v).is_some_and(|d| d < lease)
+                        || self
+                            .contact
+                            .since_last_answer(v)
+                            .is_some_and(|d| d < tolerance)
                 })
                 .count();
-            answered * 2 > voters.len()
-        } else {
-            self.leader_contact.silence() < lease
+            answered * 2 > voters.len() && self.leader_contact.core_answered_within(tolerance)
         };
+        let leader_alive = live_leader
+            || (metrics.state != ServerState::Leader && self.leader_contact.silence() < lease);
         let campaigning = self.leader_contact.campaigning_within(lease);
         let own_last = self.raft.data_metrics().borrow().last_log;
         let log_ok = request.last_log_id >= own_last;
@@ -150,12 +182,16 @@ impl Cluster {
         tracing::debug!(
             candidate = request.candidate,
             granted,
+            live_leader,
             leader_alive,
             campaigning,
             log_ok,
             "pre-vote request"
         );
-        PreVoteResponse { granted }
+        PreVoteResponse {
+            granted,
+            live_leader,
+        }
     }
 }
 
@@ -163,17 +199,22 @@ impl Cluster {
 /// for its election timeout and a majority grants the pre-vote.
 /// openraft's own timer must be off (`runtime_config().elect(false)`) before this runs.
 pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(probe_core(cluster.clone(), shutdown.clone()));
     let tuning = cluster.tuning.clone();
     let mut timeout = draw_timeout(&tuning);
     let mut last_attempt: Option<Instant> = None;
     let mut better_candidate = false;
+    // Refused pre-votes since we last heard from a leader: only the first is logged at info,
+    // so a member cut off from the majority does not fill its log.
+    let mut refusals = 0u32;
     loop {
         let metrics = cluster.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership().clone();
-        let quiet = cluster
-            .leader_contact
-            .silence()
-            .min(last_attempt.map_or(Duration::MAX, |t| t.elapsed()));
+        let silence = cluster.leader_contact.silence();
+        if silence < lease(&tuning) {
+            refusals = 0;
+        }
+        let quiet = silence.min(last_attempt.map_or(Duration::MAX, |t| t.elapsed()));
         let campaigning = metrics.state != ServerState::Leader
             && membership.voter_ids().any(|v| v == cluster.node_id)
             && (quiet >= timeout || (better_candidate && quiet >= lease(&tuning)));
@@ -194,17 +235,24 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             if pre_vote(&cluster, &membership, &request).await {
                 tracing::info!(
                     term = metrics.current_term + 1,
-                    silent_ms = quiet.as_millis() as u64,
+                    silent_ms = silence.as_millis() as u64,
                     "no leader heard from and a majority granted the pre-vote: starting an election"
                 );
                 if let Err(e) = cluster.raft.trigger().elect().await {
                     tracing::warn!(error = %e, "could not start an election");
                 }
             } else {
-                tracing::info!(
-                    silent_ms = quiet.as_millis() as u64,
-                    "no leader heard from, but a majority refused the pre-vote: not campaigning"
-                );
+                refusals += 1;
+                let silent_ms = silence.as_millis() as u64;
+                if refusals == 1 {
+                    tracing::info!(
+                        silent_ms,
+                        "no leader heard from, but a majority refused the pre-vote: not \
+                         campaigning (further refusals are logged at debug level)"
+                    );
+                } else {
+                    tracing::debug!(silent_ms, refusals, "pre-vote refused again");
+                }
             }
             continue;
         }
@@ -213,6 +261,29 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
             _ = cluster.leader_contact.campaign_now.notified() => better_candidate = true,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Records, every heartbeat, that our Raft core still answers messages.
+async fn probe_core(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            answer = cluster.raft.with_raft_state(|_| ()) => {
+                if answer.is_err() {
+                    return; // the core has stopped: never answers again
+                }
+                *cluster
+                    .leader_contact
+                    .core_answered
+                    .lock()
+                    .expect("leader contact lock poisoned") = Instant::now();
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cluster.tuning.heartbeat) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -249,12 +320,13 @@ async fn pre_vote(
         asks.spawn(async move {
             let answer: Result<PreVoteResponse, _> =
                 peers.call(&addr, PRE_VOTE_PATH, &request, wait).await;
-            (voter, answer.is_ok_and(|a| a.granted))
+            (voter, answer.ok())
         });
     }
     while !quorum(&granted) {
         match asks.join_next().await {
-            Some(Ok((voter, true))) => {
+            Some(Ok((_, Some(answer)))) if answer.live_leader => return false,
+            Some(Ok((voter, Some(answer)))) if answer.granted => {
                 granted.insert(voter);
             }
             Some(_) => {}

@@ -187,6 +187,9 @@ impl LogStore {
     }
 }
 
+/// A flush this slow is logged as a warning.
+const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Someone waiting for the next flush.
 enum FlushWaiter {
     /// An append, acknowledged to openraft once durable.
@@ -220,9 +223,21 @@ impl Flusher {
                 while let Ok(first) = rx.recv() {
                     batch.push(first);
                     batch.extend(rx.try_iter());
+                    let started = std::time::Instant::now();
                     let result = db
                         .flush()
                         .and_then(|_| disk.sync().map_err(sled::Error::Io));
+                    // openraft's core waits for this flush before it does anything else
+                    // (replication, heartbeats): a slow disk costs leadership.
+                    let took = started.elapsed();
+                    if took >= SLOW_FLUSH {
+                        tracing::warn!(
+                            took_ms = took.as_millis() as u64,
+                            waiting = batch.len(),
+                            "slow disk: a flush took long; a leader stalled for an election \
+                             timeout loses its leadership"
+                        );
+                    }
                     for waiter in batch.drain(..) {
                         let result = match &result {
                             Ok(()) => Ok(()),
