@@ -234,8 +234,8 @@ impl Flusher {
                         tracing::warn!(
                             took_ms = took.as_millis() as u64,
                             waiting = batch.len(),
-                            "slow disk: a flush took long; a leader stalled for an election \
-                             timeout loses its leadership"
+                            "slow disk: a flush took long (Raft waits for it and a leader \
+                             sends no heartbeat meanwhile)"
                         );
                     }
                     for waiter in batch.drain(..) {
