@@ -232,7 +232,8 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
                 candidate: cluster.node_id,
                 last_log_id: cluster.raft.data_metrics().borrow().last_log,
             };
-            if pre_vote(&cluster, &membership, &request).await {
+            let last_leader = metrics.current_leader;
+            if pre_vote(&cluster, &membership, last_leader, &request).await {
                 tracing::info!(
                     term = metrics.current_term + 1,
                     silent_ms = silence.as_millis() as u64,
@@ -296,10 +297,13 @@ fn draw_timeout(tuning: &RaftTuning) -> Duration {
 }
 
 /// Asks the other voters; true once every configuration (two during a membership change)
-/// has a majority that grants, counting ourselves.
+/// has a majority that grants, counting ourselves, and the leader we last followed has not
+/// vetoed: its answer (or its failure: a dead process refuses the connection at once; a
+/// silent host costs at most the lease) is awaited even when the others grant first.
 async fn pre_vote(
     cluster: &Cluster,
     membership: &openraft::Membership<NodeId, openraft::BasicNode>,
+    last_leader: Option<NodeId>,
     request: &PreVoteRequest,
 ) -> bool {
     let configs = membership.get_joint_config().clone();
@@ -323,14 +327,24 @@ async fn pre_vote(
             (voter, answer.ok())
         });
     }
-    while !quorum(&granted) {
+    let mut leader_pending =
+        last_leader.is_some_and(|l| l != cluster.node_id && membership.voter_ids().any(|v| v == l));
+    while leader_pending || !quorum(&granted) {
         match asks.join_next().await {
-            Some(Ok((_, Some(answer)))) if answer.live_leader => return false,
-            Some(Ok((voter, Some(answer)))) if answer.granted => {
-                granted.insert(voter);
+            Some(Ok((voter, answer))) => {
+                if Some(voter) == last_leader {
+                    leader_pending = false;
+                }
+                match answer {
+                    Some(a) if a.live_leader => return false,
+                    Some(a) if a.granted => {
+                        granted.insert(voter);
+                    }
+                    _ => {}
+                }
             }
-            Some(_) => {}
-            None => return false,
+            Some(Err(_)) => {}
+            None => return quorum(&granted),
         }
     }
     true
