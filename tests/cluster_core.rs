@@ -492,6 +492,33 @@ fn a_stalled_follower_does_not_depose_the_leader() {
     }
 }
 
+/// A leader that stops answering altogether (SIGSTOP: it cannot veto) is replaced by the
+/// other two, and when it runs again it follows the new leader and catches up.
+#[test]
+fn a_stopped_leader_is_replaced_and_follows_when_it_resumes() {
+    let mut c = Cluster::new(3);
+    let all = [1, 2, 3];
+    let old = c.wait_leader(&all);
+    let others: Vec<usize> = all.into_iter().filter(|&k| k != old).collect();
+
+    c.pause(old);
+    let new = c.wait_leader(&others);
+    c.client(new)
+        .create_model_acked("stall/written-after-the-leader-stopped", WAIT);
+    c.resume(old);
+
+    assert_eq!(
+        c.wait_leader(&all),
+        new,
+        "the resumed leader took over again"
+    );
+    c.wait_models_present(
+        old,
+        &BTreeSet::from(["stall/written-after-the-leader-stopped".to_string()]),
+        WAIT,
+    );
+}
+
 #[test]
 fn full_restart_keeps_state_membership_and_token() {
     let mut c = Cluster::new(3);
