@@ -204,6 +204,11 @@ fn human(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
+/// Plans at most this often: a plan walks every model, and under a stream of writes the
+/// state and the Raft metrics change thousands of times a second. Changes in between are
+/// coalesced into the next plan.
+const REPLAN_EVERY: Duration = Duration::from_millis(50);
+
 /// On the leader: re-plan whenever the state changes, and every second to notice lost nodes.
 pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut changes = cluster.view.subscribe();
@@ -211,6 +216,7 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
     let mut metrics = cluster.raft.metrics();
     // When this node last became leader: nobody is lost until we have led this long.
     let mut leader_since: Option<Instant> = None;
+    let mut last_plan: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = changes.changed() => {}
@@ -218,12 +224,19 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
             _ = metrics.changed() => {}
             _ = shutdown.changed() => return,
         }
+        if let Some(at) = last_plan {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at + REPLAN_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
         if !cluster.is_leader() {
             leader_since = None;
             continue;
         }
         let since = *leader_since.get_or_insert_with(Instant::now);
         let usable = usable_nodes(&cluster, since, node_lost_after);
+        last_plan = Some(Instant::now());
         let planned = cluster.view.read(|a| plan(&a.state, &usable));
         if planned.is_empty() {
             continue;
