@@ -23,13 +23,17 @@
 //! loser's higher term would depose the winner at once. A voter that refuses only for the log, with no leader for the lease
 //! itself, campaigns at once: it is the one that can win, and the leader is gone for both.
 //! The lease is the shortest election timeout and is also what openraft's vote handling
-//! enforces, so a granted pre-vote is followed by an election the same voters grant.
+//! enforces, so the voters that grant a pre-vote normally grant the election that follows
+//! (not always: a pre-vote compares logs, not terms, and a voter whose core lags may still
+//! hold openraft's lease; either costs one more round, never a leader). Granting a real vote
+//! restarts a voter's timer, as in Raft, and a candidate re-checks before it campaigns that
+//! no leader appeared while its pre-vote was under way.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::ServerState;
+use openraft::{BasicNode, RaftMetrics, ServerState};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
@@ -233,7 +237,9 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
                 last_log_id: cluster.raft.data_metrics().borrow().last_log,
             };
             let last_leader = metrics.current_leader;
-            if pre_vote(&cluster, &membership, last_leader, &request).await {
+            if pre_vote(&cluster, &membership, last_leader, &request).await
+                && still_leaderless(&cluster, &metrics)
+            {
                 tracing::info!(
                     term = metrics.current_term + 1,
                     silent_ms = silence.as_millis() as u64,
@@ -265,6 +271,16 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The pre-vote can take up to a lease (waiting for the last leader's answer): campaign only
+/// if meanwhile no leader was heard from, no vote was granted and our vote did not change.
+/// Otherwise a candidate elected in the meantime would be deposed by our higher term.
+fn still_leaderless(cluster: &Cluster, before: &RaftMetrics<NodeId, BasicNode>) -> bool {
+    let now = cluster.raft.metrics().borrow().clone();
+    now.vote == before.vote
+        && now.state != ServerState::Leader
+        && cluster.leader_contact.silence() >= lease(&cluster.tuning)
 }
 
 /// Records, every heartbeat, that our Raft core still answers messages.

@@ -105,7 +105,15 @@ async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
 
 async fn vote(State(c): State<Cluster>, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(rpc) => encode(&c.raft.vote(rpc).await),
+        Ok(rpc) => {
+            let answer = c.raft.vote(rpc).await;
+            // As in Raft: granting a vote restarts the election timer, so we neither campaign
+            // nor grant pre-votes while the candidate we voted for takes over.
+            if matches!(&answer, Ok(a) if a.vote_granted) {
+                c.leader_contact.heard();
+            }
+            encode(&answer)
+        }
         Err(r) => *r,
     }
 }
