@@ -283,13 +283,22 @@ fn still_leaderless(cluster: &Cluster, before: &RaftMetrics<NodeId, BasicNode>) 
         && cluster.leader_contact.silence() >= lease(&cluster.tuning)
 }
 
-/// Records, every heartbeat, that our Raft core still answers messages.
+/// Records, every heartbeat, that our Raft core still answers messages, and warns when it
+/// took longer than the lease: a leader that slow sends no heartbeats meanwhile.
 async fn probe_core(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
     loop {
+        let asked = Instant::now();
         tokio::select! {
             answer = cluster.raft.with_raft_state(|_| ()) => {
                 if answer.is_err() {
                     return; // the core has stopped: never answers again
+                }
+                let took = asked.elapsed();
+                if took >= lease(&cluster.tuning) {
+                    tracing::warn!(
+                        took_ms = took.as_millis() as u64,
+                        "the Raft core was busy for longer than the election lease"
+                    );
                 }
                 *cluster
                     .leader_contact
