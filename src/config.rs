@@ -70,6 +70,15 @@ pub struct RaftTuning {
     pub write_timeout: Duration,
 }
 
+impl RaftTuning {
+    /// A peer that answered a Raft message within this counts as reachable (status pages,
+    /// learner promotion), and a leader whose core and quorum answered within it is alive
+    /// however long its last flush took (elections): a few election timeouts.
+    pub fn reachable_within(&self) -> Duration {
+        self.election_timeout_max * 4
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunnerTuning {
     /// A node the leader cannot reach for this long loses its slots to other nodes.

@@ -214,12 +214,7 @@ impl Rig {
 
     /// The harness's common args with this node's `--gpus`, plus `--vllm-command`.
     fn node_args(&self, k: usize) -> Vec<String> {
-        let mut a = self.c.common_args(k);
-        let i = a
-            .iter()
-            .position(|x| x == "--gpus")
-            .expect("the harness passes --gpus");
-        a[i + 1] = self.specs[k - 1].gpus.clone();
+        let mut a = self.c.args_with_gpus(k, &self.specs[k - 1].gpus);
         a.push("--vllm-command".into());
         a.push(fake_vllm().display().to_string());
         a

@@ -259,19 +259,8 @@ fn start_node(c: &mut Cluster, k: usize, join_via: Option<usize>, gpus: &str, vl
             c.join_token.clone(),
         ],
     };
-    let n = c.node(k);
-    args.extend([
-        "--data-dir".into(),
-        n.data_dir.display().to_string(),
-        "--api-addr".into(),
-        n.api_addr.clone(),
-        "--peer-addr".into(),
-        n.peer_addr.clone(),
-        "--gpus".into(),
-        gpus.into(),
-        "--vllm-command".into(),
-        vllm.into(),
-    ]);
+    args.extend(c.args_with_gpus(k, gpus));
+    args.extend(["--vllm-command".into(), vllm.into()]);
     c.spawn(k, &args);
     c.wait_ready(k);
     if join_via.is_none() {

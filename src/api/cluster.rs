@@ -91,8 +91,7 @@ pub struct StatusView {
 async fn members(ctx: &ApiContext) -> (Vec<MemberView>, Option<Progress>) {
     let metrics = ctx.cluster.raft.metrics().borrow().clone();
     let progress = ctx.cluster.progress().await;
-    // Reachable: answered within a few election timeouts.
-    let fresh_ms = (ctx.cluster.tuning.election_timeout_max.as_millis() * 4) as u64;
+    let fresh_ms = ctx.cluster.tuning.reachable_within().as_millis() as u64;
     let membership = metrics.membership_config.membership().clone();
     let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
     let (records, slots) = ctx

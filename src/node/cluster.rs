@@ -463,7 +463,7 @@ impl Cluster {
                 let fresh = self
                     .contact
                     .since_last_answer(id)
-                    .is_some_and(|d| d < self.tuning.election_timeout_max * 4);
+                    .is_some_and(|d| d < self.tuning.reachable_within());
                 (fresh && last_log.saturating_sub(matched) <= 100).then_some((matched, id))
             })
             .collect();

@@ -135,12 +135,6 @@ pub fn lease(tuning: &RaftTuning) -> Duration {
     tuning.election_timeout_min
 }
 
-/// How long a leader whose process answers but whose Raft core does not (a stalled disk,
-/// a starved process) keeps vetoing elections: past this it is treated as gone.
-pub fn stall_tolerance(tuning: &RaftTuning) -> Duration {
-    tuning.election_timeout_max * 4
-}
-
 /// openraft's own election timer is off (see the module note); of its timing only the
 /// heartbeat and the lease (its `election_timeout_max`) still matter.
 pub fn openraft_timing(tuning: &RaftTuning) -> (u64, u64, u64) {
@@ -158,7 +152,9 @@ impl Cluster {
             // A leader that is reachable, whose core works and which a quorum answered
             // lately (from our own transport's records: metrics are only published when
             // something changes) is alive, however long its last flush took.
-            let tolerance = stall_tolerance(&self.tuning);
+            // The stall tolerance: past it a leader whose process answers but whose core
+            // does not is treated as gone.
+            let tolerance = self.tuning.reachable_within();
             let membership = metrics.membership_config.membership();
             let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
             let answered = voters

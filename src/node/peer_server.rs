@@ -94,6 +94,7 @@ async fn append(State(c): State<Cluster>, body: Bytes) -> Response {
                 c.leader_contact.heard();
             }
             let answer = c.raft.append_entries(rpc).await;
+            // And again once answered, so our own slow flush does not count as silence.
             if matches!(&answer, Ok(a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
                 c.leader_contact.heard();
             }

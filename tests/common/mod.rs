@@ -656,6 +656,11 @@ impl Cluster {
 
     /// `--data-dir D --api-addr A --peer-addr P --gpus none [--config F]`
     pub fn common_args(&self, k: usize) -> Vec<String> {
+        self.args_with_gpus(k, "none")
+    }
+
+    /// [`Cluster::common_args`] with `--gpus gpus` (e.g. `80GB,80GB`).
+    pub fn args_with_gpus(&self, k: usize, gpus: &str) -> Vec<String> {
         let n = self.node(k);
         let mut a: Vec<String> = vec![
             "--data-dir".into(),
@@ -665,7 +670,7 @@ impl Cluster {
             "--peer-addr".into(),
             n.peer_addr.clone(),
             "--gpus".into(),
-            "none".into(),
+            gpus.into(),
         ];
         if let Some(p) = &n.config_path {
             a.push("--config".into());
