@@ -71,6 +71,13 @@ pub struct RaftTuning {
 }
 
 impl RaftTuning {
+    /// The leader lease: how long after hearing from a leader a voter refuses to elect
+    /// another. openraft enforces the same span on real votes (it is openraft's
+    /// `election_timeout_max`, see `raft::start`).
+    pub fn leader_lease(&self) -> Duration {
+        self.election_timeout_min
+    }
+
     /// A peer that answered a Raft message within this counts as reachable (status pages,
     /// learner promotion), and a leader whose core and quorum answered within it is alive
     /// however long its last flush took (elections): a few election timeouts.

@@ -13,7 +13,6 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 const JOIN_TOKEN_PREFIX: &str = "helix-join-v1-";
 
@@ -76,11 +75,6 @@ impl ClusterSecret {
             &self.derive("hf-token-encryption").into(),
         ))
     }
-}
-
-/// Compare a presented credential with the expected one without leaking where they differ.
-pub fn credential_matches(presented: &str, expected: &str) -> bool {
-    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 /// A secret encrypted with the cluster's data key. This is the only form a token takes in
@@ -192,12 +186,5 @@ mod tests {
         assert!(key.open(&sealed, "org:1").is_err());
         let other = ClusterSecret::generate().data_key();
         assert!(other.open(&sealed, "system").is_err());
-    }
-
-    #[test]
-    fn credentials_compare() {
-        assert!(credential_matches("abc", "abc"));
-        assert!(!credential_matches("abd", "abc"));
-        assert!(!credential_matches("ab", "abc"));
     }
 }

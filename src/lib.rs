@@ -1,18 +1,27 @@
 //! helix: run LLMs on a fleet of GPU machines with no central database.
 //!
-//! Every node is a Raft member (replicated state in sled) and a GPU runner.
-//! The modules follow the path of a write:
-//! `api` (HTTP, auth, validation) → `node` (forward to the leader) → `raft` (log, network,
-//! state machine) → `state` (pure, deterministic `apply`) → `runner` (acts on applied state).
+//! Every node is a Raft member (replicated state in sled) and a GPU runner. The modules,
+//! from the bottom up (each uses only those below it; see docs/architecture.md):
+//! - `time`, `crypto`, `config`, `logging`, `server`: plumbing;
+//! - `state`: the replicated data model and the pure, deterministic `apply`;
+//! - `raft`: openraft over sled, behind a handle in helix's terms;
+//! - `peer`: the protocol nodes speak to each other;
+//! - `cluster`: the narrow handle to write, read and change the membership;
+//! - `runner` (acts on applied state) and `api` (the admin HTTP API);
+//! - `daemon`: a node's start-up and shutdown;
+//! - `cli` and `bench`: the `helix` command line.
 
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod logging;
-pub mod node;
+pub mod peer;
 pub mod raft;
 pub mod runner;
+pub mod server;
 pub mod state;
 pub mod time;

@@ -4,7 +4,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::node::ClusterError;
+use crate::cluster::ClusterError;
 use crate::state::StateError;
 
 /// Seconds a client should wait before retrying a 503.
@@ -68,6 +68,7 @@ impl From<ClusterError> for ApiError {
             }
             ClusterError::Conflict(m) => ApiError::Conflict(m),
             ClusterError::NotFound(m) => ApiError::NotFound(m),
+            ClusterError::Refused(e) => e.into(),
             ClusterError::Internal(m) => ApiError::Internal(m),
         }
     }

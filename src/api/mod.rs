@@ -8,15 +8,19 @@ mod request;
 mod slots;
 mod system;
 mod tenancy;
+mod token_settings;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use error::ApiError;
 pub use request::{Caller, ReadMode};
 
-use crate::node::Cluster;
+use crate::cluster::Cluster;
+use crate::crypto::{ClusterSecret, DataKey};
 use crate::runner::tokens::Tokens;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
@@ -26,11 +30,21 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct ApiContext {
     pub cluster: Cluster,
-    /// This node's decrypted tokens (runner view).
+    /// This node's runner view of the tokens: its own `HF_TOKEN`, whether the cluster-wide
+    /// token opens here.
     pub tokens: Tokens,
+    /// Seals tokens before they are proposed.
+    pub data_key: DataKey,
+    /// For the join token (admins may read it) and the credential joining nodes present.
+    pub secret: ClusterSecret,
 }
 
-pub fn router(ctx: ApiContext) -> Router {
+/// Serve the admin API on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, ctx: ApiContext, shutdown: watch::Receiver<bool>) {
+    crate::server::serve(listener, router(ctx), shutdown).await
+}
+
+fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/healthz", get(cluster::healthz))
         .route("/readyz", get(cluster::readyz))
@@ -40,7 +54,7 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/system/config", get(system::get_config))
         .route("/api/v1/cluster/status", get(cluster::status))
-        .route("/api/v1/cluster/join", post(cluster::join))
+        .route(crate::peer::JOIN_API_PATH, post(cluster::join))
         .route("/api/v1/cluster/join-token", get(cluster::join_token))
         .route("/api/v1/nodes", get(cluster::list_nodes))
         .route("/api/v1/slots", get(slots::list))
@@ -64,7 +78,7 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route(
             "/api/v1/orgs/{id}/settings",
-            get(tenancy::get_org_settings).put(tenancy::put_org_settings),
+            get(token_settings::get_org).put(token_settings::put_org),
         )
         .route(
             "/api/v1/users",
@@ -73,7 +87,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/users/{id}", get(tenancy::get_user))
         .route(
             "/api/v1/users/{id}/settings",
-            get(tenancy::get_user_settings).put(tenancy::put_user_settings),
+            get(token_settings::get_user).put(token_settings::put_user),
         )
         .route("/api/v1/users/{id}/api-keys", post(tenancy::issue_api_key))
         .route(

@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use secrecy::SecretString;
 
-use super::request::parse_json;
-use super::system::seal_token_update;
+use super::request::{parse_json, Caller};
+use super::token_settings::{self, seal_token_update};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::state::{
-    parse_memory, token_scope, Command, Model, ModelPatch, ModelType, Reply, Runtime,
+    parse_memory, resolve, Command, Model, ModelPatch, ModelType, Reply, Rule, Runtime, StateError,
+    TokenScope,
 };
 
 /// A model as the API shows it.
@@ -123,38 +124,44 @@ impl ModelInput {
                 ctx,
                 "huggingface_token",
                 &self.huggingface_token,
-                &token_scope("model", model_id),
+                TokenScope::Model(model_id),
             )?,
         })
     }
 }
 
-/// The owner and organization a model names must exist.
-fn check_tenancy(ctx: &ApiContext, m: &Model) -> Result<(), ApiError> {
-    ctx.cluster.view.read(|a| {
-        if let Some(user) = &m.owner_user_id {
-            if !a.state.users.contains_key(user) {
-                return Err(bad(
-                    "owner_user_id",
-                    format!("user {user:?} does not exist"),
-                ));
+/// The owner and organization a model names must exist (on a current view: they may have
+/// been created a moment ago through another node).
+async fn check_tenancy(ctx: &ApiContext, m: &Model) -> Result<(), ApiError> {
+    ctx.cluster
+        .check_current(|s| {
+            if let Some(user) = &m.owner_user_id {
+                if !s.users.contains_key(user) {
+                    return Err(bad(
+                        "owner_user_id",
+                        format!("user {user:?} does not exist"),
+                    ));
+                }
             }
-        }
-        if let Some(org) = &m.organization_id {
-            if !a.state.orgs.contains_key(org) {
-                return Err(bad(
-                    "organization_id",
-                    format!("organization {org:?} does not exist"),
-                ));
+            if let Some(org) = &m.organization_id {
+                if !s.orgs.contains_key(org) {
+                    return Err(bad(
+                        "organization_id",
+                        format!("organization {org:?} does not exist"),
+                    ));
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        })
+        .await
 }
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("invalid field `{field}`: {message}"))
 }
+
+/// What `/api/v1/helix-models/{id}/...` can name besides the model itself.
+const SUB_RESOURCES: &[&str] = &["token-source", "settings"];
 
 /// Model ids become paths on disk and arguments of vLLM: keep them tame.
 pub fn validate_model_id(id: &str) -> Result<(), ApiError> {
@@ -175,6 +182,15 @@ pub fn validate_model_id(id: &str) -> Result<(), ApiError> {
     }
     if id.starts_with('/') || id.ends_with('/') || id.contains("//") || id.starts_with('-') {
         return Err(bad("id", "must look like ORG/NAME or NAME"));
+    }
+    if let Some(last) = SUB_RESOURCES
+        .iter()
+        .find(|r| id.ends_with(&format!("/{r}")))
+    {
+        return Err(bad(
+            "id",
+            format!("must not end in /{last}: that path names the model's {last}"),
+        ));
     }
     Ok(())
 }
@@ -235,8 +251,8 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<ModelView>>, ApiError> {
     ctx.reader(&headers, mode).await?;
-    Ok(Json(ctx.cluster.view.read(|a| {
-        a.state.models.values().map(ModelView::from).collect()
+    Ok(Json(ctx.replica().read(|s| {
+        s.models.values().map(ModelView::from).collect()
     })))
 }
 
@@ -251,35 +267,62 @@ pub async fn get_one(
         let model_id = model_id_from_path(model_id)?;
         return token_source(&ctx, &caller, &model_id).map(Json);
     }
+    if let Some(model_id) = id.strip_suffix("/settings") {
+        let model_id = model_id_from_path(model_id)?;
+        let view = token_settings::get_model(&ctx, &caller, &model_id).await?;
+        return Ok(Json(
+            serde_json::to_value(view).expect("settings serialize"),
+        ));
+    }
     let id = model_id_from_path(&id)?;
-    ctx.cluster
-        .view
-        .read(|a| a.state.models.get(&id).map(ModelView::from))
+    ctx.replica()
+        .read(|s| s.models.get(&id).map(ModelView::from))
         .map(|m| Json(serde_json::to_value(m).expect("a model serializes")))
         .ok_or_else(|| ApiError::NotFound(format!("model {id:?} not found")))
 }
 
-/// Which level a launch of this model would take its token from (never the token).
+/// Which level a launch of this model would take its token from (never the token). The
+/// last level, `environment`, is judged on the node that runs the model's slot, or would
+/// run it now: each node publishes whether it has an `HF_TOKEN`.
 fn token_source(
     ctx: &ApiContext,
-    caller: &super::Caller,
+    caller: &Caller,
     model_id: &str,
 ) -> Result<serde_json::Value, ApiError> {
-    ctx.cluster.view.read(|a| {
-        let model = a
-            .state
+    ctx.replica().read(|s| {
+        let model = s
             .models
             .get(model_id)
-            .ok_or_else(|| ApiError::NotFound(format!("model {model_id:?} not found")))?;
-        if !a.state.may_see_token_source(&caller.user, model) {
-            return Err(ApiError::Forbidden(
-                "only an admin or the model's owner may see where its token comes from".into(),
-            ));
+            .ok_or_else(|| StateError::NotFound(format!("model {model_id:?} not found")))?;
+        s.check(&caller.user, Rule::AdminOrModelOwner { model })?;
+        let runner = runner_of(s, model);
+        let env_token = runner
+            .and_then(|id| s.nodes.get(&id))
+            .is_some_and(|n| n.hf_token_in_env);
+        let resolution = resolve(s, model, env_token);
+        let mut v =
+            serde_json::json!({ "source": crate::state::TokenSource::from(resolution.level) });
+        if let Some(u) = resolution.user_id {
+            v["user_id"] = u.into();
         }
-        let level =
-            crate::runner::tokens::resolve_level(&a.state, model, ctx.tokens.env_token().is_some());
-        Ok(level.to_json())
+        if let Some(o) = resolution.organization_id {
+            v["organization_id"] = o.into();
+        }
+        if let Some(node) = runner {
+            v["node_id"] = node.into();
+        }
+        Ok(v)
     })
+}
+
+/// The node that runs `model`'s slot, or the one that would run it now.
+fn runner_of(state: &crate::state::State, model: &Model) -> Option<u64> {
+    state
+        .slots
+        .get(&crate::state::slot_id_for(&model.id))
+        .and_then(|slot| slot.placement.as_ref())
+        .map(|p| p.node_id)
+        .or_else(|| crate::runner::scheduler::would_place(state, model))
 }
 
 pub async fn create(
@@ -298,7 +341,7 @@ pub async fn create(
     model.organization_id = caller.user.organization_id.clone();
     model.apply_patch(&input.patch(&ctx, &id)?);
     validate_model(&model)?;
-    check_tenancy(&ctx, &model)?;
+    check_tenancy(&ctx, &model).await?;
     match ctx.commit(&caller, Command::CreateModel(model)).await? {
         Reply::Model(m) => Ok((StatusCode::CREATED, Json(ModelView::from(&m)))),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
@@ -310,8 +353,15 @@ pub async fn update(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ModelView>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = ctx.writer(&headers).await?;
+    if let Some(model_id) = id.strip_suffix("/settings") {
+        let model_id = model_id_from_path(model_id)?;
+        let view = token_settings::put_model(&ctx, &caller, &model_id, body).await?;
+        return Ok(Json(
+            serde_json::to_value(view).expect("settings serialize"),
+        ));
+    }
     caller.require_admin()?;
     let id = model_id_from_path(&id)?;
     let input: ModelInput = parse_json(body)?;
@@ -323,18 +373,19 @@ pub async fn update(
     let patch = input.patch(&ctx, &id)?;
     // Validate the merged result against our copy; `apply` merges into the committed one.
     let mut preview = ctx
-        .cluster
-        .view
-        .read(|a| a.state.models.get(&id).cloned())
+        .replica()
+        .read(|s| s.models.get(&id).cloned())
         .unwrap_or_else(|| Model::new(id.clone()));
     preview.apply_patch(&patch);
     validate_model(&preview)?;
-    check_tenancy(&ctx, &preview)?;
+    check_tenancy(&ctx, &preview).await?;
     match ctx
         .commit(&caller, Command::UpdateModel { id, patch })
         .await?
     {
-        Reply::Model(m) => Ok(Json(ModelView::from(&m))),
+        Reply::Model(m) => Ok(Json(
+            serde_json::to_value(ModelView::from(&m)).expect("a model serializes"),
+        )),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }
 }

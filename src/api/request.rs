@@ -3,13 +3,15 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{ApiContext, ApiError, BODY_LIMIT};
+use crate::cluster::Consistency;
 use crate::crypto::hash_api_key;
-use crate::state::{Command, Proposal, Reply, User};
+use crate::raft::StateView;
+use crate::state::{admin_only, Command, Reply, Rule, State, StateError, User};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -21,10 +23,15 @@ pub struct Caller {
 
 impl Caller {
     pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.user.admin {
-            Ok(())
+        Ok(admin_only(&self.user)?)
+    }
+
+    /// A user id from a path, where `me` names the caller.
+    pub fn user_id_of(&self, raw: &str) -> String {
+        if raw == "me" {
+            self.user.id.clone()
         } else {
-            Err(ApiError::Forbidden("this requires an admin API key".into()))
+            raw.to_string()
         }
     }
 }
@@ -35,6 +42,16 @@ impl Caller {
 pub struct ReadMode {
     #[serde(default)]
     pub stale: bool,
+}
+
+impl ReadMode {
+    pub fn consistency(self) -> Consistency {
+        if self.stale {
+            Consistency::Stale
+        } else {
+            Consistency::Linearizable
+        }
+    }
 }
 
 /// Extracted from the query string; a bad query is a 400 in our JSON error shape.
@@ -53,88 +70,72 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ReadMode {
 }
 
 impl ApiContext {
-    /// Authenticate against the local replica. For reads, call [`ApiContext::read_barrier`]
-    /// first so a just-revoked key is not accepted.
+    /// This node's replica, without asking anyone.
+    pub fn replica(&self) -> &StateView {
+        self.cluster.replica()
+    }
+
+    /// Authenticate against the local replica as it is.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let key_hash = hash_api_key(bearer(headers)?);
         let user = self
-            .cluster
-            .view
-            .read(|a| a.state.user_by_key_hash(&key_hash).cloned())
-            .ok_or_else(|| ApiError::Unauthorized("API key is unknown or revoked".into()))?;
+            .replica()
+            .read(|s| s.user_by_key_hash(&key_hash).cloned())
+            .ok_or(StateError::Unauthenticated)?;
         Ok(Caller { user, key_hash })
     }
 
-    /// Unless the read is stale, wait until this replica reflects every committed write.
-    pub async fn read_barrier(&self, mode: ReadMode) -> Result<(), ApiError> {
-        if mode.stale {
-            return Ok(());
-        }
+    /// Authenticate for a write: a key this replica does not know yet (it may lag behind
+    /// the write that created it) is looked up again once caught up. `apply` re-checks the
+    /// key at commit time anyway.
+    pub async fn writer(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let key_hash = hash_api_key(bearer(headers)?);
+        let user = self
+            .cluster
+            .check_current(|s| {
+                s.user_by_key_hash(&key_hash)
+                    .cloned()
+                    .ok_or(StateError::Unauthenticated)
+            })
+            .await?;
+        Ok(Caller { user, key_hash })
+    }
+
+    /// Catch up as `mode` asks, then authenticate: the usual start of a GET. A key is
+    /// checked on a current replica, so a just-revoked key fails and a just-created one
+    /// works.
+    pub async fn reader(&self, headers: &HeaderMap, mode: ReadMode) -> Result<Caller, ApiError> {
+        // No key at all is refused without bothering the leader.
+        bearer(headers)?;
+        self.cluster.read(mode.consistency()).await?;
+        self.authenticate(headers)
+    }
+
+    /// `caller` may do what `rule` allows, on a current view of the state.
+    pub async fn permit(
+        &self,
+        caller: &Caller,
+        rule: impl Fn(&State) -> Rule<'_>,
+    ) -> Result<(), ApiError> {
         self.cluster
-            .linearizable_barrier()
+            .check_current(|s| s.check(&caller.user, rule(s)))
             .await
             .map_err(Into::into)
     }
 
-    /// Propose `command` as `caller`, then wait until this node has applied it so the
-    /// answer reflects the write. Authorization is checked here first (fail fast) and again
-    /// by `apply` at commit time.
+    /// Commit `command` as `caller`; the answer reflects the write on this node.
     pub async fn commit(&self, caller: &Caller, command: Command) -> Result<Reply, ApiError> {
-        self.cluster
-            .view
-            .read(|a| a.state.authorize(&caller.user, &command))?;
-        let written = self
-            .cluster
-            .write(Proposal {
-                actor: Some(caller.key_hash.clone()),
-                at_ms: crate::time::now_ms(),
-                command,
-            })
-            .await?;
-        let reply = written.outcome?;
-        self.cluster.wait_applied(written.log_index).await?;
-        Ok(reply)
-    }
-
-    /// Authenticate for a write: locally, and if this replica does not know the key yet (it
-    /// may lag behind the write that created it), once more after catching up. `apply`
-    /// re-checks the key at commit time anyway.
-    pub async fn writer(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        match self.authenticate(headers) {
-            Ok(caller) => Ok(caller),
-            Err(e) => {
-                bearer(headers)?;
-                if self.read_barrier(ReadMode::default()).await.is_err() {
-                    return Err(e);
-                }
-                self.authenticate(headers)
-            }
-        }
-    }
-
-    /// Barrier, then authenticate: the usual start of a GET.
-    pub async fn reader(&self, headers: &HeaderMap, mode: ReadMode) -> Result<Caller, ApiError> {
-        // No key at all is refused without bothering the leader; a key is checked once the
-        // replica is current, so a just-revoked key fails and a just-created one works.
-        bearer(headers)?;
-        self.read_barrier(mode).await?;
-        self.authenticate(headers)
+        Ok(self.cluster.commit_as(&caller.key_hash, command).await?)
     }
 }
 
 /// The bearer key of a request.
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| {
-            ApiError::Unauthorized(
-                "missing API key: send the header 'Authorization: Bearer <key>'".into(),
-            )
-        })
+    crate::server::bearer(headers).ok_or_else(|| {
+        ApiError::Unauthorized(
+            "missing API key: send the header 'Authorization: Bearer <key>'".into(),
+        )
+    })
 }
 
 /// Parse a JSON body strictly. `body` is the raw extraction result, so an oversized body

@@ -55,7 +55,8 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<SlotView>>, ApiError> {
     ctx.reader(&headers, mode).await?;
-    Ok(Json(ctx.cluster.view.read(|a| {
-        a.state.slots.values().map(SlotView::from).collect()
-    })))
+    Ok(Json(
+        ctx.replica()
+            .read(|s| s.slots.values().map(SlotView::from).collect()),
+    ))
 }

@@ -1,19 +1,18 @@
-//! Organizations, users, API keys, the per-org and per-user Hugging Face tokens, and the
-//! audit log. Who may do what is decided in `state::auth`; see docs/security.md.
+//! Organizations, users, API keys and the audit log. Who may do what is decided in
+//! `state::auth`; see docs/security.md. Their token settings are in `token_settings.rs`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::request::parse_json;
-use super::system::seal_token_update;
-use super::{ApiContext, ApiError, Caller, ReadMode};
+use super::{ApiContext, ApiError, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
-use crate::state::{token_scope, AuditEntry, Command, Org, OrgRole, Reply, User};
+use crate::state::{AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User};
 
 fn bad(field: &str, message: &str) -> ApiError {
     ApiError::BadRequest(format!("invalid field `{field}`: {message}"))
@@ -27,33 +26,6 @@ fn validate_name(field: &str, name: &str) -> Result<(), ApiError> {
         return Err(bad(field, "must be at most 128 printable characters"));
     }
     Ok(())
-}
-
-/// Token settings of an org or a user: masked like system settings.
-#[derive(Debug, Serialize)]
-pub struct TokenSettingsView {
-    id: String,
-    created: String,
-    updated: String,
-    huggingface_token_set: bool,
-    /// `database` when set at this level, else `none`.
-    huggingface_token_source: &'static str,
-}
-
-fn token_view(id: &str, created_ms: i64, updated_ms: i64, set: bool) -> TokenSettingsView {
-    TokenSettingsView {
-        id: id.to_string(),
-        created: crate::time::rfc3339(created_ms),
-        updated: crate::time::rfc3339(updated_ms),
-        huggingface_token_set: set,
-        huggingface_token_source: if set { "database" } else { "none" },
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettingsUpdate {
-    huggingface_token: Option<SecretString>,
 }
 
 // ----------------------------------------------------------------------------- organizations
@@ -113,78 +85,13 @@ pub async fn list_orgs(
     headers: HeaderMap,
 ) -> Result<Json<Vec<OrgView>>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
-    Ok(Json(ctx.cluster.view.read(|a| {
-        a.state
-            .orgs
+    Ok(Json(ctx.replica().read(|s| {
+        s.orgs
             .values()
-            .filter(|o| a.state.may_see_org(&caller.user, &o.id))
+            .filter(|o| s.permits(&caller.user, Rule::AdminOrOrgMember { org_id: &o.id }))
             .map(OrgView::from)
             .collect()
     })))
-}
-
-pub async fn get_org_settings(
-    State(ctx): State<ApiContext>,
-    Path(org_id): Path<String>,
-    mode: ReadMode,
-    headers: HeaderMap,
-) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.reader(&headers, mode).await?;
-    org_settings(&ctx, &caller, &org_id).map(Json)
-}
-
-fn org_settings(
-    ctx: &ApiContext,
-    caller: &Caller,
-    org_id: &str,
-) -> Result<TokenSettingsView, ApiError> {
-    ctx.cluster.view.read(|a| {
-        let org = a
-            .state
-            .orgs
-            .get(org_id)
-            .ok_or_else(|| ApiError::NotFound(format!("organization {org_id:?} not found")))?;
-        if !a.state.may_manage_org(&caller.user, org_id) {
-            return Err(ApiError::Forbidden(
-                "only an admin or an owner of this organization may do this".into(),
-            ));
-        }
-        Ok(token_view(
-            &org.id,
-            org.created_ms,
-            org.updated_ms,
-            org.hf_token.is_some(),
-        ))
-    })
-}
-
-pub async fn put_org_settings(
-    State(ctx): State<ApiContext>,
-    Path(org_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.writer(&headers).await?;
-    // Check before sealing anything.
-    org_settings(&ctx, &caller, &org_id)?;
-    let update: TokenSettingsUpdate = parse_json(body)?;
-    let hf_token = seal_token_update(
-        &ctx,
-        "huggingface_token",
-        &update.huggingface_token,
-        &token_scope("org", &org_id),
-    )?;
-    let hf_token_updated = hf_token.is_some();
-    ctx.commit(
-        &caller,
-        Command::UpdateOrgSettings {
-            org_id: org_id.clone(),
-            hf_token,
-        },
-    )
-    .await?;
-    tracing::info!(user_id = %caller.user.id, org_id = %org_id, hf_token_updated, "organization settings updated");
-    org_settings(&ctx, &caller, &org_id).map(Json)
 }
 
 // ------------------------------------------------------------------------------------- users
@@ -216,7 +123,7 @@ impl From<&User> for UserView {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub struct UserInput {
     name: String,
     #[serde(default)]
     admin: bool,
@@ -241,22 +148,25 @@ pub async fn create_user(
 ) -> Result<(StatusCode, Json<NewUserView>), ApiError> {
     let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
-    let input: NewUser = parse_json(body)?;
+    let input: UserInput = parse_json(body)?;
     validate_name("name", &input.name)?;
     if input.org_role.is_some() && input.organization_id.is_none() {
         return Err(bad("org_role", "needs organization_id"));
     }
     if let Some(org) = &input.organization_id {
-        if !ctx.cluster.view.read(|a| a.state.orgs.contains_key(org)) {
-            return Err(bad(
-                "organization_id",
-                &format!("organization {org:?} does not exist"),
-            ));
-        }
+        ctx.cluster
+            .check_current(|s| match s.orgs.contains_key(org) {
+                true => Ok(()),
+                false => Err(bad(
+                    "organization_id",
+                    &format!("organization {org:?} does not exist"),
+                )),
+            })
+            .await?;
     }
     let key = generate_api_key();
     let key_id = random_id();
-    let user = User {
+    let user = NewUser {
         id: random_id(),
         name: input.name,
         admin: input.admin,
@@ -292,23 +202,13 @@ pub async fn list_users(
     headers: HeaderMap,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
-    Ok(Json(ctx.cluster.view.read(|a| {
-        a.state
-            .users
+    Ok(Json(ctx.replica().read(|s| {
+        s.users
             .values()
-            .filter(|u| a.state.may_manage_user(&caller.user, &u.id))
+            .filter(|u| s.permits(&caller.user, Rule::AdminOrSelf { user_id: &u.id }))
             .map(UserView::from)
             .collect()
     })))
-}
-
-/// `me` names the caller.
-fn user_id(caller: &Caller, raw: &str) -> String {
-    if raw == "me" {
-        caller.user.id.clone()
-    } else {
-        raw.to_string()
-    }
 }
 
 pub async fn get_user(
@@ -318,85 +218,16 @@ pub async fn get_user(
     headers: HeaderMap,
 ) -> Result<Json<UserView>, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
-    let id = user_id(&caller, &raw_id);
-    ctx.cluster.view.read(|a| {
-        let user = a
-            .state
+    let id = caller.user_id_of(&raw_id);
+    let user = ctx.replica().read(|s| {
+        let user = s
             .users
             .get(&id)
-            .ok_or_else(|| ApiError::NotFound(format!("user {id:?} not found")))?;
-        if !a.state.may_manage_user(&caller.user, &id) {
-            return Err(ApiError::Forbidden(
-                "only an admin or this user may do this".into(),
-            ));
-        }
-        Ok(Json(UserView::from(user)))
-    })
-}
-
-fn user_settings(
-    ctx: &ApiContext,
-    caller: &Caller,
-    id: &str,
-) -> Result<TokenSettingsView, ApiError> {
-    ctx.cluster.view.read(|a| {
-        let user = a
-            .state
-            .users
-            .get(id)
-            .ok_or_else(|| ApiError::NotFound(format!("user {id:?} not found")))?;
-        if !a.state.may_manage_user(&caller.user, id) {
-            return Err(ApiError::Forbidden(
-                "only an admin or this user may do this".into(),
-            ));
-        }
-        Ok(token_view(
-            &user.id,
-            user.created_ms,
-            user.created_ms,
-            user.hf_token.is_some(),
-        ))
-    })
-}
-
-pub async fn get_user_settings(
-    State(ctx): State<ApiContext>,
-    Path(raw_id): Path<String>,
-    mode: ReadMode,
-    headers: HeaderMap,
-) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.reader(&headers, mode).await?;
-    let id = user_id(&caller, &raw_id);
-    user_settings(&ctx, &caller, &id).map(Json)
-}
-
-pub async fn put_user_settings(
-    State(ctx): State<ApiContext>,
-    Path(raw_id): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<TokenSettingsView>, ApiError> {
-    let caller = ctx.writer(&headers).await?;
-    let id = user_id(&caller, &raw_id);
-    user_settings(&ctx, &caller, &id)?;
-    let update: TokenSettingsUpdate = parse_json(body)?;
-    let hf_token = seal_token_update(
-        &ctx,
-        "huggingface_token",
-        &update.huggingface_token,
-        &token_scope("user", &id),
-    )?;
-    let hf_token_updated = hf_token.is_some();
-    ctx.commit(
-        &caller,
-        Command::UpdateUserSettings {
-            user_id: id.clone(),
-            hf_token,
-        },
-    )
-    .await?;
-    tracing::info!(user_id = %caller.user.id, target_user_id = %id, hf_token_updated, "user settings updated");
-    user_settings(&ctx, &caller, &id).map(Json)
+            .ok_or_else(|| StateError::NotFound(format!("user {id:?} not found")))?;
+        s.check(&caller.user, Rule::AdminOrSelf { user_id: &id })?;
+        Ok::<_, StateError>(UserView::from(user))
+    })?;
+    Ok(Json(user))
 }
 
 // ---------------------------------------------------------------------------------- API keys
@@ -407,10 +238,13 @@ pub async fn issue_api_key(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let caller = ctx.writer(&headers).await?;
-    let id = user_id(&caller, &raw_id);
-    if !ctx.cluster.view.read(|a| a.state.users.contains_key(&id)) {
-        return Err(ApiError::NotFound(format!("user {id:?} not found")));
-    }
+    let id = caller.user_id_of(&raw_id);
+    ctx.cluster
+        .check_current(|s| match s.users.contains_key(&id) {
+            true => Ok(()),
+            false => Err(StateError::NotFound(format!("user {id:?} not found"))),
+        })
+        .await?;
     let key = generate_api_key();
     let key_id = random_id();
     ctx.commit(
@@ -436,14 +270,14 @@ pub async fn revoke_api_key(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let caller = ctx.writer(&headers).await?;
-    if ctx
-        .cluster
-        .view
-        .read(|a| a.state.key_hash_by_id(&key_id))
-        .is_none()
-    {
-        return Err(ApiError::NotFound(format!("API key {key_id:?} not found")));
-    }
+    ctx.cluster
+        .check_current(|s| match s.key_hash_by_id(&key_id) {
+            Some(_) => Ok(()),
+            None => Err(StateError::NotFound(format!(
+                "API key {key_id:?} not found"
+            ))),
+        })
+        .await?;
     ctx.commit(&caller, Command::RevokeApiKey { key_id })
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -480,7 +314,8 @@ pub async fn list_audit(
     headers: HeaderMap,
 ) -> Result<Json<Vec<AuditView>>, ApiError> {
     ctx.reader(&headers, mode).await?.require_admin()?;
-    Ok(Json(ctx.cluster.view.read(|a| {
-        a.state.audit.values().map(AuditView::from).collect()
-    })))
+    Ok(Json(
+        ctx.replica()
+            .read(|s| s.audit.values().map(AuditView::from).collect()),
+    ))
 }

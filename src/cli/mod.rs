@@ -345,14 +345,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     }
     match cli.command {
         Command::Node(NodeCommand::Start(flags)) => {
-            run_node(flags, crate::node::Launch::Start).await
+            run_node(flags, crate::daemon::Launch::Start).await
         }
         Command::Node(NodeCommand::Join { url, token, flags }) => {
             crate::crypto::ClusterSecret::from_join_token(&token)
                 .map_err(|e| usage(e.to_string()))?;
             run_node(
                 flags,
-                crate::node::Launch::Join {
+                crate::daemon::Launch::Join {
                     url,
                     token: SecretString::from(token),
                 },
@@ -806,7 +806,7 @@ fn print_list(out: OutputFormat, v: &Value, columns: &[&str]) {
     output::table(columns, rows);
 }
 
-async fn run_node(flags: NodeFlags, launch: crate::node::Launch) -> Result<(), Failure> {
+async fn run_node(flags: NodeFlags, launch: crate::daemon::Launch) -> Result<(), Failure> {
     let file = match &flags.config {
         Some(path) => FileConfig::load(path).map_err(|e| usage(e.to_string()))?,
         None => FileConfig::default(),
@@ -828,7 +828,17 @@ async fn run_node(flags: NodeFlags, launch: crate::node::Launch) -> Result<(), F
     )
     .map_err(|e| usage(e.to_string()))?;
     crate::logging::init(config.log_format);
-    crate::node::run(config, launch)
+    crate::daemon::run(config, launch, shutdown_signal())
         .await
         .map_err(|e| failed(format!("{e:#}")))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

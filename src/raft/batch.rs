@@ -12,15 +12,13 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::VecDeque;
-use std::ops::Deref;
-use std::sync::{Arc, Mutex};
 
-use openraft::error::{ClientWriteError, Fatal, RaftError};
-use openraft::storage::{RaftLogStorage, RaftStateMachine};
-use openraft::{BasicNode, Config, RaftNetworkFactory};
+use openraft::error::{ClientWriteError, Fatal};
+use openraft::BasicNode;
 use tokio::sync::oneshot;
 
-use super::types::{Batch, LogId, NodeId, TypeConfig};
+use super::handle::{client_write_error, Raft, RaftError};
+use super::types::{Batch, NodeId};
 use crate::state::{Outcome, Proposal};
 
 /// Entries proposed and not yet answered. With one, the next entry gathers every proposal
@@ -31,13 +29,13 @@ pub const MAX_IN_FLIGHT: usize = 1;
 /// Most proposals in one entry.
 pub const MAX_BATCH: usize = 512;
 
-/// Why a proposal was not committed: openraft's answer to the entry that carried it.
-pub type ProposeError = RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+/// openraft's answer to the entry that carried a proposal.
+type ProposeError = openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
 
-/// A committed proposal: the entry that carried it and what `apply` answered.
+/// A committed proposal: the index of the entry that carried it and what `apply` answered.
 #[derive(Debug, Clone)]
 pub struct Proposed {
-    pub log_id: LogId,
+    pub log_index: u64,
     pub outcome: Outcome,
 }
 
@@ -45,24 +43,9 @@ type Answer = Result<Proposed, ProposeError>;
 type Waiting = (Proposal, oneshot::Sender<Answer>);
 
 #[derive(Default)]
-struct Queue {
+pub(super) struct Queue {
     waiting: VecDeque<Waiting>,
     in_flight: usize,
-}
-
-/// openraft's `Raft` (everything it offers, through `Deref`) plus [`Raft::propose`].
-#[derive(Clone)]
-pub struct Raft {
-    inner: openraft::Raft<TypeConfig>,
-    queue: Arc<Mutex<Queue>>,
-}
-
-impl Deref for Raft {
-    type Target = openraft::Raft<TypeConfig>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.inner
-    }
 }
 
 /// Hands the caller's in-flight slot on when its entry is answered, or when its future is
@@ -76,28 +59,15 @@ impl Drop for Slot<'_> {
 }
 
 impl Raft {
-    /// Starts openraft's Raft (same arguments as `openraft::Raft::new`).
-    pub async fn new<LS, N, SM>(
-        id: NodeId,
-        config: Arc<Config>,
-        network: N,
-        log_store: LS,
-        state_machine: SM,
-    ) -> Result<Raft, Fatal<NodeId>>
-    where
-        N: RaftNetworkFactory<TypeConfig>,
-        LS: RaftLogStorage<TypeConfig>,
-        SM: RaftStateMachine<TypeConfig>,
-    {
-        Ok(Raft {
-            inner: openraft::Raft::new(id, config, network, log_store, state_machine).await?,
-            queue: Arc::default(),
-        })
-    }
-
     /// Commit `proposal` (this node must lead), sharing a log entry with the proposals
     /// that arrive while earlier entries are in flight.
-    pub async fn propose(&self, proposal: Proposal) -> Answer {
+    pub async fn propose(&self, proposal: Proposal) -> Result<Proposed, RaftError> {
+        self.propose_batched(proposal)
+            .await
+            .map_err(client_write_error)
+    }
+
+    async fn propose_batched(&self, proposal: Proposal) -> Answer {
         let mut proposal = Some(proposal);
         let waiting = {
             let mut queue = self.queue.lock().expect("proposal queue poisoned");
@@ -116,11 +86,13 @@ impl Raft {
                 let mut answers = self.submit(vec![proposal]).await;
                 answers
                     .pop()
-                    .unwrap_or(Err(RaftError::Fatal(Fatal::Panicked)))
+                    .unwrap_or(Err(openraft::error::RaftError::Fatal(Fatal::Panicked)))
             }
-            (None, None) => Err(RaftError::Fatal(Fatal::Panicked)),
+            (None, None) => Err(openraft::error::RaftError::Fatal(Fatal::Panicked)),
             // The sender is dropped only when the runtime shuts down under the batch.
-            (Some(rx), _) => rx.await.unwrap_or(Err(RaftError::Fatal(Fatal::Stopped))),
+            (Some(rx), _) => rx
+                .await
+                .unwrap_or(Err(openraft::error::RaftError::Fatal(Fatal::Stopped))),
         }
     }
 
@@ -129,14 +101,16 @@ impl Raft {
         let n = proposals.len();
         match self.inner.client_write(Batch(proposals)).await {
             Ok(response) => {
-                let log_id = response.log_id;
+                let log_index = response.log_id.index;
                 let mut answers: Vec<Answer> = response
                     .data
                     .into_iter()
-                    .map(|outcome| Ok(Proposed { log_id, outcome }))
+                    .map(|outcome| Ok(Proposed { log_index, outcome }))
                     .collect();
                 // `apply` answers every proposal of a batch; anything else is a bug.
-                answers.resize_with(n, || Err(RaftError::Fatal(Fatal::Panicked)));
+                answers.resize_with(n, || {
+                    Err(openraft::error::RaftError::Fatal(Fatal::Panicked))
+                });
                 answers
             }
             Err(e) => vec![Err(e); n],

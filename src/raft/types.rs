@@ -1,5 +1,5 @@
-//! The openraft type configuration: a log entry carries a [`Batch`] of proposals, applying it
-//! answers one [`Outcome`] per proposal, members are addressed by their peer address.
+//! The openraft type configuration, and the names the rest of helix uses for what crosses
+//! the peer transport: the Raft RPCs travel as opaque values of these types.
 
 use std::io::Cursor;
 
@@ -31,8 +31,37 @@ openraft::declare_raft_types!(
 );
 
 pub type NodeId = u64;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Entry = openraft::Entry<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+pub(crate) type LogId = openraft::LogId<NodeId>;
+pub(crate) type Entry = openraft::Entry<TypeConfig>;
+pub(crate) type StorageError = openraft::StorageError<NodeId>;
+pub(crate) type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
+pub(crate) type SnapshotMeta = openraft::SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// The Raft RPCs and the answers a peer's Raft gives them.
+pub type AppendRequest = openraft::raft::AppendEntriesRequest<TypeConfig>;
+pub type AppendAnswer =
+    Result<openraft::raft::AppendEntriesResponse<NodeId>, openraft::error::RaftError<NodeId>>;
+pub type VoteRequest = openraft::raft::VoteRequest<NodeId>;
+pub type VoteAnswer =
+    Result<openraft::raft::VoteResponse<NodeId>, openraft::error::RaftError<NodeId>>;
+pub type SnapshotRequest = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+pub type SnapshotAnswer = Result<
+    openraft::raft::InstallSnapshotResponse<NodeId>,
+    openraft::error::RaftError<NodeId, openraft::error::InstallSnapshotError>,
+>;
+
+/// Where a node's log ends, as pre-vote compares it: the last entry's term and index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LogPosition {
+    pub term: u64,
+    pub index: u64,
+}
+
+impl LogPosition {
+    pub(crate) fn of(log_id: Option<LogId>) -> Option<LogPosition> {
+        log_id.map(|l| LogPosition {
+            term: l.leader_id.term,
+            index: l.index,
+        })
+    }
+}

@@ -16,9 +16,9 @@ use tokio::time::Instant;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, looks_gated, LaunchSpec, VllmProcess};
 use super::tokens::{TokenChoice, Tokens};
+use crate::cluster::{Cluster, Consistency};
 use crate::config::RunnerTuning;
-use crate::node::Cluster;
-use crate::state::{Command, Model, Proposal, SlotState, SlotStatus};
+use crate::state::{Command, Model, SlotState, SlotStatus};
 
 /// How often processes are checked between state changes.
 const TICK: Duration = Duration::from_millis(250);
@@ -50,6 +50,8 @@ struct LocalSlot {
     /// Earliest time of the next launch after a failure.
     retry_at: Option<Instant>,
     consecutive_failures: u32,
+    /// The token choice the current (or last) process was launched with.
+    launched_with: Option<TokenChoice>,
     /// Set when the last failure was a gated model: the token choice it failed with.
     /// Retried when the choice for it changes.
     gated_with: Option<TokenChoice>,
@@ -128,7 +130,7 @@ impl Reconciler {
         // The state on disk may be old: a slot placed here before a crash may have moved
         // since. Launch nothing until this replica has caught up with the leader.
         loop {
-            if self.cluster.linearizable_barrier().await.is_ok() {
+            if self.cluster.read(Consistency::Linearizable).await.is_ok() {
                 break;
             }
             tokio::select! {
@@ -136,7 +138,7 @@ impl Reconciler {
                 _ = shutdown.changed() => return,
             }
         }
-        let mut changes = self.cluster.view.subscribe();
+        let mut changes = self.cluster.replica().subscribe();
         let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
@@ -161,17 +163,13 @@ impl Reconciler {
         let report = async move {
             for (slot_id, generation, status) in stopped {
                 let _ = cluster
-                    .write(Proposal {
-                        actor: None,
-                        at_ms: crate::time::now_ms(),
-                        command: Command::ReportSlot {
-                            slot_id,
-                            node_id: cluster.node_id,
-                            generation,
-                            status: SlotStatus {
-                                state: SlotState::Stopped,
-                                ..status
-                            },
+                    .propose_system(Command::ReportSlot {
+                        slot_id,
+                        node_id: cluster.node_id(),
+                        generation,
+                        status: SlotStatus {
+                            state: SlotState::Stopped,
+                            ..status
                         },
                     })
                     .await;
@@ -181,18 +179,19 @@ impl Reconciler {
     }
 
     fn desired(&self) -> BTreeMap<String, Desired> {
-        let me = self.cluster.node_id;
-        self.cluster.view.read(|a| {
-            // A node removed from the cluster runs nothing, whatever it last heard.
-            if a.membership.membership().get_node(&me).is_none() {
-                return BTreeMap::new();
-            }
-            a.state
+        let me = self.cluster.node_id();
+        let replica = self.cluster.replica();
+        // A node removed from the cluster runs nothing, whatever it last heard.
+        if !replica.is_member(me) {
+            return BTreeMap::new();
+        }
+        replica.read(|state| {
+            state
                 .slots
                 .values()
                 .filter_map(|slot| {
                     let placement = slot.placement.as_ref().filter(|p| p.node_id == me)?;
-                    let model = a.state.models.get(&slot.model_id)?;
+                    let model = state.models.get(&slot.model_id)?;
                     Some((
                         slot.id.clone(),
                         Desired {
@@ -244,6 +243,7 @@ impl Reconciler {
                     launched_at: None,
                     retry_at: None,
                     consecutive_failures: 0,
+                    launched_with: None,
                     gated_with: None,
                     launched: None,
                 });
@@ -272,8 +272,8 @@ impl Reconciler {
             .collect();
         let choice = self
             .cluster
-            .view
-            .read(|a| self.tokens.choose(&want.model, &a.state));
+            .replica()
+            .read(|state| self.tokens.choose(&want.model, state));
         let slot = self.local.get_mut(slot_id).expect("inserted above");
 
         // A model update (arguments, context length) relaunches it now, without backoff.
@@ -304,7 +304,9 @@ impl Reconciler {
                     .unwrap_or("");
                 slot.status.state = SlotState::Failed;
                 if looks_gated(&tail) {
-                    slot.gated_with = Some(choice.clone());
+                    // Judged against the token it was launched with: one set while it was
+                    // still starting is a change, and is tried at once.
+                    slot.gated_with = slot.launched_with.clone().or(Some(choice.clone()));
                     slot.status.last_error = Some(format!(
                         "gated model: Hugging Face refused access ({exit}); set a token that has access to {}",
                         want.model.id
@@ -375,6 +377,7 @@ impl Reconciler {
                 slot.process = Some(process);
                 slot.launched = Some(LaunchedModel::of(&want.model));
                 slot.launched_at = Some(Instant::now());
+                slot.launched_with = Some(choice.clone());
                 slot.status.state = SlotState::Starting;
                 slot.status.port = Some(port);
                 slot.status.hf_token_source = Some(source);
@@ -435,15 +438,11 @@ async fn report_slots(
         let batch: Vec<Report> = pending.values().cloned().collect();
         for report in batch {
             let written = cluster
-                .write(Proposal {
-                    actor: None,
-                    at_ms: crate::time::now_ms(),
-                    command: Command::ReportSlot {
-                        slot_id: report.slot_id.clone(),
-                        node_id: cluster.node_id,
-                        generation: report.generation,
-                        status: report.status.clone(),
-                    },
+                .propose_system(Command::ReportSlot {
+                    slot_id: report.slot_id.clone(),
+                    node_id: cluster.node_id(),
+                    generation: report.generation,
+                    status: report.status.clone(),
                 })
                 .await;
             match written {

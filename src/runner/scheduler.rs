@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::node::Cluster;
-use crate::state::{slot_id_for, Model, Placement, Proposal, SlotChange, State};
+use crate::cluster::Cluster;
+use crate::state::{slot_id_for, Command, Model, Placement, SlotChange, State};
 
 /// GPU counts vLLM can split a model across (tensor parallelism), smallest first.
 const TENSOR_PARALLEL_SIZES: &[usize] = &[2, 4, 8];
@@ -211,9 +211,9 @@ const REPLAN_EVERY: Duration = Duration::from_millis(50);
 
 /// On the leader: re-plan whenever the state changes, and every second to notice lost nodes.
 pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut changes = cluster.view.subscribe();
+    let mut changes = cluster.replica().subscribe();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut metrics = cluster.raft.metrics();
+    let mut raft = cluster.watch();
     // When this node last became leader: nobody is lost until we have led this long.
     let mut leader_since: Option<Instant> = None;
     let mut last_plan: Option<Instant> = None;
@@ -221,7 +221,7 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
         tokio::select! {
             _ = changes.changed() => {}
             _ = tick.tick() => {}
-            _ = metrics.changed() => {}
+            _ = raft.changed() => {}
             _ = shutdown.changed() => return,
         }
         if let Some(at) = last_plan {
@@ -237,7 +237,7 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
         let since = *leader_since.get_or_insert_with(Instant::now);
         let usable = usable_nodes(&cluster, since, node_lost_after);
         last_plan = Some(Instant::now());
-        let planned = cluster.view.read(|a| plan(&a.state, &usable));
+        let planned = cluster.replica().read(|state| plan(state, &usable));
         if planned.is_empty() {
             continue;
         }
@@ -257,13 +257,7 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
                 SlotChange::Remove { slot_id } => tracing::info!(slot = %slot_id, "removing slot"),
             }
         }
-        let written = cluster
-            .write(Proposal {
-                actor: None,
-                at_ms: crate::time::now_ms(),
-                command: crate::state::Command::Schedule(planned),
-            })
-            .await;
+        let written = cluster.propose_system(Command::Schedule(planned)).await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not commit placement; will retry");
         }
@@ -277,30 +271,34 @@ fn usable_nodes(
     leader_since: Instant,
     node_lost_after: Duration,
 ) -> BTreeSet<u64> {
-    let members: Vec<u64> = cluster
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .nodes()
-        .map(|(id, _)| *id)
-        .collect();
     let led_for = leader_since.elapsed();
-    members
+    cluster
+        .member_silence()
         .into_iter()
-        .filter(|id| {
-            if *id == cluster.node_id || led_for < node_lost_after {
-                return true;
-            }
-            let silent = cluster
-                .contact
-                .since_last_answer(*id)
-                .unwrap_or(led_for)
-                .min(led_for);
-            silent < node_lost_after
+        .filter(|(_, silence)| {
+            led_for < node_lost_after || silence.unwrap_or(led_for).min(led_for) < node_lost_after
         })
+        .map(|(id, _)| id)
         .collect()
+}
+
+/// The node a slot of `model` would be placed on now, if any has room: where its token
+/// would be resolved when the model is not running yet.
+pub fn would_place(state: &State, model: &Model) -> Option<u64> {
+    let all: BTreeSet<u64> = state.nodes.keys().copied().collect();
+    let mut used: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    for slot in state.slots.values() {
+        let (Some(p), Some(m)) = (&slot.placement, state.models.get(&slot.model_id)) else {
+            continue;
+        };
+        let share = m.memory / p.gpu_indices.len().max(1) as u64;
+        for gpu in &p.gpu_indices {
+            *used.entry((p.node_id, *gpu)).or_default() += share;
+        }
+    }
+    choose(state, &all, &used, model.memory)
+        .ok()
+        .map(|p| p.node_id)
 }
 
 #[cfg(test)]
@@ -314,6 +312,7 @@ mod tests {
             api_addr: String::new(),
             peer_addr: String::new(),
             joined_ms: 0,
+            hf_token_in_env: false,
             gpus: gpus
                 .iter()
                 .enumerate()
@@ -348,10 +347,10 @@ mod tests {
     }
 
     fn apply_all(s: &mut State, changes: Vec<SlotChange>) {
-        s.apply(&Proposal {
+        s.apply(&crate::state::Proposal {
             actor: None,
             at_ms: 1,
-            command: crate::state::Command::Schedule(changes),
+            command: Command::Schedule(changes),
         })
         .0
         .unwrap();

@@ -1,16 +1,13 @@
 //! The pure, deterministic transition function of the replicated state.
 
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
-use super::model::{ApiKey, AuditEntry, OrgRole, Slot, SlotStatus, State, User, AUDIT_KEEP};
-use super::StateKey;
+use super::nodes::{Slot, SlotStatus};
+use super::records::StateKey;
+use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
+use super::tokens::TokenLevel;
+use super::State;
 
 impl State {
-    /// The user behind an API key hash, if the key exists.
-    pub fn user_by_key_hash(&self, key_hash: &str) -> Option<&User> {
-        let key = self.api_keys.get(key_hash)?;
-        self.users.get(&key.user_id)
-    }
-
     /// Apply one proposal. Returns the outcome for the caller and the keys it touched, which
     /// the store persists together with the applied log id.
     pub fn apply(&mut self, proposal: &Proposal) -> (Outcome, Vec<StateKey>) {
@@ -70,10 +67,11 @@ impl State {
         &mut self,
         ctx: &Ctx,
         update: &Option<TokenUpdate>,
-        level: &str,
+        level: TokenLevel,
         target: Option<&str>,
         touched: &mut Vec<StateKey>,
     ) {
+        let level = level.name();
         match update {
             Some(TokenUpdate::Set(_)) => self.audit(ctx, "hf_token_set", level, target, touched),
             Some(TokenUpdate::Clear) => self.audit(ctx, "hf_token_cleared", level, target, touched),
@@ -97,7 +95,8 @@ impl State {
                 if !self.users.is_empty() {
                     return Ok(Reply::Done);
                 }
-                self.users.insert(admin.id.clone(), admin.clone());
+                self.users
+                    .insert(admin.id.clone(), admin.clone().into_user(at_ms));
                 self.api_keys.insert(
                     key_hash.clone(),
                     ApiKey {
@@ -116,7 +115,7 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::UpdateSystemSettings { hf_token } => {
-                self.audit_token(ctx, hf_token, "system", None, touched);
+                self.audit_token(ctx, hf_token, TokenLevel::System, None, touched);
                 TokenUpdate::apply(hf_token, &mut self.settings.hf_token);
                 if self.settings.created_ms == 0 {
                     self.settings.created_ms = at_ms;
@@ -125,21 +124,24 @@ impl State {
                 touched.push(StateKey::Settings);
                 Ok(Reply::Done)
             }
-            Command::RegisterNode(record) => {
-                let mut record = record.clone();
+            Command::RegisterNode(announced) => {
+                let mut record = announced.clone().into_record();
                 if let Some(existing) = self.nodes.get(&record.id) {
                     record.gpus = existing.gpus.clone();
                     record.joined_ms = existing.joined_ms;
+                    record.hf_token_in_env = existing.hf_token_in_env;
                 }
-                self.nodes.insert(record.id, record.clone());
                 touched.push(StateKey::Node(record.id));
+                self.nodes.insert(record.id, record);
                 Ok(Reply::Done)
             }
             Command::PublishGpus { node_id, gpus } => {
-                let node = self.nodes.get_mut(node_id).ok_or_else(|| {
-                    StateError::NotFound(format!("node {node_id} is not registered"))
-                })?;
-                node.gpus = gpus.clone();
+                self.registered_node(*node_id)?.gpus = gpus.clone();
+                touched.push(StateKey::Node(*node_id));
+                Ok(Reply::Done)
+            }
+            Command::PublishEnvToken { node_id, present } => {
+                self.registered_node(*node_id)?.hf_token_in_env = *present;
                 touched.push(StateKey::Node(*node_id));
                 Ok(Reply::Done)
             }
@@ -211,8 +213,7 @@ impl State {
                         )));
                     }
                 }
-                let mut user = user.clone();
-                user.created_ms = at_ms;
+                let user = user.clone().into_user(at_ms);
                 self.users.insert(user.id.clone(), user.clone());
                 self.api_keys.insert(
                     key_hash.clone(),
@@ -281,7 +282,13 @@ impl State {
                 TokenUpdate::apply(hf_token, &mut org.hf_token);
                 org.updated_ms = at_ms;
                 touched.push(StateKey::Org(org_id.clone()));
-                self.audit_token(ctx, hf_token, "organization", Some(org_id), touched);
+                self.audit_token(
+                    ctx,
+                    hf_token,
+                    TokenLevel::Organization,
+                    Some(org_id),
+                    touched,
+                );
                 Ok(Reply::Done)
             }
             Command::UpdateUserSettings { user_id, hf_token } => {
@@ -290,8 +297,9 @@ impl State {
                     .get_mut(user_id)
                     .ok_or_else(|| StateError::NotFound(format!("user {user_id:?} not found")))?;
                 TokenUpdate::apply(hf_token, &mut user.hf_token);
+                user.updated_ms = at_ms;
                 touched.push(StateKey::User(user_id.clone()));
-                self.audit_token(ctx, hf_token, "user", Some(user_id), touched);
+                self.audit_token(ctx, hf_token, TokenLevel::User, Some(user_id), touched);
                 Ok(Reply::Done)
             }
             Command::CreateModel(model) => {
@@ -307,7 +315,8 @@ impl State {
                 self.models.insert(model.id.clone(), model.clone());
                 touched.push(StateKey::Model(model.id.clone()));
                 if model.hf_token.is_some() {
-                    self.audit(ctx, "hf_token_set", "model", Some(&model.id), touched);
+                    let level = TokenLevel::Model.name();
+                    self.audit(ctx, "hf_token_set", level, Some(&model.id), touched);
                 }
                 Ok(Reply::Model(model))
             }
@@ -317,14 +326,15 @@ impl State {
                 model.updated_ms = at_ms;
                 let model = model.clone();
                 touched.push(StateKey::Model(id.clone()));
-                self.audit_token(ctx, &patch.hf_token, "model", Some(id), touched);
+                self.audit_token(ctx, &patch.hf_token, TokenLevel::Model, Some(id), touched);
                 Ok(Reply::Model(model))
             }
             Command::DeleteModel { id } => {
                 let model = self.models.remove(id).ok_or_else(|| not_found_model(id))?;
                 touched.push(StateKey::Model(id.clone()));
                 if model.hf_token.is_some() {
-                    self.audit(ctx, "hf_token_cleared", "model", Some(id), touched);
+                    let level = TokenLevel::Model.name();
+                    self.audit(ctx, "hf_token_cleared", level, Some(id), touched);
                 }
                 Ok(Reply::Done)
             }
@@ -333,6 +343,12 @@ impl State {
 }
 
 impl State {
+    fn registered_node(&mut self, id: u64) -> Result<&mut super::NodeRecord, StateError> {
+        self.nodes
+            .get_mut(&id)
+            .ok_or_else(|| StateError::NotFound(format!("node {id} is not registered")))
+    }
+
     fn apply_slot_change(&mut self, change: &SlotChange, touched: &mut Vec<StateKey>) {
         let (slot_id, model_id, expect_generation, placement, pending_reason) = match change {
             SlotChange::Place {

@@ -1,78 +1,136 @@
-//! Who may do what: the one place that decides. Handlers ask it before proposing (to fail
-//! fast, and before sealing any token); `apply` asks it again at commit time.
-//! `docs/security.md` holds the same rules as a table.
+//! Who may do what: the one place that decides, for reads and writes alike, with one message
+//! per rule. Handlers ask before they read or propose (and before sealing any token); `apply`
+//! asks again at commit time. `docs/security.md` holds the same rules as a table.
 
+use super::catalog::Model;
 use super::command::{Command, StateError};
-use super::model::{Model, OrgRole, State, User};
+use super::tenancy::{OrgRole, User};
+use super::State;
 
-fn forbidden(what: &str) -> StateError {
-    StateError::Forbidden(what.to_string())
+/// A permission rule.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule<'a> {
+    /// Only the cluster itself (bootstrap, membership and runner bookkeeping).
+    Cluster,
+    /// Any user with a valid key.
+    AnyUser,
+    Admin,
+    /// Admins, and the user themself.
+    AdminOrSelf {
+        user_id: &'a str,
+    },
+    /// Admins, and owners of that organization.
+    AdminOrOrgOwner {
+        org_id: &'a str,
+    },
+    /// Admins, and members (owners included) of that organization.
+    AdminOrOrgMember {
+        org_id: &'a str,
+    },
+    /// Admins, and the model's owner.
+    AdminOrModelOwner {
+        model: &'a Model,
+    },
+    /// Admins, and the user the key belongs to.
+    AdminOrKeyOwner {
+        key_id: &'a str,
+    },
+}
+
+impl Rule<'_> {
+    /// What a refused caller is told.
+    fn refusal(&self) -> &'static str {
+        match self {
+            Rule::Cluster => "only the cluster itself may do this",
+            Rule::AnyUser => "a valid API key is needed",
+            Rule::Admin => "only an admin may do this",
+            Rule::AdminOrSelf { .. } => "only an admin or this user may do this",
+            Rule::AdminOrOrgOwner { .. } => {
+                "only an admin or an owner of this organization may do this"
+            }
+            Rule::AdminOrOrgMember { .. } => {
+                "only an admin or a member of this organization may do this"
+            }
+            Rule::AdminOrModelOwner { .. } => "only an admin or the model's owner may do this",
+            Rule::AdminOrKeyOwner { .. } => "only an admin or the key's owner may do this",
+        }
+    }
+}
+
+/// `Ok` for an admin, else the refusal of [`Rule::Admin`].
+pub fn admin_only(actor: &User) -> Result<(), StateError> {
+    if actor.admin {
+        Ok(())
+    } else {
+        Err(StateError::Forbidden(Rule::Admin.refusal().to_string()))
+    }
 }
 
 impl State {
-    /// May `actor` run `command`? (Commands without an actor come from the cluster itself.)
-    pub fn authorize(&self, actor: &User, command: &Command) -> Result<(), StateError> {
-        let allowed = match command {
+    /// Does `rule` let `actor` through?
+    pub fn permits(&self, actor: &User, rule: Rule) -> bool {
+        match rule {
+            Rule::Cluster => false,
+            Rule::AnyUser => true,
+            _ if actor.admin => true,
+            Rule::Admin => false,
+            Rule::AdminOrSelf { user_id } => actor.id == user_id,
+            Rule::AdminOrOrgOwner { org_id } => {
+                actor.organization_id.as_deref() == Some(org_id)
+                    && actor.org_role == Some(OrgRole::Owner)
+            }
+            Rule::AdminOrOrgMember { org_id } => actor.organization_id.as_deref() == Some(org_id),
+            Rule::AdminOrModelOwner { model } => {
+                model.owner_user_id.as_deref() == Some(actor.id.as_str())
+            }
+            Rule::AdminOrKeyOwner { key_id } => self
+                .api_keys
+                .values()
+                .any(|k| k.id == key_id && k.user_id == actor.id),
+        }
+    }
+
+    /// `Ok` when `rule` lets `actor` through, else the rule's refusal.
+    pub fn check(&self, actor: &User, rule: Rule) -> Result<(), StateError> {
+        if self.permits(actor, rule) {
+            Ok(())
+        } else {
+            Err(StateError::Forbidden(rule.refusal().to_string()))
+        }
+    }
+
+    /// The rule for proposing `command`.
+    pub fn rule_for<'a>(&self, command: &'a Command) -> Rule<'a> {
+        match command {
             Command::Bootstrap { .. }
             | Command::RegisterNode(_)
             | Command::RemoveNode { .. }
             | Command::PublishGpus { .. }
+            | Command::PublishEnvToken { .. }
             | Command::Schedule(_)
-            | Command::ReportSlot { .. } => {
-                return Err(forbidden("only the cluster itself may do this"))
-            }
+            | Command::ReportSlot { .. } => Rule::Cluster,
             Command::UpdateSystemSettings { .. }
             | Command::CreateOrg(_)
             | Command::CreateUser { .. }
             | Command::CreateModel(_)
             | Command::UpdateModel { .. }
-            | Command::DeleteModel { .. } => actor.admin,
-            Command::IssueApiKey { user_id, .. } => self.may_manage_user(actor, user_id),
-            Command::RevokeApiKey { key_id } => {
-                actor.admin
-                    || self
-                        .api_keys
-                        .values()
-                        .any(|k| k.id == *key_id && k.user_id == actor.id)
-            }
-            Command::UpdateOrgSettings { org_id, .. } => self.may_manage_org(actor, org_id),
-            Command::UpdateUserSettings { user_id, .. } => self.may_manage_user(actor, user_id),
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(forbidden(match command {
-                Command::UpdateOrgSettings { .. } => {
-                    "only an admin or an owner of this organization may do this"
-                }
-                Command::IssueApiKey { .. }
-                | Command::RevokeApiKey { .. }
-                | Command::UpdateUserSettings { .. } => "only an admin or this user may do this",
-                _ => "only admins may do this",
-            }))
+            | Command::DeleteModel { .. } => Rule::Admin,
+            Command::IssueApiKey { user_id, .. } => Rule::AdminOrSelf { user_id },
+            Command::RevokeApiKey { key_id } => Rule::AdminOrKeyOwner { key_id },
+            Command::UpdateOrgSettings { org_id, .. } => Rule::AdminOrOrgOwner { org_id },
+            Command::UpdateUserSettings { user_id, .. } => Rule::AdminOrSelf { user_id },
         }
     }
 
-    /// Admins, and the user themself.
-    pub fn may_manage_user(&self, actor: &User, user_id: &str) -> bool {
-        actor.admin || actor.id == user_id
+    /// May `actor` propose `command`?
+    pub fn authorize(&self, actor: &User, command: &Command) -> Result<(), StateError> {
+        self.check(actor, self.rule_for(command))
     }
 
-    /// Admins, and owners of that organization.
-    pub fn may_manage_org(&self, actor: &User, org_id: &str) -> bool {
-        actor.admin
-            || (actor.organization_id.as_deref() == Some(org_id)
-                && actor.org_role == Some(OrgRole::Owner))
-    }
-
-    /// Admins see every organization; others see their own.
-    pub fn may_see_org(&self, actor: &User, org_id: &str) -> bool {
-        actor.admin || actor.organization_id.as_deref() == Some(org_id)
-    }
-
-    /// Admins, and the model's owner, may see which level its token comes from.
-    pub fn may_see_token_source(&self, actor: &User, model: &Model) -> bool {
-        actor.admin || model.owner_user_id.as_deref() == Some(actor.id.as_str())
+    /// The user behind an API key hash, if the key exists.
+    pub fn user_by_key_hash(&self, key_hash: &str) -> Option<&User> {
+        let key = self.api_keys.get(key_hash)?;
+        self.users.get(&key.user_id)
     }
 
     /// The stored hash of the key with public id `key_id`.

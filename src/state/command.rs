@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::SealedSecret;
 
-use super::model::{Gpu, Model, ModelPatch, NodeRecord, Org, Placement, SlotStatus, User};
+use super::catalog::{Model, ModelPatch};
+use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
+use super::tenancy::{NewUser, Org, User};
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,7 +26,7 @@ pub struct Proposal {
 pub enum Command {
     /// First write of a new cluster: the first admin user and its key. Ignored once users exist.
     Bootstrap {
-        admin: User,
+        admin: NewUser,
         key_id: String,
         key_hash: String,
     },
@@ -33,7 +35,7 @@ pub enum Command {
         hf_token: Option<TokenUpdate>,
     },
     /// Record (or update) a member's addresses; its published GPUs are kept.
-    RegisterNode(NodeRecord),
+    RegisterNode(NodeAnnouncement),
     /// A node's GPU inventory, published when it starts or changes.
     PublishGpus {
         node_id: u64,
@@ -56,7 +58,7 @@ pub enum Command {
     CreateOrg(Org),
     /// A new user and its first API key (stored as a hash).
     CreateUser {
-        user: User,
+        user: NewUser,
         key_id: String,
         key_hash: String,
     },
@@ -84,6 +86,12 @@ pub enum Command {
     },
     DeleteModel {
         id: String,
+    },
+    /// Whether a node has an `HF_TOKEN` of its own (never its value), published when it
+    /// starts. New commands go last: a log entry names its command by position.
+    PublishEnvToken {
+        node_id: u64,
+        present: bool,
     },
 }
 

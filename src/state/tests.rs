@@ -1,114 +1,293 @@
-use super::*;
-use crate::crypto::ClusterSecret;
+use std::collections::BTreeMap;
+
 use secrecy::SecretString;
 
-fn bootstrapped() -> (State, String) {
-    let mut state = State::default();
-    let admin = User {
-        id: "u1".into(),
-        name: "admin".into(),
-        admin: true,
-        created_ms: 1,
-        organization_id: None,
-        org_role: None,
-        hf_token: None,
-    };
-    let (outcome, _) = state.apply(&Proposal {
-        actor: None,
-        at_ms: 1,
-        command: Command::Bootstrap {
-            admin,
-            key_id: "k1".into(),
-            key_hash: "hash-admin".into(),
-        },
-    });
-    outcome.unwrap();
-    (state, "hash-admin".into())
-}
+use super::*;
+use crate::crypto::{ClusterSecret, SealedSecret};
 
-fn model(id: &str) -> Model {
-    Model::new(id.into())
-}
+const ADMIN_KEY: &str = "hash-admin";
 
-#[test]
-fn apply_is_deterministic_and_round_trips_through_records() {
-    let (mut a, admin) = bootstrapped();
-    let sealed = ClusterSecret::generate()
+fn sealed(scope: TokenScope) -> SealedSecret {
+    ClusterSecret::generate()
         .data_key()
-        .seal(&SecretString::from("hf_x".to_string()), SYSTEM_TOKEN_SCOPE);
-    let proposals = vec![
-        Proposal {
-            actor: Some(admin.clone()),
-            at_ms: 5,
-            command: Command::UpdateSystemSettings {
-                hf_token: Some(TokenUpdate::Set(sealed)),
-            },
-        },
-        Proposal {
-            actor: Some(admin.clone()),
-            at_ms: 6,
-            command: Command::CreateModel(model("a/b")),
-        },
-    ];
-    let mut b = a.clone();
-    for p in &proposals {
-        a.apply(p).0.unwrap();
-        b.apply(p).0.unwrap();
+        .seal(&SecretString::from("hf_x".to_string()), &scope.seal_label())
+}
+
+fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
+    NewUser {
+        id: id.into(),
+        name: id.into(),
+        admin,
+        created_ms: 0,
+        organization_id: org.map(str::to_string),
+        org_role: org.map(|_| OrgRole::Owner),
+        hf_token: None,
     }
-    assert_eq!(a, b);
-    let records: Vec<Vec<u8>> = a
-        .all_keys()
-        .iter()
-        .filter_map(|k| a.encode_record(k))
-        .collect();
-    let rebuilt = State::from_records(records.iter().map(|r| r.as_slice())).unwrap();
-    assert_eq!(rebuilt, a);
-    assert_eq!(a.models["a/b"].created_ms, 6);
+}
+
+fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
+    Proposal {
+        actor: actor.map(str::to_string),
+        at_ms,
+        command,
+    }
+}
+
+fn gpu(index: u32) -> Gpu {
+    Gpu {
+        index,
+        name: "declared".into(),
+        uuid: None,
+        memory: 80_000_000_000,
+    }
+}
+
+/// Proposals that between them run every command, each one successfully: the state they
+/// build touches every kind of record, and removes some.
+pub(crate) fn every_command() -> Vec<Proposal> {
+    let admin = Some(ADMIN_KEY);
+    let node = |id: u64| NodeAnnouncement {
+        id,
+        api_addr: format!("127.0.0.{id}:8080"),
+        peer_addr: format!("127.0.0.{id}:9080"),
+        joined_ms: id as i64,
+        gpus: vec![gpu(0)],
+    };
+    let mut model = Model::new("org/m".into());
+    model.memory = 10_000_000_000;
+    model.prewarm = true;
+    vec![
+        by(
+            None,
+            1,
+            Command::Bootstrap {
+                admin: new_user("u1", true, None),
+                key_id: "k1".into(),
+                key_hash: ADMIN_KEY.into(),
+            },
+        ),
+        by(None, 2, Command::RegisterNode(node(1))),
+        by(None, 3, Command::RegisterNode(node(2))),
+        by(
+            None,
+            4,
+            Command::PublishGpus {
+                node_id: 2,
+                gpus: vec![gpu(0), gpu(1)],
+            },
+        ),
+        by(
+            None,
+            5,
+            Command::PublishEnvToken {
+                node_id: 1,
+                present: true,
+            },
+        ),
+        by(
+            admin,
+            6,
+            Command::UpdateSystemSettings {
+                hf_token: Some(TokenUpdate::Set(sealed(TokenScope::System))),
+            },
+        ),
+        by(
+            admin,
+            7,
+            Command::CreateOrg(Org {
+                id: "o1".into(),
+                name: "acme".into(),
+                created_ms: 0,
+                updated_ms: 0,
+                hf_token: None,
+            }),
+        ),
+        by(
+            admin,
+            8,
+            Command::CreateUser {
+                user: new_user("u2", false, Some("o1")),
+                key_id: "k2".into(),
+                key_hash: "hash-u2".into(),
+            },
+        ),
+        by(
+            Some("hash-u2"),
+            9,
+            Command::IssueApiKey {
+                user_id: "u2".into(),
+                key_id: "k3".into(),
+                key_hash: "hash-u2-second".into(),
+            },
+        ),
+        by(
+            Some("hash-u2"),
+            10,
+            Command::RevokeApiKey {
+                key_id: "k3".into(),
+            },
+        ),
+        by(
+            Some("hash-u2"),
+            11,
+            Command::UpdateOrgSettings {
+                org_id: "o1".into(),
+                hf_token: Some(TokenUpdate::Set(sealed(TokenScope::Organization("o1")))),
+            },
+        ),
+        by(
+            Some("hash-u2"),
+            12,
+            Command::UpdateUserSettings {
+                user_id: "u2".into(),
+                hf_token: Some(TokenUpdate::Set(sealed(TokenScope::User("u2")))),
+            },
+        ),
+        by(admin, 13, Command::CreateModel(model.clone())),
+        by(
+            admin,
+            14,
+            Command::UpdateModel {
+                id: "org/m".into(),
+                patch: ModelPatch {
+                    description: Some("updated".into()),
+                    hf_token: Some(TokenUpdate::Set(sealed(TokenScope::Model("org/m")))),
+                    ..ModelPatch::default()
+                },
+            },
+        ),
+        by(admin, 15, Command::CreateModel(Model::new("gone".into()))),
+        by(admin, 16, Command::DeleteModel { id: "gone".into() }),
+        by(
+            None,
+            17,
+            Command::Schedule(vec![SlotChange::Place {
+                slot_id: slot_id_for("org/m"),
+                model_id: "org/m".into(),
+                expect_generation: 0,
+                placement: Placement {
+                    node_id: 2,
+                    gpu_indices: vec![1],
+                },
+            }]),
+        ),
+        by(
+            None,
+            18,
+            Command::ReportSlot {
+                slot_id: slot_id_for("org/m"),
+                node_id: 2,
+                generation: 1,
+                status: SlotStatus {
+                    state: SlotState::Running,
+                    port: Some(20000),
+                    hf_token_source: Some(TokenSource::Model),
+                    restarts: 0,
+                    last_error: None,
+                },
+            },
+        ),
+        by(None, 19, Command::RemoveNode { id: 1 }),
+    ]
+}
+
+/// What the store keeps: exactly the records `apply` reports as touched, rewritten (or
+/// removed) after each proposal. Rebuilding from them must give the state in memory, or a
+/// restart would come back to another state than the one every node applied.
+#[test]
+fn the_touched_records_are_the_whole_state() {
+    let mut state = State::default();
+    let mut stored: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for proposal in every_command() {
+        let (outcome, touched) = state.apply(&proposal);
+        assert!(outcome.is_ok(), "{:?}: {outcome:?}", proposal.command);
+        for key in touched {
+            match state.encode_record(&key) {
+                Some(bytes) => stored.insert(key.to_bytes(), bytes),
+                None => stored.remove(&key.to_bytes()),
+            };
+        }
+        let rebuilt = State::from_records(stored.values().map(Vec::as_slice)).unwrap();
+        assert_eq!(rebuilt, state, "after {:?}", proposal.command);
+    }
+    assert!(state
+        .slots
+        .values()
+        .all(|s| s.status.state == SlotState::Running));
+    assert_eq!(
+        state.users["u2"].updated_ms, 12,
+        "settings change stamps the user"
+    );
 }
 
 #[test]
 fn unknown_key_and_duplicate_model_are_refused() {
-    let (mut s, admin) = bootstrapped();
-    let p = |actor: &str, cmd| Proposal {
-        actor: Some(actor.to_string()),
-        at_ms: 2,
-        command: cmd,
-    };
+    let mut s = State::default();
+    s.apply(&every_command()[0]).0.unwrap();
+    let p = |actor: &str, cmd| by(Some(actor), 2, cmd);
     assert_eq!(
-        s.apply(&p("nope", Command::CreateModel(model("m")))).0,
+        s.apply(&p("nope", Command::CreateModel(Model::new("m".into()))))
+            .0,
         Err(StateError::Unauthenticated)
     );
-    s.apply(&p(&admin, Command::CreateModel(model("m"))))
+    s.apply(&p(ADMIN_KEY, Command::CreateModel(Model::new("m".into()))))
         .0
         .unwrap();
     assert!(matches!(
-        s.apply(&p(&admin, Command::CreateModel(model("m")))).0,
+        s.apply(&p(ADMIN_KEY, Command::CreateModel(Model::new("m".into()))))
+            .0,
         Err(StateError::Conflict(_))
     ));
     assert!(matches!(
-        s.apply(&p(&admin, Command::RemoveNode { id: 1 })).0,
+        s.apply(&p(ADMIN_KEY, Command::RemoveNode { id: 1 })).0,
         Err(StateError::Forbidden(_))
     ));
 }
 
 #[test]
 fn clearing_the_token_clears_it() {
-    let (mut s, admin) = bootstrapped();
-    let sealed = ClusterSecret::generate()
-        .data_key()
-        .seal(&SecretString::from("hf_x".to_string()), SYSTEM_TOKEN_SCOPE);
-    for update in [TokenUpdate::Set(sealed), TokenUpdate::Clear] {
-        s.apply(&Proposal {
-            actor: Some(admin.clone()),
-            at_ms: 3,
-            command: Command::UpdateSystemSettings {
+    let mut s = State::default();
+    s.apply(&every_command()[0]).0.unwrap();
+    for update in [
+        TokenUpdate::Set(sealed(TokenScope::System)),
+        TokenUpdate::Clear,
+    ] {
+        s.apply(&by(
+            Some(ADMIN_KEY),
+            3,
+            Command::UpdateSystemSettings {
                 hf_token: Some(update),
             },
-        })
+        ))
         .0
         .unwrap();
     }
     assert!(s.settings.hf_token.is_none());
+}
+
+#[test]
+fn a_restarted_node_keeps_its_published_facts() {
+    let mut s = State::default();
+    for p in &every_command()[..5] {
+        s.apply(p).0.unwrap();
+    }
+    // A node re-announcing its addresses keeps its GPUs and its HF_TOKEN flag.
+    let mut moved = s.nodes[&1].clone();
+    moved.api_addr = "127.0.0.9:8080".into();
+    s.apply(&by(
+        None,
+        9,
+        Command::RegisterNode(NodeAnnouncement {
+            id: 1,
+            api_addr: moved.api_addr.clone(),
+            peer_addr: moved.peer_addr.clone(),
+            joined_ms: 99,
+            gpus: Vec::new(),
+        }),
+    ))
+    .0
+    .unwrap();
+    assert_eq!(s.nodes[&1], moved);
 }
 
 #[test]
@@ -118,6 +297,6 @@ fn codec_refuses_unknown_versions() {
     bytes[0] = 99;
     assert!(matches!(
         codec::decode::<u32>(&bytes),
-        Err(codec::CodecError::Version(99))
+        Err(codec::CodecError::Version { found: 99, .. })
     ));
 }

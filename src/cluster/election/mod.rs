@@ -29,43 +29,27 @@
 //! restarts a voter's timer, as in Raft, and a candidate re-checks before it campaigns that
 //! no leader appeared while its pre-vote was under way.
 
+mod decision;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::{BasicNode, RaftMetrics, ServerState};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
+use self::decision::{CandidateView, VoterView};
 use super::Cluster;
 use crate::config::RaftTuning;
-use crate::raft::types::LogId;
-use crate::raft::NodeId;
-
-pub const PRE_VOTE_PATH: &str = "/raft/pre-vote";
-
-/// "Would you vote for me if I started an election now?" Changes nothing on the receiver.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreVoteRequest {
-    pub candidate: NodeId,
-    pub last_log_id: Option<LogId>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PreVoteResponse {
-    pub granted: bool,
-    /// The answer comes from a working leader: the candidate stands down whatever the others
-    /// say, since a leader it can reach is not dead, only slow to send.
-    pub live_leader: bool,
-}
+use crate::peer::{PreVoteRequest, PreVoteResponse};
+use crate::raft::{Membership, NodeId, RaftStatus};
 
 /// When this node last heard from a leader it accepts: an append (heartbeats included) or a
 /// snapshot that its Raft did not refuse for a stale term. Starts at process start, so a
 /// restarted node gives a running leader one election timeout to reach it.
 #[derive(Clone)]
-pub struct LeaderContact {
+pub(super) struct LeaderContact {
     last: Arc<Mutex<Instant>>,
     /// Rung when we refused a pre-vote only because the candidate's log is behind ours while
     /// we too have heard from no leader for the lease: we are the better candidate, so we
@@ -94,11 +78,11 @@ impl Default for LeaderContact {
 }
 
 impl LeaderContact {
-    pub fn heard(&self) {
+    pub(super) fn heard(&self) {
         *self.last.lock().expect("leader contact lock poisoned") = Instant::now();
     }
 
-    pub fn silence(&self) -> Duration {
+    fn silence(&self) -> Duration {
         self.last
             .lock()
             .expect("leader contact lock poisoned")
@@ -110,6 +94,13 @@ impl LeaderContact {
             .campaigning_since
             .lock()
             .expect("leader contact lock poisoned") = Some(Instant::now());
+    }
+
+    fn core_answered(&self) {
+        *self
+            .core_answered
+            .lock()
+            .expect("leader contact lock poisoned") = Instant::now();
     }
 
     fn core_answered_within(&self, span: Duration) -> bool {
@@ -128,79 +119,68 @@ impl LeaderContact {
     }
 }
 
-/// The leader lease: how long after hearing from a leader a voter refuses to elect another.
-/// openraft enforces the same span on real votes (its lease is its `election_timeout_max`,
-/// which [`openraft_timing`] sets to this).
-pub fn lease(tuning: &RaftTuning) -> Duration {
-    tuning.election_timeout_min
-}
-
-/// openraft's own election timer is off (see the module note); of its timing only the
-/// heartbeat and the lease (its `election_timeout_max`) still matter.
-pub fn openraft_timing(tuning: &RaftTuning) -> (u64, u64, u64) {
-    let heartbeat = tuning.heartbeat.as_millis() as u64;
-    let lease = lease(tuning).as_millis() as u64;
-    (heartbeat, (heartbeat + lease) / 2, lease)
-}
-
 impl Cluster {
     /// The receiver's side of a pre-vote.
-    pub fn pre_vote_local(&self, request: &PreVoteRequest) -> PreVoteResponse {
-        let lease = lease(&self.tuning);
-        let metrics = self.raft.metrics().borrow().clone();
-        let live_leader = metrics.state == ServerState::Leader && {
-            // A leader that is reachable, whose core works and which a quorum answered
-            // lately (from our own transport's records: metrics are only published when
-            // something changes) is alive, however long its last flush took.
-            // The stall tolerance: past it a leader whose process answers but whose core
-            // does not is treated as gone.
-            let tolerance = self.tuning.reachable_within();
-            let membership = metrics.membership_config.membership();
-            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-            let answered = voters
-                .iter()
-                .filter(|&&v| {
-                    v == self.node_id
-                        || self
-                            .contact
-                            .since_last_answer(v)
-                            .is_some_and(|d| d < tolerance)
-                })
-                .count();
-            answered * 2 > voters.len() && self.leader_contact.core_answered_within(tolerance)
+    pub(super) fn pre_vote_local(&self, request: &PreVoteRequest) -> PreVoteResponse {
+        let tuning = &self.inner.tuning;
+        let contact = &self.inner.leader_contact;
+        let status = self.inner.raft.status();
+        // The stall tolerance: past it a leader whose process answers but whose core does
+        // not is treated as gone. Who answered comes from our own transport's records:
+        // Raft's status is only published when something changes.
+        let tolerance = tuning.reachable_within();
+        let working_leader = status.is_leader
+            && decision::leader_is_working(
+                self.node_id(),
+                &status.membership.voters(),
+                |v| {
+                    self.inner
+                        .peers
+                        .contact()
+                        .since_last_answer(v)
+                        .is_some_and(|d| d < tolerance)
+                },
+                contact.core_answered_within(tolerance),
+            );
+        let voter = VoterView {
+            working_leader,
+            is_leader: status.is_leader,
+            leader_silence: contact.silence(),
+            lease: tuning.leader_lease(),
+            campaigning: contact.campaigning_within(tuning.leader_lease()),
+            own_last_log: self.inner.raft.last_log(),
         };
-        let leader_alive = live_leader
-            || (metrics.state != ServerState::Leader && self.leader_contact.silence() < lease);
-        let campaigning = self.leader_contact.campaigning_within(lease);
-        let own_last = self.raft.data_metrics().borrow().last_log;
-        let log_ok = request.last_log_id >= own_last;
-        // A candidate with more log than ours wins over our own campaign, which it refuses.
-        let granted = !leader_alive && log_ok && (!campaigning || request.last_log_id > own_last);
-        if !leader_alive && !log_ok {
-            self.leader_contact.campaign_now.notify_one();
+        let d = decision::decide(&voter, request.last_log);
+        if d.campaign_now {
+            contact.campaign_now.notify_one();
         }
         tracing::debug!(
             candidate = request.candidate,
-            granted,
-            live_leader,
-            leader_alive,
-            campaigning,
-            log_ok,
+            granted = d.granted,
+            live_leader = d.live_leader,
+            campaigning = voter.campaigning,
             "pre-vote request"
         );
         PreVoteResponse {
-            granted,
-            live_leader,
+            granted: d.granted,
+            live_leader: d.live_leader,
         }
+    }
+
+    /// This node heard from a leader it accepts (or granted a vote, which restarts the
+    /// election timer as in Raft).
+    pub(super) fn heard_from_leader(&self) {
+        self.inner.leader_contact.heard();
     }
 }
 
 /// Runs on every node until shutdown: starts elections when a voter has heard from no leader
 /// for its election timeout and a majority grants the pre-vote.
-/// openraft's own timer must be off (`runtime_config().elect(false)`) before this runs.
-pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
     tokio::spawn(probe_core(cluster.clone(), shutdown.clone()));
-    let tuning = cluster.tuning.clone();
+    let tuning = cluster.inner.tuning.clone();
+    let contact = cluster.inner.leader_contact.clone();
+    let lease = tuning.leader_lease();
     let mut timeout = draw_timeout(&tuning);
     let mut last_attempt: Option<Instant> = None;
     let mut better_candidate = false;
@@ -208,40 +188,43 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
     // so a member cut off from the majority does not fill its log.
     let mut refusals = 0u32;
     loop {
-        let metrics = cluster.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership().clone();
-        let silence = cluster.leader_contact.silence();
-        if silence < lease(&tuning) {
+        let status = cluster.inner.raft.status();
+        let silence = contact.silence();
+        if silence < lease {
             refusals = 0;
         }
         let quiet = silence.min(last_attempt.map_or(Duration::MAX, |t| t.elapsed()));
-        let campaigning = metrics.state != ServerState::Leader
-            && membership.voter_ids().any(|v| v == cluster.node_id)
-            && (quiet >= timeout || (better_candidate && quiet >= lease(&tuning)));
+        let campaigning = decision::should_campaign(&CandidateView {
+            is_leader: status.is_leader,
+            is_voter: status.membership.is_voter(cluster.node_id()),
+            quiet,
+            timeout,
+            lease,
+            better_candidate,
+        });
         better_candidate = false;
-        if metrics.state == ServerState::Leader {
+        if status.is_leader {
             // Leading counts as hearing from a leader: one that steps down waits a full
             // timeout before it campaigns.
-            cluster.leader_contact.heard();
+            contact.heard();
         }
         if campaigning {
-            cluster.leader_contact.start_campaign();
+            contact.start_campaign();
             last_attempt = Some(Instant::now());
             timeout = draw_timeout(&tuning);
             let request = PreVoteRequest {
-                candidate: cluster.node_id,
-                last_log_id: cluster.raft.data_metrics().borrow().last_log,
+                candidate: cluster.node_id(),
+                last_log: cluster.inner.raft.last_log(),
             };
-            let last_leader = metrics.current_leader;
-            if pre_vote(&cluster, &membership, last_leader, &request).await
-                && still_leaderless(&cluster, &metrics)
+            if ask_for_pre_votes(&cluster, &status.membership, status.leader, &request).await
+                && still_leaderless(&cluster, &status)
             {
                 tracing::info!(
-                    term = metrics.current_term + 1,
+                    term = status.term + 1,
                     silent_ms = silence.as_millis() as u64,
                     "no leader heard from and a majority granted the pre-vote: starting an election"
                 );
-                if let Err(e) = cluster.raft.trigger().elect().await {
+                if let Err(e) = cluster.inner.raft.campaign().await {
                     tracing::warn!(error = %e, "could not start an election");
                 }
             } else {
@@ -263,7 +246,7 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
         let wait = timeout.saturating_sub(quiet).min(tuning.heartbeat);
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
-            _ = cluster.leader_contact.campaign_now.notified() => better_candidate = true,
+            _ = contact.campaign_now.notified() => better_candidate = true,
             _ = shutdown.changed() => return,
         }
     }
@@ -272,40 +255,37 @@ pub async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
 /// The pre-vote can take up to a lease (waiting for the last leader's answer): campaign only
 /// if meanwhile no leader was heard from, no vote was granted and our vote did not change.
 /// Otherwise a candidate elected in the meantime would be deposed by our higher term.
-fn still_leaderless(cluster: &Cluster, before: &RaftMetrics<NodeId, BasicNode>) -> bool {
-    let now = cluster.raft.metrics().borrow().clone();
-    now.vote == before.vote
-        && now.state != ServerState::Leader
-        && cluster.leader_contact.silence() >= lease(&cluster.tuning)
+fn still_leaderless(cluster: &Cluster, before: &RaftStatus) -> bool {
+    let now = cluster.inner.raft.status();
+    now.vote_stamp == before.vote_stamp
+        && !now.is_leader
+        && cluster.inner.leader_contact.silence() >= cluster.inner.tuning.leader_lease()
 }
 
 /// Records, every heartbeat, that our Raft core still answers messages, and warns when it
 /// took longer than the lease: a leader that slow sends no heartbeats meanwhile.
 async fn probe_core(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    let lease = cluster.inner.tuning.leader_lease();
     loop {
         let asked = Instant::now();
         tokio::select! {
-            answer = cluster.raft.with_raft_state(|_| ()) => {
-                if answer.is_err() {
+            answered = cluster.inner.raft.probe_core() => {
+                if !answered {
                     return; // the core has stopped: never answers again
                 }
                 let took = asked.elapsed();
-                if took >= lease(&cluster.tuning) {
+                if took >= lease {
                     tracing::warn!(
                         took_ms = took.as_millis() as u64,
                         "the Raft core was busy for longer than the election lease"
                     );
                 }
-                *cluster
-                    .leader_contact
-                    .core_answered
-                    .lock()
-                    .expect("leader contact lock poisoned") = Instant::now();
+                cluster.inner.leader_contact.core_answered();
             }
             _ = shutdown.changed() => return,
         }
         tokio::select! {
-            _ = tokio::time::sleep(cluster.tuning.heartbeat) => {}
+            _ = tokio::time::sleep(cluster.inner.tuning.heartbeat) => {}
             _ = shutdown.changed() => return,
         }
     }
@@ -321,36 +301,29 @@ fn draw_timeout(tuning: &RaftTuning) -> Duration {
 /// has a majority that grants, counting ourselves, and the leader we last followed has not
 /// vetoed: its answer (or its failure: a dead process refuses the connection at once; a
 /// silent host costs at most the lease) is awaited even when the others grant first.
-async fn pre_vote(
+async fn ask_for_pre_votes(
     cluster: &Cluster,
-    membership: &openraft::Membership<NodeId, openraft::BasicNode>,
+    membership: &Membership,
     last_leader: Option<NodeId>,
     request: &PreVoteRequest,
 ) -> bool {
-    let configs = membership.get_joint_config().clone();
-    let mut granted = BTreeSet::from([cluster.node_id]);
-    let quorum = |granted: &BTreeSet<NodeId>| {
-        configs
-            .iter()
-            .all(|voters| voters.intersection(granted).count() * 2 > voters.len())
-    };
+    let me = cluster.node_id();
+    let mut granted = BTreeSet::from([me]);
     let mut asks = JoinSet::new();
-    for voter in membership.voter_ids().filter(|&v| v != cluster.node_id) {
-        let Some(addr) = membership.get_node(&voter).map(|n| n.addr.clone()) else {
+    for voter in membership.voters().into_iter().filter(|&v| v != me) {
+        let Some(addr) = membership.peer_addr(voter).map(str::to_string) else {
             continue;
         };
-        let peers = cluster.peers.clone();
+        let peers = cluster.inner.peers.clone();
         let request = request.clone();
-        let wait = lease(&cluster.tuning);
+        let wait = cluster.inner.tuning.leader_lease();
         asks.spawn(async move {
-            let answer: Result<PreVoteResponse, _> =
-                peers.call(&addr, PRE_VOTE_PATH, &request, wait).await;
+            let answer = peers.pre_vote(&addr, &request, wait).await;
             (voter, answer.ok())
         });
     }
-    let mut leader_pending =
-        last_leader.is_some_and(|l| l != cluster.node_id && membership.voter_ids().any(|v| v == l));
-    while leader_pending || !quorum(&granted) {
+    let mut leader_pending = last_leader.is_some_and(|l| l != me && membership.is_voter(l));
+    while leader_pending || !decision::has_quorum(membership.configs(), &granted) {
         match asks.join_next().await {
             Some(Ok((voter, answer))) => {
                 if Some(voter) == last_leader {
@@ -365,7 +338,7 @@ async fn pre_vote(
                 }
             }
             Some(Err(_)) => {}
-            None => return quorum(&granted),
+            None => return decision::has_quorum(membership.configs(), &granted),
         }
     }
     true

@@ -1,0 +1,417 @@
+//! Membership: who joins (as a learner first), who is promoted, who is removed, and what the
+//! status pages show about each member.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{timeout, Instant};
+
+use super::forward::no_quorum;
+use super::{Cluster, ClusterError};
+use crate::peer::{JoinReply, JoinRequest, MemberProgress, Progress};
+use crate::raft::{MembershipChange, NodeId, RaftError};
+use crate::state::{Command, NodeAnnouncement};
+
+/// One member as the status pages show it.
+#[derive(Debug, Clone)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub peer_addr: String,
+    pub voter: bool,
+    pub leader: bool,
+    /// Answered the leader recently; `None` when no leader could be asked.
+    pub reachable: Option<bool>,
+    /// Highest log index the leader knows replicated there.
+    pub matched_index: Option<u64>,
+}
+
+/// Whether the voters a decision needs answer the leader.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QuorumView {
+    pub voters: usize,
+    pub needed: usize,
+    pub reachable_voters: Option<usize>,
+    pub healthy: bool,
+}
+
+/// The membership as this node sees it, with the leader's replication progress when the
+/// leader answers (within a second: this is for display, and must work when unhealthy).
+#[derive(Debug, Clone)]
+pub struct MembershipView {
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub members: Vec<MemberView>,
+    pub quorum: QuorumView,
+}
+
+impl Cluster {
+    pub async fn membership_view(&self) -> MembershipView {
+        let status = self.inner.raft.status();
+        let progress = self.progress().await;
+        let fresh_ms = self.inner.tuning.reachable_within().as_millis() as u64;
+        let members: Vec<MemberView> = status
+            .membership
+            .members()
+            .map(|id| {
+                let p = progress.as_ref().and_then(|p| p.members.get(&id));
+                MemberView {
+                    id,
+                    peer_addr: status.membership.peer_addr(id).unwrap_or("").to_string(),
+                    voter: status.membership.is_voter(id),
+                    leader: status.leader == Some(id),
+                    reachable: progress.as_ref().map(|_| {
+                        p.and_then(|p| p.since_last_answer_ms)
+                            .is_some_and(|ms| ms <= fresh_ms)
+                    }),
+                    matched_index: p.and_then(|p| p.matched_index),
+                }
+            })
+            .collect();
+        let voters = members.iter().filter(|m| m.voter).count();
+        let needed = voters / 2 + 1;
+        let reachable_voters = progress.as_ref().map(|_| {
+            members
+                .iter()
+                .filter(|m| m.voter && m.reachable == Some(true))
+                .count()
+        });
+        let applied_index = status.applied_index.unwrap_or(0);
+        MembershipView {
+            leader: status.leader,
+            term: status.term,
+            commit_index: progress.as_ref().map_or(applied_index, |p| p.commit_index),
+            applied_index,
+            members,
+            quorum: QuorumView {
+                voters,
+                needed,
+                reachable_voters,
+                healthy: reachable_voters.is_some_and(|r| r >= needed),
+            },
+        }
+    }
+
+    /// On the leader: how long ago each member last answered it (`None`: never since this
+    /// node started); this node itself answers always.
+    pub fn member_silence(&self) -> BTreeMap<NodeId, Option<Duration>> {
+        self.inner
+            .raft
+            .status()
+            .membership
+            .members()
+            .map(|id| {
+                let silence = if id == self.node_id() {
+                    Some(Duration::ZERO)
+                } else {
+                    self.inner.peers.contact().since_last_answer(id)
+                };
+                (id, silence)
+            })
+            .collect()
+    }
+
+    /// Join, forwarded to the leader.
+    pub async fn join(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
+        self.on_leader(
+            |c| {
+                let request = request.clone();
+                async move { c.join_local(request).await }
+            },
+            |peers, addr, remaining| {
+                let request = request.clone();
+                async move { peers.join(&addr, &request, remaining).await }
+            },
+        )
+        .await
+    }
+
+    /// Remove a member, forwarded to the leader.
+    pub async fn remove(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.on_leader(
+            |c| async move { c.remove_local(node_id).await },
+            |peers, addr, remaining| async move { peers.remove(&addr, node_id, remaining).await },
+        )
+        .await
+    }
+
+    fn require_leader(&self) -> Result<(), ClusterError> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(ClusterError::NotLeader {
+                leader_id: self.inner.raft.leader(),
+            })
+        }
+    }
+
+    /// On the leader: hand out an id, or add the node as a learner and record its addresses.
+    pub(super) async fn join_local(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
+        self.require_leader()?;
+        let membership = self.inner.raft.status().membership;
+        // A node that lost its reply and asks again gets the same id.
+        if let Some(id) = membership
+            .members()
+            .find(|id| membership.peer_addr(*id) == Some(request.peer_addr.as_str()))
+        {
+            if request.node_id.is_none_or(|want| want == id) {
+                return Ok(JoinReply { node_id: id });
+            }
+        }
+        let node_id = match request.node_id {
+            Some(id) => {
+                if let Some(existing) = membership.peer_addr(id) {
+                    if existing != request.peer_addr {
+                        return Err(ClusterError::Conflict(format!(
+                            "node id {id} is already a member at {existing}"
+                        )));
+                    }
+                }
+                id
+            }
+            None => self.next_free_id(membership.members().max()),
+        };
+        if !request.add {
+            return Ok(JoinReply { node_id });
+        }
+        self.change_membership(
+            MembershipChange::AddLearner {
+                id: node_id,
+                peer_addr: request.peer_addr.clone(),
+            },
+            true,
+        )
+        .await?;
+        tracing::info!(joined_node = node_id, peer_addr = %request.peer_addr, "added node as a learner");
+        self.write_local(crate::state::Proposal {
+            actor: None,
+            at_ms: crate::time::now_ms(),
+            command: Command::RegisterNode(NodeAnnouncement {
+                id: node_id,
+                api_addr: request.api_addr,
+                peer_addr: request.peer_addr,
+                joined_ms: crate::time::now_ms(),
+                gpus: Vec::new(),
+            }),
+        })
+        .await?
+        .outcome
+        .map_err(ClusterError::Refused)?;
+        Ok(JoinReply { node_id })
+    }
+
+    /// The next id nobody has: not a member, not a known node, not handed out by this
+    /// leader to a node still joining (a new leader starts that list afresh).
+    fn next_free_id(&self, highest_member: Option<NodeId>) -> NodeId {
+        let highest_known = self.replica().read(|s| s.nodes.keys().max().copied());
+        let mut handed_out = self.inner.handed_out_ids.lock().expect("id lock poisoned");
+        let highest_handed = handed_out.iter().next_back().copied();
+        let id = highest_known
+            .max(highest_member)
+            .max(highest_handed)
+            .unwrap_or(0)
+            + 1;
+        handed_out.insert(id);
+        id
+    }
+
+    /// On the leader: remove a member. A voter is first replaced by a healthy learner.
+    pub(super) async fn remove_local(&self, node_id: NodeId) -> Result<(), ClusterError> {
+        self.require_leader()?;
+        let membership = self.inner.raft.status().membership;
+        if !membership.contains(node_id) {
+            return Err(ClusterError::NotFound(format!(
+                "node {node_id} is not a member"
+            )));
+        }
+        if membership.is_voter(node_id) {
+            if membership.voters().len() == 1 {
+                return Err(ClusterError::Conflict(
+                    "cannot remove the last voter of the cluster".into(),
+                ));
+            }
+            // Put a healthy learner in its place first, so the voter count holds.
+            if let Some(learner) = self.healthy_learners().into_iter().next() {
+                self.change_membership(
+                    MembershipChange::PromoteToVoters(BTreeSet::from([learner])),
+                    true,
+                )
+                .await?;
+                tracing::info!(
+                    promoted = learner,
+                    "promoted learner to replace a removed voter"
+                );
+            }
+            self.change_membership(
+                MembershipChange::RemoveVoters(BTreeSet::from([node_id])),
+                false,
+            )
+            .await?;
+        } else {
+            self.change_membership(
+                MembershipChange::RemoveLearners(BTreeSet::from([node_id])),
+                false,
+            )
+            .await?;
+        }
+        tracing::info!(removed_node = node_id, "removed member");
+        // The leader may have removed itself; the record is cleaned up by whoever leads next.
+        let _ = self
+            .propose_system(Command::RemoveNode { id: node_id })
+            .await;
+        Ok(())
+    }
+
+    /// Change the membership, one change at a time, waiting out a change already in flight
+    /// (up to the write timeout).
+    async fn change_membership(
+        &self,
+        change: MembershipChange,
+        retain: bool,
+    ) -> Result<(), ClusterError> {
+        let _one_at_a_time = self.inner.membership_lock.lock().await;
+        let write_timeout = self.inner.tuning.write_timeout;
+        let deadline = Instant::now() + write_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let attempt = timeout(
+                remaining,
+                self.inner.raft.change_membership(change.clone(), retain),
+            );
+            match attempt.await.map_err(|_| no_quorum(write_timeout))? {
+                Ok(()) => return Ok(()),
+                Err(RaftError::ChangeInProgress) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Learners that answered recently and are close to the leader's log, best first.
+    fn healthy_learners(&self) -> Vec<NodeId> {
+        let status = self.inner.raft.status();
+        let last_log = status.last_log_index.unwrap_or(0);
+        let mut learners: Vec<(u64, NodeId)> = status
+            .membership
+            .learners()
+            .into_iter()
+            .filter_map(|id| {
+                let matched = status.replication.get(&id).copied().flatten()?;
+                let fresh = self
+                    .inner
+                    .peers
+                    .contact()
+                    .since_last_answer(id)
+                    .is_some_and(|d| d < self.inner.tuning.reachable_within());
+                (fresh && last_log.saturating_sub(matched) <= 100).then_some((matched, id))
+            })
+            .collect();
+        learners.sort_by(|a, b| b.cmp(a));
+        learners.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// On the leader: replication progress of every member.
+    pub(super) fn progress_local(&self) -> Result<Progress, ClusterError> {
+        self.require_leader()?;
+        let status = self.inner.raft.status();
+        let members = status
+            .membership
+            .members()
+            .map(|id| {
+                let progress = if id == self.node_id() {
+                    MemberProgress {
+                        matched_index: status.last_log_index,
+                        since_last_answer_ms: Some(0),
+                    }
+                } else {
+                    MemberProgress {
+                        matched_index: status.replication.get(&id).copied().flatten(),
+                        since_last_answer_ms: self
+                            .inner
+                            .peers
+                            .contact()
+                            .since_last_answer(id)
+                            .map(|d| d.as_millis() as u64),
+                    }
+                };
+                (id, progress)
+            })
+            .collect();
+        Ok(Progress {
+            leader_id: self.node_id(),
+            term: status.term,
+            commit_index: status.applied_index.unwrap_or(0),
+            members,
+        })
+    }
+
+    /// The leader's progress report, asked of the leader (short timeout: this is for display).
+    async fn progress(&self) -> Option<Progress> {
+        let leader = self.inner.raft.leader()?;
+        if leader == self.node_id() {
+            return self.progress_local().ok();
+        }
+        let addr = self.inner.raft.peer_addr(leader)?;
+        self.inner
+            .peers
+            .progress(&addr, Duration::from_secs(1))
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// On the leader: grow the voter set from healthy learners up to `max_voters`, and finish
+/// a membership change a crash or a leader change left half done. New members always join
+/// as learners first, so they catch up before they count.
+pub(super) async fn promote_learners(
+    cluster: Cluster,
+    max_voters: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if !cluster.is_leader() {
+            continue;
+        }
+        let membership = cluster.inner.raft.status().membership;
+        if let Some(target) = membership.unfinished_change() {
+            let target = target.clone();
+            match cluster
+                .change_membership(MembershipChange::SetVoters(target.clone()), true)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(voters = ?target, "finished an interrupted membership change")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not finish an interrupted membership change")
+                }
+            }
+            continue;
+        }
+        if membership.voters().len() >= max_voters {
+            continue;
+        }
+        let Some(learner) = cluster.healthy_learners().into_iter().next() else {
+            continue;
+        };
+        match cluster
+            .change_membership(
+                MembershipChange::PromoteToVoters(BTreeSet::from([learner])),
+                true,
+            )
+            .await
+        {
+            Ok(()) => tracing::info!(promoted = learner, "promoted learner to voter"),
+            Err(e) => tracing::warn!(learner, error = %e, "could not promote learner"),
+        }
+    }
+}

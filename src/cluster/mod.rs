@@ -1,0 +1,171 @@
+//! The cluster as the rest of a node sees it: one narrow handle to write, read, watch and
+//! change the membership, whoever leads and wherever this node is.
+//!
+//! - writes go to the leader (`write.rs`): the cluster's own bookkeeping with
+//!   [`Cluster::propose_system`], a user's with [`Cluster::commit_as`];
+//! - reads choose their [`Consistency`] (`read.rs`);
+//! - membership: joining, removal, learner promotion, the status view (`membership.rs`);
+//! - elections with pre-vote (`election/`);
+//! - the peer calls other nodes make on this one (`service.rs`).
+
+mod election;
+mod forward;
+mod membership;
+mod read;
+mod service;
+mod write;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+pub use membership::{MemberView, MembershipView, QuorumView};
+pub use read::Consistency;
+
+use self::election::LeaderContact;
+use crate::config::RaftTuning;
+use crate::peer::PeerClient;
+pub use crate::peer::{ClusterError, JoinReply, JoinRequest};
+use crate::raft::{NodeId, Raft, StateView, StatusWatch};
+
+/// This node's handle on the cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: NodeId,
+    raft: Raft,
+    /// This node's applied state.
+    replica: StateView,
+    /// Calls to other members; also records when each last answered a Raft RPC.
+    peers: PeerClient,
+    /// When we last heard from a leader (elections start only after a long enough silence).
+    leader_contact: LeaderContact,
+    tuning: RaftTuning,
+    /// Membership changes (join, promotion, removal) run one at a time: openraft refuses a
+    /// change while another is in flight, and interleaving them can strand a joint config.
+    membership_lock: tokio::sync::Mutex<()>,
+    /// Node ids this leader gave to joining nodes, so two nodes joining at once differ.
+    handed_out_ids: std::sync::Mutex<BTreeSet<NodeId>>,
+}
+
+/// Whether this node can serve: a member that knows a leader.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub member: bool,
+    pub leader: Option<NodeId>,
+}
+
+impl Cluster {
+    pub fn new(
+        node_id: NodeId,
+        raft: Raft,
+        replica: StateView,
+        peers: PeerClient,
+        tuning: RaftTuning,
+    ) -> Cluster {
+        Cluster {
+            inner: Arc::new(Inner {
+                node_id,
+                raft,
+                replica,
+                peers,
+                leader_contact: LeaderContact::default(),
+                tuning,
+                membership_lock: tokio::sync::Mutex::new(()),
+                handed_out_ids: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node_id
+    }
+
+    /// This node's applied state as it is, without asking anyone: possibly behind the
+    /// leader. For what a node does by itself (its runner, fail-fast checks).
+    pub fn replica(&self) -> &StateView {
+        &self.inner.replica
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.is_leader()
+    }
+
+    /// Wakes on every change of this node's Raft status (leader, term, membership).
+    pub fn watch(&self) -> StatusWatch {
+        self.inner.raft.watch()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let status = self.inner.raft.status();
+        Readiness {
+            member: status.membership.contains(self.node_id()),
+            leader: status.leader,
+        }
+    }
+
+    /// Resolves once this node is a member that knows a leader and has applied the
+    /// cluster's bootstrap (so the admin key works here), or when Raft stops.
+    pub async fn wait_ready(&self) {
+        let mut applied = self.replica().subscribe();
+        loop {
+            self.wait_member_with_leader().await;
+            if !self.replica().read(|s| s.users.is_empty()) {
+                return;
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Resolves once this node is a member that knows a leader, or when Raft stops.
+    pub async fn wait_member_with_leader(&self) {
+        let mut watch = self.watch();
+        loop {
+            let r = self.readiness();
+            if r.member && r.leader.is_some() {
+                return;
+            }
+            if !watch.changed().await {
+                return;
+            }
+        }
+    }
+
+    pub async fn is_initialized(&self) -> Result<bool, ClusterError> {
+        self.inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Unavailable(e.to_string()))
+    }
+
+    /// Make this node the only voter of a new cluster (idempotent).
+    pub async fn initialize_alone(&self, peer_addr: &str) {
+        self.inner
+            .raft
+            .initialize_alone(self.node_id(), peer_addr)
+            .await
+    }
+
+    /// Start the tasks that keep the cluster healthy: elections (on every node) and
+    /// learner promotion (acting on the leader).
+    pub fn start_upkeep(&self, max_voters: usize, shutdown: watch::Receiver<bool>) {
+        tokio::spawn(election::run(self.clone(), shutdown.clone()));
+        tokio::spawn(membership::promote_learners(
+            self.clone(),
+            max_voters,
+            shutdown,
+        ));
+    }
+
+    /// Stop Raft (after everything that proposes has stopped).
+    pub async fn shutdown(&self) -> Result<(), String> {
+        self.inner.raft.shutdown().await
+    }
+}

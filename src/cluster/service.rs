@@ -1,0 +1,54 @@
+//! What this node does with the peer calls other members make on it.
+
+use super::{Cluster, ClusterError};
+use crate::peer::{
+    JoinReply, JoinRequest, PeerHandler, PreVoteRequest, PreVoteResponse, Progress, Written,
+};
+use crate::raft::{
+    AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer, VoteRequest,
+};
+use crate::state::Proposal;
+
+impl PeerHandler for Cluster {
+    async fn append(&self, rpc: AppendRequest) -> AppendAnswer {
+        self.inner
+            .raft
+            .append(rpc, || self.heard_from_leader())
+            .await
+    }
+
+    async fn vote(&self, rpc: VoteRequest) -> VoteAnswer {
+        self.inner.raft.vote(rpc, || self.heard_from_leader()).await
+    }
+
+    async fn install_snapshot(&self, rpc: SnapshotRequest) -> SnapshotAnswer {
+        self.inner
+            .raft
+            .install_snapshot(rpc, || self.heard_from_leader())
+            .await
+    }
+
+    fn pre_vote(&self, request: &PreVoteRequest) -> PreVoteResponse {
+        self.pre_vote_local(request)
+    }
+
+    async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        self.write_local(proposal).await
+    }
+
+    async fn read_index(&self) -> Result<Option<u64>, ClusterError> {
+        self.read_index_local().await
+    }
+
+    async fn join(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
+        self.join_local(request).await
+    }
+
+    async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.remove_local(node).await
+    }
+
+    fn progress(&self) -> Result<Progress, ClusterError> {
+        self.progress_local()
+    }
+}

@@ -1,0 +1,102 @@
+//! Writes: every change is a proposal committed through the leader.
+
+use super::{Cluster, ClusterError};
+use crate::peer::Written;
+use crate::raft::RaftError;
+use crate::state::{Command, Proposal, Reply, StateError};
+
+impl From<RaftError> for ClusterError {
+    fn from(e: RaftError) -> Self {
+        match e {
+            RaftError::NotLeader { leader } => ClusterError::NotLeader { leader_id: leader },
+            // Not confirmed as leader this time (a loaded machine, a slow peer): retried
+            // like a missing leader, until the timeout.
+            RaftError::NotConfirmed => ClusterError::NotLeader { leader_id: None },
+            RaftError::ChangeInProgress | RaftError::ChangeRefused(_) => {
+                ClusterError::Conflict(e.to_string())
+            }
+            RaftError::Stopped(_) => ClusterError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl Cluster {
+    /// Commit a change the cluster makes by itself (bootstrap, membership and runner
+    /// bookkeeping), with no user behind it.
+    pub async fn propose_system(&self, command: Command) -> Result<Reply, ClusterError> {
+        let written = self
+            .write(Proposal {
+                actor: None,
+                at_ms: crate::time::now_ms(),
+                command,
+            })
+            .await?;
+        written.outcome.map_err(ClusterError::Refused)
+    }
+
+    /// Commit `command` for the user whose API key hashes to `key_hash`, and wait until
+    /// this node has applied it, so the caller's next read here shows it. Whether the user
+    /// may is checked here first (fail fast, before a Raft round) and again by `apply` at
+    /// commit time, where a key revoked meanwhile fails on every node alike.
+    pub async fn commit_as(&self, key_hash: &str, command: Command) -> Result<Reply, ClusterError> {
+        self.check_current(|state| match state.user_by_key_hash(key_hash) {
+            Some(user) => state.authorize(user, &command),
+            None => Err(StateError::Unauthenticated),
+        })
+        .await
+        .map_err(ClusterError::Refused)?;
+        let written = self
+            .write(Proposal {
+                actor: Some(key_hash.to_string()),
+                at_ms: crate::time::now_ms(),
+                command,
+            })
+            .await?;
+        let reply = written.outcome.map_err(ClusterError::Refused)?;
+        self.wait_applied(written.log_index).await?;
+        Ok(reply)
+    }
+
+    /// Commit `proposal` through whoever leads, waiting at most the write timeout.
+    async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        self.on_leader(
+            |c| {
+                let proposal = proposal.clone();
+                async move { c.write_local(proposal).await }
+            },
+            |peers, addr, remaining| {
+                let proposal = proposal.clone();
+                async move { peers.write(&addr, &proposal, remaining).await }
+            },
+        )
+        .await
+    }
+
+    /// Propose on this node, which must be the leader. Concurrent proposals share a log
+    /// entry (group commit).
+    pub(super) async fn write_local(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        let proposed = self.inner.raft.propose(proposal).await?;
+        Ok(Written {
+            log_index: proposed.log_index,
+            outcome: proposed.outcome,
+        })
+    }
+
+    /// Wait until this node has applied `index` (after a write, so the answer shows it).
+    async fn wait_applied(&self, index: u64) -> Result<(), ClusterError> {
+        let timeout = self.inner.tuning.write_timeout;
+        if self
+            .inner
+            .raft
+            .wait_applied(index, timeout, "apply own write")
+            .await
+        {
+            Ok(())
+        } else {
+            Err(ClusterError::Unavailable(format!(
+                "the write was committed at index {index} but this node has not applied it \
+                 within {timeout:?}"
+            )))
+        }
+    }
+}

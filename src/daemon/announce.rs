@@ -1,0 +1,126 @@
+//! Once the node knows a leader: finish a bootstrap (the first admin), and keep this node's
+//! addresses, GPUs and `HF_TOKEN` flag current in the replicated state.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use tokio::sync::watch;
+
+use super::files::DataDir;
+use crate::cluster::Cluster;
+use crate::crypto::{generate_api_key, hash_api_key, random_id, ClusterSecret};
+use crate::state::{Command, NewUser, NodeAnnouncement};
+
+/// What this node tells the cluster about itself.
+pub struct Announcement {
+    pub node: NodeAnnouncement,
+    /// Started with `HF_TOKEN` in its environment (never the value).
+    pub hf_token_in_env: bool,
+}
+
+/// Retries until done (every step is idempotent), or until shutdown.
+pub async fn announce(
+    cluster: Cluster,
+    dir: DataDir,
+    secret: ClusterSecret,
+    me: Announcement,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = cluster.wait_member_with_leader() => {}
+            _ = shutdown.changed() => return,
+        }
+        match announce_once(&cluster, &dir, &secret, &me).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record this node in the cluster state yet")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn announce_once(
+    cluster: &Cluster,
+    dir: &DataDir,
+    secret: &ClusterSecret,
+    me: &Announcement,
+) -> anyhow::Result<()> {
+    // Only the node that bootstrapped has no users yet and joined nobody.
+    let no_users = cluster.replica().read(|s| s.users.is_empty());
+    if no_users && dir.join_url()?.is_none() && cluster.is_leader() {
+        bootstrap(cluster, dir, secret).await?;
+    }
+    let id = me.node.id;
+    let known = cluster.replica().read(|s| s.nodes.get(&id).cloned());
+    let addresses_known = known
+        .as_ref()
+        .is_some_and(|k| k.api_addr == me.node.api_addr && k.peer_addr == me.node.peer_addr);
+    if !addresses_known {
+        cluster
+            .propose_system(Command::RegisterNode(me.node.clone()))
+            .await?;
+    }
+    // Published when the node starts and they differ, not as a heartbeat.
+    if known.as_ref().is_none_or(|k| k.gpus != me.node.gpus) {
+        cluster
+            .propose_system(Command::PublishGpus {
+                node_id: id,
+                gpus: me.node.gpus.clone(),
+            })
+            .await?;
+        tracing::info!(gpus = me.node.gpus.len(), "published GPU inventory");
+    }
+    if known.is_none_or(|k| k.hf_token_in_env != me.hf_token_in_env) {
+        cluster
+            .propose_system(Command::PublishEnvToken {
+                node_id: id,
+                present: me.hf_token_in_env,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Create the first admin: its key is printed once, here, and kept only in a file
+/// readable by this user (so a crash before the command commits reuses it).
+async fn bootstrap(cluster: &Cluster, dir: &DataDir, secret: &ClusterSecret) -> anyhow::Result<()> {
+    let key = match dir.admin_key()? {
+        Some(key) => key,
+        None => {
+            let key = generate_api_key();
+            dir.keep_admin_key(&key)?;
+            println!(
+                "admin API key (saved in {}): {}",
+                dir.admin_key_path().display(),
+                key.expose_secret()
+            );
+            println!(
+                "join token (saved in {}): {}",
+                dir.join_token_path().display(),
+                secret.join_token()
+            );
+            key
+        }
+    };
+    cluster
+        .propose_system(Command::Bootstrap {
+            admin: NewUser {
+                id: random_id(),
+                name: "admin".into(),
+                admin: true,
+                created_ms: crate::time::now_ms(),
+                organization_id: None,
+                org_role: None,
+                hf_token: None,
+            },
+            key_id: random_id(),
+            key_hash: hash_api_key(key.expose_secret()),
+        })
+        .await?;
+    Ok(())
+}

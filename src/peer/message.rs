@@ -1,0 +1,94 @@
+//! The vocabulary of the peer protocol: where each call goes, what it carries, and the
+//! errors that come back across it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::raft::{LogPosition, NodeId};
+use crate::state::{Outcome, StateError};
+
+pub(super) const APPEND_PATH: &str = "/raft/append";
+pub(super) const VOTE_PATH: &str = "/raft/vote";
+pub(super) const SNAPSHOT_PATH: &str = "/raft/snapshot";
+pub(super) const PRE_VOTE_PATH: &str = "/raft/pre-vote";
+pub(super) const WRITE_PATH: &str = "/raft/write";
+pub(super) const READ_INDEX_PATH: &str = "/raft/read-index";
+pub(super) const JOIN_PATH: &str = "/raft/join";
+pub(super) const REMOVE_PATH: &str = "/raft/remove";
+pub(super) const PROGRESS_PATH: &str = "/raft/progress";
+
+/// Why a cluster operation did not happen.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum ClusterError {
+    /// This node is not the leader; retry on the leader (internal, never shown to users).
+    #[error("not the leader (leader: {leader_id:?})")]
+    NotLeader { leader_id: Option<NodeId> },
+    /// No leader or no quorum within the deadline: the caller should retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// `apply` (or the check before proposing) refused the command.
+    #[error("{0}")]
+    Refused(StateError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A committed write: where it sits in the log and what `apply` answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Written {
+    pub log_index: u64,
+    pub outcome: Outcome,
+}
+
+/// Ask the leader for an id (`add: false`), then, once this node's Raft is listening, to be
+/// added as a learner (`add: true`). Also the JSON body of `POST /api/v1/cluster/join`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub node_id: Option<NodeId>,
+    pub api_addr: String,
+    pub peer_addr: String,
+    #[serde(default)]
+    pub add: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinReply {
+    pub node_id: NodeId,
+}
+
+/// The leader's view of replication, for status pages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub leader_id: NodeId,
+    pub term: u64,
+    pub commit_index: u64,
+    /// Per member: highest log index known replicated there, and ms since it last answered.
+    pub members: BTreeMap<NodeId, MemberProgress>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberProgress {
+    pub matched_index: Option<u64>,
+    pub since_last_answer_ms: Option<u64>,
+}
+
+/// "Would you vote for me if I started an election now?" Changes nothing on the receiver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub candidate: NodeId,
+    pub last_log: Option<LogPosition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PreVoteResponse {
+    pub granted: bool,
+    /// The answer comes from a working leader: the candidate stands down whatever the others
+    /// say, since a leader it can reach is not dead, only slow to send.
+    pub live_leader: bool,
+}

@@ -1,0 +1,142 @@
+//! Raft storage in one sled database per node, in four trees:
+//! - `log`        — log entries by big-endian index (`log.rs`);
+//! - `raft_meta`  — vote, committed id, last purged id, this node's id;
+//! - `state`      — the replicated state, one record per `StateKey` (`state_machine.rs`);
+//! - `state_meta` — last applied id, last membership, the current snapshot (`snapshot.rs`).
+//!
+//! Durability: appends, votes and truncations are flushed before they are acknowledged, by
+//! one group-committing flusher (`flush.rs`). sled flushes the whole database at once, so a
+//! flush also makes every earlier state write durable.
+
+// The error type is openraft's `StorageError`, fixed by its traits; boxing it would only add
+// conversions at every call site.
+#![allow(clippy::result_large_err)]
+
+mod flush;
+mod log;
+mod snapshot;
+mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{AnyError, StorageIOError};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use self::flush::{FlushWaiter, Flusher};
+pub(crate) use self::log::LogStore;
+pub(crate) use self::state_machine::StateMachine;
+pub use self::state_machine::StateView;
+use super::types::{NodeId, StorageError};
+use crate::state::codec;
+
+const NODE_ID: &[u8] = b"node_id";
+
+fn io_error(e: impl std::error::Error + 'static) -> AnyError {
+    AnyError::new(&e)
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read(io_error(e)).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::write(io_error(e)).into()
+}
+
+/// The sled database and its trees, shared by the log store and the state machine.
+#[derive(Clone)]
+pub struct Db {
+    log: sled::Tree,
+    raft_meta: sled::Tree,
+    state: sled::Tree,
+    state_meta: sled::Tree,
+    flusher: Arc<Flusher>,
+}
+
+impl Db {
+    pub fn open(dir: &Path) -> Result<Db, sled::Error> {
+        let db = sled::Config::new()
+            .path(dir)
+            // Flushes are explicit: we decide when something must be durable.
+            .flush_every_ms(None)
+            .open()?;
+        Ok(Db {
+            log: db.open_tree("log")?,
+            raft_meta: db.open_tree("raft_meta")?,
+            state: db.open_tree("state")?,
+            state_meta: db.open_tree("state_meta")?,
+            flusher: Arc::new(Flusher::start(db, dir)?),
+        })
+    }
+
+    /// Make every write made before this call durable. Shares the flush with whatever else
+    /// is waiting for one (group commit).
+    pub async fn flush(&self) -> Result<(), sled::Error> {
+        let (tx, rx) = oneshot::channel();
+        self.flusher.request(FlushWaiter::Notify(tx))?;
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(flush::stopped()),
+        }
+    }
+
+    /// The id this node has in its cluster, once it has one.
+    pub fn node_id(&self) -> Result<Option<NodeId>, StorageError> {
+        get(&self.raft_meta, NODE_ID)
+    }
+
+    pub async fn set_node_id(&self, id: NodeId) -> Result<(), StorageError> {
+        put(&self.raft_meta, NODE_ID, &id)?;
+        self.flush().await.map_err(write_err)
+    }
+
+    /// Opens the log store and the state machine over this database.
+    pub(crate) fn stores(&self) -> Result<(LogStore, StateMachine), StorageError> {
+        Ok((
+            LogStore::new(self.clone()),
+            StateMachine::open(self.clone())?,
+        ))
+    }
+}
+
+fn get<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
+    match tree.get(key).map_err(read_err)? {
+        Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(read_err)?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(tree: &sled::Tree, key: &[u8], value: &T) -> Result<(), StorageError> {
+    tree.insert(key, codec::encode(value)).map_err(write_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::raft::types::TypeConfig;
+
+    struct SledBuilder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for SledBuilder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Db::open(dir.path()).expect("open sled");
+            let (log, sm) = db.stores()?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_conformance_suite() -> Result<(), StorageError> {
+        Suite::test_all(SledBuilder)?;
+        Ok(())
+    }
+}

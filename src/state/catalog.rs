@@ -1,0 +1,177 @@
+//! The models the cluster knows: what to run and how.
+
+use serde::{Deserialize, Serialize};
+
+use super::command::TokenUpdate;
+use crate::crypto::SealedSecret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelType {
+    Chat,
+    Embed,
+    Image,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Vllm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    pub model_type: ModelType,
+    pub runtime: Runtime,
+    /// GPU memory the model needs, in bytes.
+    pub memory: u64,
+    pub context_length: Option<u64>,
+    pub description: String,
+    pub enabled: bool,
+    pub auto_pull: bool,
+    pub prewarm: bool,
+    pub runtime_args: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub owner_user_id: Option<String>,
+    pub organization_id: Option<String>,
+    /// Sealed for [`super::TokenScope::Model`]; write-only through the API.
+    pub hf_token: Option<SealedSecret>,
+}
+
+/// A partial change to a model: `None` leaves a field as it is. `apply` merges it, so two
+/// concurrent updates of different fields both land.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPatch {
+    pub name: Option<String>,
+    pub model_type: Option<ModelType>,
+    pub runtime: Option<Runtime>,
+    pub memory: Option<u64>,
+    /// `Some(None)` removes the context length.
+    pub context_length: Option<Option<u64>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub auto_pull: Option<bool>,
+    pub prewarm: Option<bool>,
+    pub runtime_args: Option<Vec<String>>,
+    pub owner_user_id: Option<Option<String>>,
+    pub organization_id: Option<Option<String>>,
+    pub hf_token: Option<TokenUpdate>,
+}
+
+impl Model {
+    /// A model with every optional field at its default.
+    pub fn new(id: String) -> Model {
+        Model {
+            name: id.clone(),
+            id,
+            model_type: ModelType::Chat,
+            runtime: Runtime::Vllm,
+            memory: 0,
+            context_length: None,
+            description: String::new(),
+            enabled: true,
+            auto_pull: false,
+            prewarm: false,
+            runtime_args: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            owner_user_id: None,
+            organization_id: None,
+            hf_token: None,
+        }
+    }
+
+    pub fn apply_patch(&mut self, patch: &ModelPatch) {
+        let p = patch.clone();
+        if let Some(v) = p.name {
+            self.name = v;
+        }
+        if let Some(v) = p.model_type {
+            self.model_type = v;
+        }
+        if let Some(v) = p.runtime {
+            self.runtime = v;
+        }
+        if let Some(v) = p.memory {
+            self.memory = v;
+        }
+        if let Some(v) = p.context_length {
+            self.context_length = v;
+        }
+        if let Some(v) = p.description {
+            self.description = v;
+        }
+        if let Some(v) = p.enabled {
+            self.enabled = v;
+        }
+        if let Some(v) = p.auto_pull {
+            self.auto_pull = v;
+        }
+        if let Some(v) = p.prewarm {
+            self.prewarm = v;
+        }
+        if let Some(v) = p.runtime_args {
+            self.runtime_args = v;
+        }
+        if let Some(v) = p.owner_user_id {
+            self.owner_user_id = v;
+        }
+        if let Some(v) = p.organization_id {
+            self.organization_id = v;
+        }
+        TokenUpdate::apply(&p.hf_token, &mut self.hf_token);
+    }
+}
+
+/// Parse a memory size: a number of bytes, or a number with a decimal (KB MB GB TB) or binary
+/// (KiB MiB GiB TiB) unit. Fractions are allowed ("1.5GB").
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 39GB, 36GiB or a number of bytes"))?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("39GB").unwrap(), 39_000_000_000);
+        assert_eq!(parse_memory("36GiB").unwrap(), 36 * (1 << 30));
+        assert_eq!(parse_memory("1024").unwrap(), 1024);
+        assert_eq!(parse_memory("1.5KB").unwrap(), 1500);
+        assert!(parse_memory("12XB").is_err());
+        assert!(parse_memory("GB").is_err());
+        assert!(parse_memory("").is_err());
+    }
+}

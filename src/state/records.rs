@@ -1,0 +1,187 @@
+//! The state as stored: one record per object, so an apply rewrites only what it touched,
+//! and a snapshot is the list of all records.
+//!
+//! Records are read by position of their [`StateValue`] variant, so a record type that
+//! changes shape gets a new variant at the end and the old one is still read (and upgraded).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::Model;
+use super::codec::{self, CodecError};
+use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
+use super::tenancy::{ApiKey, AuditEntry, NewUser, Org, SystemSettings, User};
+use super::State;
+
+/// One record of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateKey {
+    Settings,
+    User(String),
+    ApiKey(String),
+    Model(String),
+    Node(u64),
+    Slot(String),
+    Org(String),
+    Audit(u64),
+}
+
+/// The stored value behind a [`StateKey`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum StateValue {
+    Settings(SystemSettings),
+    /// A user as stored before users had `updated_ms`.
+    UserV1(NewUser),
+    ApiKey(String, ApiKey),
+    Model(Model),
+    /// A node as stored before nodes said whether they have an `HF_TOKEN`.
+    NodeV1(NodeAnnouncement),
+    Slot(Slot),
+    Org(Org),
+    Audit(AuditEntry),
+    User(User),
+    Node(NodeRecord),
+}
+
+impl StateKey {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            StateKey::Settings => b"settings".to_vec(),
+            StateKey::User(id) => format!("user/{id}").into_bytes(),
+            StateKey::ApiKey(hash) => format!("apikey/{hash}").into_bytes(),
+            StateKey::Model(id) => format!("model/{id}").into_bytes(),
+            StateKey::Node(id) => format!("node/{id:020}").into_bytes(),
+            StateKey::Slot(id) => format!("slot/{id}").into_bytes(),
+            StateKey::Org(id) => format!("org/{id}").into_bytes(),
+            StateKey::Audit(seq) => format!("audit/{seq:020}").into_bytes(),
+        }
+    }
+}
+
+impl State {
+    /// The stored bytes for `key`, or `None` when the record no longer exists.
+    pub fn encode_record(&self, key: &StateKey) -> Option<Vec<u8>> {
+        let value = match key {
+            StateKey::Settings => StateValue::Settings(self.settings.clone()),
+            StateKey::User(id) => StateValue::User(self.users.get(id)?.clone()),
+            StateKey::ApiKey(hash) => {
+                StateValue::ApiKey(hash.clone(), self.api_keys.get(hash)?.clone())
+            }
+            StateKey::Model(id) => StateValue::Model(self.models.get(id)?.clone()),
+            StateKey::Node(id) => StateValue::Node(self.nodes.get(id)?.clone()),
+            StateKey::Slot(id) => StateValue::Slot(self.slots.get(id)?.clone()),
+            StateKey::Org(id) => StateValue::Org(self.orgs.get(id)?.clone()),
+            StateKey::Audit(seq) => StateValue::Audit(self.audit.get(seq)?.clone()),
+        };
+        Some(codec::encode(&value))
+    }
+
+    /// Every record, keyed as stored: what a snapshot holds.
+    pub fn records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.all_keys()
+            .into_iter()
+            .filter_map(|k| Some((k.to_bytes(), self.encode_record(&k)?)))
+            .collect()
+    }
+
+    /// Rebuild the state from stored records (any order).
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<State, CodecError> {
+        let mut state = State::default();
+        for bytes in records {
+            match codec::decode::<StateValue>(bytes)? {
+                StateValue::Settings(s) => state.settings = s,
+                StateValue::UserV1(u) => {
+                    let created = u.created_ms;
+                    state.users.insert(u.id.clone(), u.into_user(created));
+                }
+                StateValue::User(u) => {
+                    state.users.insert(u.id.clone(), u);
+                }
+                StateValue::ApiKey(hash, k) => {
+                    state.api_keys.insert(hash, k);
+                }
+                StateValue::Model(m) => {
+                    state.models.insert(m.id.clone(), m);
+                }
+                StateValue::NodeV1(n) => {
+                    state.nodes.insert(n.id, n.into_record());
+                }
+                StateValue::Node(n) => {
+                    state.nodes.insert(n.id, n);
+                }
+                StateValue::Slot(s) => {
+                    state.slots.insert(s.id.clone(), s);
+                }
+                StateValue::Org(o) => {
+                    state.orgs.insert(o.id.clone(), o);
+                }
+                StateValue::Audit(a) => {
+                    state.audit.insert(a.seq, a);
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Every key that currently has a record.
+    pub fn all_keys(&self) -> Vec<StateKey> {
+        let mut keys = vec![StateKey::Settings];
+        keys.extend(self.users.keys().cloned().map(StateKey::User));
+        keys.extend(self.api_keys.keys().cloned().map(StateKey::ApiKey));
+        keys.extend(self.models.keys().cloned().map(StateKey::Model));
+        keys.extend(self.nodes.keys().copied().map(StateKey::Node));
+        keys.extend(self.slots.keys().cloned().map(StateKey::Slot));
+        keys.extend(self.orgs.keys().cloned().map(StateKey::Org));
+        keys.extend(self.audit.keys().copied().map(StateKey::Audit));
+        keys
+    }
+
+    /// A snapshot body from before snapshots were lists of records: the whole state, as it
+    /// was shaped then.
+    pub fn from_whole_state_snapshot(bytes: &[u8]) -> Result<State, CodecError> {
+        let old: WholeStateSnapshot = codec::decode(bytes)?;
+        let s = old.state;
+        Ok(State {
+            settings: s.settings,
+            users: s
+                .users
+                .into_iter()
+                .map(|(id, u)| {
+                    let created = u.created_ms;
+                    (id, u.into_user(created))
+                })
+                .collect(),
+            api_keys: s.api_keys,
+            models: s.models,
+            nodes: s
+                .nodes
+                .into_iter()
+                .map(|(id, n)| (id, n.into_record()))
+                .collect(),
+            slots: s.slots,
+            orgs: s.orgs,
+            audit: s.audit,
+        })
+    }
+}
+
+/// How snapshots were written at first (format 1).
+#[derive(Deserialize)]
+struct WholeStateSnapshot {
+    state: StateShapeV1,
+}
+
+#[derive(Deserialize)]
+struct StateShapeV1 {
+    settings: SystemSettings,
+    users: BTreeMap<String, NewUser>,
+    api_keys: BTreeMap<String, ApiKey>,
+    models: BTreeMap<String, Model>,
+    nodes: BTreeMap<u64, NodeAnnouncement>,
+    slots: BTreeMap<String, Slot>,
+    orgs: BTreeMap<String, Org>,
+    audit: BTreeMap<u64, AuditEntry>,
+}
