@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::BenchArgs;
+use super::args::BenchArgs;
 
 pub(super) fn http_client(args: &BenchArgs) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()

@@ -19,10 +19,12 @@
 //!   the new value on `GET /api/v1/system/config`. It refuses to run when a token is already
 //!   set in the cluster, unless `--allow-token-overwrite`: it is meant for benchmark clusters.
 //!
-//! Files: `write` and `propagation` (one per scenario, each with its report), `target` (what
-//! a write is on helix and on etcd), `http` (the shared client and how failures are counted),
-//! `stats` (latency percentiles, gaps, error tally), `report` (progress line, table).
+//! Files: `args` (the command line), `write` and `propagation` (one per scenario, each with
+//! its report), `target` (what a write is on helix and on etcd), `http` (the shared client
+//! and how failures are counted), `stats` (latency percentiles, gaps, error tally, times),
+//! `report` (progress line, table).
 
+mod args;
 mod http;
 mod propagation;
 mod report;
@@ -30,83 +32,7 @@ mod stats;
 mod target;
 mod write;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use clap::{Args, ValueEnum};
-use serde::Serialize;
-
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// What to load: a helix cluster or an etcd cluster (v3 HTTP/JSON gateway).
-    #[arg(long, value_enum, default_value_t = Target::Helix)]
-    pub target: Target,
-    #[arg(long, value_enum, default_value_t = Scenario::Write)]
-    pub scenario: Scenario,
-    /// Endpoints, comma separated (`http://127.0.0.1:8080,...`); default: `--url`.
-    /// For etcd, its client URLs (`http://127.0.0.1:2379`).
-    #[arg(long)]
-    pub endpoints: Option<String>,
-    /// Concurrent clients, each with one request in flight.
-    #[arg(long, default_value_t = 1)]
-    pub clients: usize,
-    /// Run this many seconds (default 10 when --count is not given).
-    #[arg(long)]
-    pub duration: Option<f64>,
-    /// Send this many requests in all (for `propagation`: this many changes).
-    #[arg(long)]
-    pub count: Option<u64>,
-    /// Bytes in each written value (the model description, or the etcd value).
-    #[arg(long, default_value_t = 100)]
-    pub value_size: usize,
-    /// `create`: a new model (distinct key) per write; `update`: rewrite one of --keys.
-    #[arg(long, value_enum, default_value_t = WriteMode::Create)]
-    pub mode: WriteMode,
-    /// How many models/keys `--mode update` cycles through.
-    #[arg(long, default_value_t = 1000)]
-    pub keys: u64,
-    /// `--mode update`: the keys exist already (an earlier run with the same --prefix).
-    #[arg(long)]
-    pub skip_setup: bool,
-    /// Per-request timeout.
-    #[arg(long, default_value_t = 5000)]
-    pub timeout_ms: u64,
-    /// Pause after a failed request before the client tries again.
-    #[arg(long, default_value_t = 5)]
-    pub error_backoff_ms: u64,
-    /// Report gaps between consecutive successful writes longer than this.
-    #[arg(long, default_value_t = 100)]
-    pub gaps_over_ms: u64,
-    /// Prefix of model ids / keys (default: `bench-` and a random tag).
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// Hard limit on the run's length, whatever --count says.
-    #[arg(long, default_value_t = 600)]
-    pub max_seconds: u64,
-    /// `propagation`: run even if the cluster already has a Hugging Face token (it is lost).
-    #[arg(long)]
-    pub allow_token_overwrite: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Target {
-    Helix,
-    Etcd,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scenario {
-    Write,
-    Propagation,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteMode {
-    Create,
-    Update,
-}
+pub use args::{BenchArgs, Scenario, Target, WriteMode};
 
 /// Runs `helix bench` and prints its report (a table, or JSON with `json`).
 /// `default_urls` is the CLI's `--url`, used when `--endpoints` is not given.
@@ -171,10 +97,6 @@ fn parse_endpoints(list: &str) -> Result<Vec<String>, String> {
         return Err("no endpoint given (--endpoints URL[,URL...])".into());
     }
     Ok(endpoints)
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
 }
 
 #[cfg(test)]

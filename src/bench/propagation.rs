@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::args::{BenchArgs, Scenario, Target};
 use super::http::{http_client, send, Failure};
 use super::report::ProgressLine;
-use super::stats::{Errors, Latency};
-use super::{unix_ms, BenchArgs, Scenario, Target};
+use super::stats::{unix_ms, Errors, Latency};
 
 #[derive(Debug, Serialize)]
 pub struct PropagationReport {

@@ -1,11 +1,18 @@
-//! Latency percentiles, gaps between successful writes, and the tally of failures.
+//! Latency percentiles, gaps between successful writes, the tally of failures, and the
+//! wall-clock times in the reports.
 
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 /// Error samples kept for the report.
 const MAX_ERROR_SAMPLES: usize = 5;
+
+/// `t` in milliseconds since the Unix epoch.
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]

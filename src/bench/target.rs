@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::json;
 
-use super::{Target, WriteMode};
+use super::args::{Target, WriteMode};
 
 /// Builds the write requests of one run.
 pub(super) struct Writes {

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use super::args::{BenchArgs, Scenario, Target, WriteMode};
 use super::http::{http_client, send};
 use super::report::ProgressLine;
-use super::stats::{find_gaps, Errors, Gap, Latency};
+use super::stats::{find_gaps, unix_ms, Errors, Gap, Latency};
 use super::target::Writes;
-use super::{unix_ms, BenchArgs, Scenario, Target, WriteMode};
 
 #[derive(Debug, Serialize)]
 pub struct WriteReport {
