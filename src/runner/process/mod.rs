@@ -11,8 +11,7 @@
 //! `***` before it reaches `vllm.log`.
 //!
 //! Here: spawning and stopping (tested in `tests`). `output`: the child's output into
-//! `vllm.log`, redacted.
-//! `strays`: the pid file and the sweep after a crash of helix.
+//! `vllm.log`, redacted. `strays`: the pid file and the sweep after a crash of helix.
 
 mod output;
 mod strays;
