@@ -51,61 +51,54 @@ mod tests {
 
     use super::*;
 
-    fn writes(target: Target, mode: WriteMode) -> Writes {
-        Writes {
+    /// The write of key `fo`, value `?~~~` to `http://h`, with API key `k`.
+    fn built(target: Target, mode: WriteMode, create: bool) -> reqwest::Request {
+        let writes = Writes {
             http: reqwest::Client::new(),
             target,
             mode,
             api_key: Some("k".into()),
-        }
+        };
+        let request = writes.request("http://h", "fo", "?~~~", create);
+        request.build().unwrap()
     }
 
-    /// Method, URL, bearer header and JSON body of a built request.
-    fn parts(req: reqwest::RequestBuilder) -> (String, String, Option<String>, Value) {
-        let req = req.build().unwrap();
-        let auth = req
-            .headers()
-            .get(reqwest::header::AUTHORIZATION)
-            .map(|v| v.to_str().unwrap().to_string());
-        let body = serde_json::from_slice(req.body().unwrap().as_bytes().unwrap()).unwrap();
-        (req.method().to_string(), req.url().to_string(), auth, body)
+    fn line(r: &reqwest::Request) -> String {
+        format!("{} {}", r.method(), r.url())
+    }
+
+    fn body(r: &reqwest::Request) -> Value {
+        serde_json::from_slice(r.body().unwrap().as_bytes().unwrap()).unwrap()
+    }
+
+    fn auth(r: &reqwest::Request) -> Option<&str> {
+        let value = r.headers().get(reqwest::header::AUTHORIZATION)?;
+        Some(value.to_str().unwrap())
     }
 
     #[test]
     fn etcd_puts_keys_and_values_in_padded_standard_base64() {
-        let w = writes(Target::Etcd, WriteMode::Update);
-        let (method, url, auth, body) = parts(w.request("http://e:2379", "fo", "?~~~", false));
-        assert_eq!(
-            (method.as_str(), url.as_str()),
-            ("POST", "http://e:2379/v3/kv/put")
-        );
-        assert_eq!(auth, None);
-        assert_eq!(body, json!({ "key": "Zm8=", "value": "P35+fg==" }));
+        let put = built(Target::Etcd, WriteMode::Update, false);
+        assert_eq!(line(&put), "POST http://h/v3/kv/put");
+        assert_eq!(auth(&put), None);
+        // "+" and "=" show the standard alphabet with padding.
+        assert_eq!(body(&put), json!({ "key": "Zm8=", "value": "P35+fg==" }));
     }
 
     #[test]
     fn helix_creates_or_updates_a_model_with_the_api_key() {
-        let create = writes(Target::Helix, WriteMode::Create);
-        let (method, url, auth, body) = parts(create.request("http://h", "p/c0-1", "v", false));
-        assert_eq!(
-            (method.as_str(), url.as_str()),
-            ("POST", "http://h/api/v1/helix-models")
-        );
-        assert_eq!(auth.as_deref(), Some("Bearer k"));
-        assert_eq!(
-            body,
-            json!({ "id": "p/c0-1", "name": "bench", "description": "v" })
-        );
-
-        let update = writes(Target::Helix, WriteMode::Update);
-        let (method, url, _, body) = parts(update.request("http://h", "p/k3", "v", false));
-        assert_eq!(
-            (method.as_str(), url.as_str()),
-            ("PUT", "http://h/api/v1/helix-models/p/k3")
-        );
-        assert_eq!(body, json!({ "description": "v" }));
+        let create = built(Target::Helix, WriteMode::Create, false);
+        let update = built(Target::Helix, WriteMode::Update, false);
         // The setup of `--mode update` creates the keys first.
-        let (method, _, _, _) = parts(update.request("http://h", "p/k3", "v", true));
-        assert_eq!(method, "POST");
+        let setup = built(Target::Helix, WriteMode::Update, true);
+        let model = json!({ "id": "fo", "name": "bench", "description": "?~~~" });
+        assert_eq!(line(&create), "POST http://h/api/v1/helix-models");
+        assert_eq!(body(&create), model);
+        assert_eq!(line(&update), "PUT http://h/api/v1/helix-models/fo");
+        assert_eq!(body(&update), json!({ "description": "?~~~" }));
+        assert_eq!((line(&setup), body(&setup)), (line(&create), model));
+        for r in [&create, &update, &setup] {
+            assert_eq!(auth(r), Some("Bearer k"));
+        }
     }
 }
