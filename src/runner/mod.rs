@@ -4,8 +4,10 @@
 //! - `scheduler`: on the leader, which node and GPUs run each model (committed);
 //! - `reconciler`: on every node, make local vLLM processes match what is committed here;
 //! - `launch`: the exact vLLM command line; `process`: supervising one vLLM process;
+//! - `gated`: whether a failed vLLM's log says the model is gated (reconciler policy);
 //! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution.
 
+pub mod gated;
 pub mod gpus;
 pub mod launch;
 pub mod process;

@@ -13,8 +13,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::gated::looks_gated;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
-use super::process::{kill_strays, log_tail, looks_gated, LaunchSpec, VllmProcess};
+use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
 use super::tokens::{TokenChoice, Tokens};
 use crate::cluster::{Cluster, Consistency};
 use crate::config::RunnerTuning;
