@@ -17,8 +17,9 @@ use openraft::error::{ClientWriteError, Fatal};
 use openraft::BasicNode;
 use tokio::sync::oneshot;
 
-use super::handle::{client_write_error, Raft, RaftError};
-use super::types::{Batch, NodeId};
+use std::sync::{Arc, Mutex};
+
+use super::types::{Batch, NodeId, TypeConfig};
 use crate::state::{Outcome, Proposal};
 
 /// Entries proposed and not yet answered. With one, the next entry gathers every proposal
@@ -30,7 +31,8 @@ pub const MAX_IN_FLIGHT: usize = 1;
 pub const MAX_BATCH: usize = 512;
 
 /// openraft's answer to the entry that carried a proposal.
-type ProposeError = openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
+pub(super) type ProposeError =
+    openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>;
 
 /// A committed proposal: the index of the entry that carried it and what `apply` answered.
 #[derive(Debug, Clone)]
@@ -43,14 +45,21 @@ type Answer = Result<Proposed, ProposeError>;
 type Waiting = (Proposal, oneshot::Sender<Answer>);
 
 #[derive(Default)]
-pub(super) struct Queue {
+struct Queue {
     waiting: VecDeque<Waiting>,
     in_flight: usize,
 }
 
+/// Proposes through openraft, batching as described above. Cheap to clone.
+#[derive(Clone)]
+pub(super) struct Proposer {
+    raft: openraft::Raft<TypeConfig>,
+    queue: Arc<Mutex<Queue>>,
+}
+
 /// Hands the caller's in-flight slot on when its entry is answered, or when its future is
 /// dropped (a timeout, a client gone): the next batch starts, or the slot is freed.
-struct Slot<'a>(&'a Raft);
+struct Slot<'a>(&'a Proposer);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
@@ -58,16 +67,17 @@ impl Drop for Slot<'_> {
     }
 }
 
-impl Raft {
-    /// Commit `proposal` (this node must lead), sharing a log entry with the proposals
-    /// that arrive while earlier entries are in flight.
-    pub async fn propose(&self, proposal: Proposal) -> Result<Proposed, RaftError> {
-        self.propose_batched(proposal)
-            .await
-            .map_err(client_write_error)
+impl Proposer {
+    pub(super) fn new(raft: openraft::Raft<TypeConfig>) -> Proposer {
+        Proposer {
+            raft,
+            queue: Arc::default(),
+        }
     }
 
-    async fn propose_batched(&self, proposal: Proposal) -> Answer {
+    /// Commit `proposal` (this node must lead), sharing a log entry with the proposals
+    /// that arrive while earlier entries are in flight.
+    pub(super) async fn propose(&self, proposal: Proposal) -> Answer {
         let mut proposal = Some(proposal);
         let waiting = {
             let mut queue = self.queue.lock().expect("proposal queue poisoned");
@@ -99,7 +109,7 @@ impl Raft {
     /// Propose `proposals` as one entry; one answer per proposal, in order.
     async fn submit(&self, proposals: Vec<Proposal>) -> Vec<Answer> {
         let n = proposals.len();
-        match self.inner.client_write(Batch(proposals)).await {
+        match self.raft.client_write(Batch(proposals)).await {
             Ok(response) => {
                 let log_index = response.log_id.index;
                 let mut answers: Vec<Answer> = response
@@ -120,10 +130,10 @@ impl Raft {
     /// An entry was answered: propose the next batch in its place, or free the slot.
     fn pass_slot_on(&self) {
         if let Some(batch) = self.next_batch() {
-            let raft = self.clone();
+            let proposer = self.clone();
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    runtime.spawn(raft.drive(batch));
+                    runtime.spawn(proposer.drive(batch));
                 }
                 // No runtime any more: the waiters learn it from their dropped senders.
                 Err(_) => drop(batch),

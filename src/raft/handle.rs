@@ -1,14 +1,14 @@
 //! [`Raft`]: this node's consensus, started once and shared by handle.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, Fatal};
 use openraft::raft::AppendEntriesResponse;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 
-use super::batch::Queue;
+use super::batch::{Proposed, Proposer};
 use super::network::{NetworkFactory, RaftTransport};
 use super::status::{MembershipChange, RaftStatus, StatusWatch};
 use super::store::{Db, StateView};
@@ -17,6 +17,7 @@ use super::types::{
     VoteAnswer, VoteRequest,
 };
 use crate::config::RaftTuning;
+use crate::state::Proposal;
 
 /// Why a Raft operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -56,9 +57,9 @@ pub enum StartError {
 /// This node's Raft. Cheap to clone; every clone is the same node.
 #[derive(Clone)]
 pub struct Raft {
-    pub(super) inner: openraft::Raft<TypeConfig>,
-    /// Proposals waiting to share the next log entry (see `batch.rs`).
-    pub(super) queue: Arc<Mutex<Queue>>,
+    inner: openraft::Raft<TypeConfig>,
+    /// Proposals share log entries (see `batch.rs`).
+    proposer: Proposer,
 }
 
 /// Start this node's Raft over `db`, talking to peers through `transport`. Elections are
@@ -101,8 +102,8 @@ pub async fn start(
     inner.runtime_config().elect(false);
     Ok((
         Raft {
+            proposer: Proposer::new(inner.clone()),
             inner,
-            queue: Arc::default(),
         },
         view,
     ))
@@ -138,6 +139,14 @@ impl Raft {
     /// Where this node's log ends.
     pub fn last_log(&self) -> Option<LogPosition> {
         LogPosition::of(self.inner.data_metrics().borrow().last_log)
+    }
+
+    /// Commit `proposal` (this node must lead); concurrent proposals share a log entry.
+    pub async fn propose(&self, proposal: Proposal) -> Result<Proposed, RaftError> {
+        self.proposer
+            .propose(proposal)
+            .await
+            .map_err(client_write_error)
     }
 
     /// On the leader: the log index up to which a read may be answered once applied,
@@ -249,7 +258,7 @@ impl Raft {
     }
 }
 
-pub(super) fn client_write_error(
+fn client_write_error(
     e: openraft::error::RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
 ) -> RaftError {
     match e {

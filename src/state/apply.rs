@@ -1,10 +1,10 @@
 //! The pure, deterministic transition function of the replicated state.
 
-use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
+use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Slot, SlotStatus};
 use super::records::StateKey;
 use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
-use super::tokens::TokenLevel;
+use super::tokens::{TokenLevel, TokenUpdate};
 use super::State;
 
 impl State {

@@ -2,7 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::command::TokenUpdate;
 use crate::crypto::SealedSecret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,26 +40,6 @@ pub struct Model {
     pub hf_token: Option<SealedSecret>,
 }
 
-/// A partial change to a model: `None` leaves a field as it is. `apply` merges it, so two
-/// concurrent updates of different fields both land.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelPatch {
-    pub name: Option<String>,
-    pub model_type: Option<ModelType>,
-    pub runtime: Option<Runtime>,
-    pub memory: Option<u64>,
-    /// `Some(None)` removes the context length.
-    pub context_length: Option<Option<u64>>,
-    pub description: Option<String>,
-    pub enabled: Option<bool>,
-    pub auto_pull: Option<bool>,
-    pub prewarm: Option<bool>,
-    pub runtime_args: Option<Vec<String>>,
-    pub owner_user_id: Option<Option<String>>,
-    pub organization_id: Option<Option<String>>,
-    pub hf_token: Option<TokenUpdate>,
-}
-
 impl Model {
     /// A model with every optional field at its default.
     pub fn new(id: String) -> Model {
@@ -82,47 +61,6 @@ impl Model {
             organization_id: None,
             hf_token: None,
         }
-    }
-
-    pub fn apply_patch(&mut self, patch: &ModelPatch) {
-        let p = patch.clone();
-        if let Some(v) = p.name {
-            self.name = v;
-        }
-        if let Some(v) = p.model_type {
-            self.model_type = v;
-        }
-        if let Some(v) = p.runtime {
-            self.runtime = v;
-        }
-        if let Some(v) = p.memory {
-            self.memory = v;
-        }
-        if let Some(v) = p.context_length {
-            self.context_length = v;
-        }
-        if let Some(v) = p.description {
-            self.description = v;
-        }
-        if let Some(v) = p.enabled {
-            self.enabled = v;
-        }
-        if let Some(v) = p.auto_pull {
-            self.auto_pull = v;
-        }
-        if let Some(v) = p.prewarm {
-            self.prewarm = v;
-        }
-        if let Some(v) = p.runtime_args {
-            self.runtime_args = v;
-        }
-        if let Some(v) = p.owner_user_id {
-            self.owner_user_id = v;
-        }
-        if let Some(v) = p.organization_id {
-            self.organization_id = v;
-        }
-        TokenUpdate::apply(&p.hf_token, &mut self.hf_token);
     }
 }
 

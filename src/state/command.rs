@@ -4,11 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::SealedSecret;
-
-use super::catalog::{Model, ModelPatch};
+use super::catalog::{Model, ModelType, Runtime};
 use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
 use super::tenancy::{NewUser, Org, User};
+use super::tokens::TokenUpdate;
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,20 +115,66 @@ pub enum SlotChange {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum TokenUpdate {
-    Set(SealedSecret),
-    Clear,
+/// A partial change to a model: `None` leaves a field as it is. `apply` merges it, so two
+/// concurrent updates of different fields both land.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPatch {
+    pub name: Option<String>,
+    pub model_type: Option<ModelType>,
+    pub runtime: Option<Runtime>,
+    pub memory: Option<u64>,
+    /// `Some(None)` removes the context length.
+    pub context_length: Option<Option<u64>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub auto_pull: Option<bool>,
+    pub prewarm: Option<bool>,
+    pub runtime_args: Option<Vec<String>>,
+    pub owner_user_id: Option<Option<String>>,
+    pub organization_id: Option<Option<String>>,
+    pub hf_token: Option<TokenUpdate>,
 }
 
-impl TokenUpdate {
-    /// Set or clear `stored`; `None` (no update) leaves it.
-    pub fn apply(update: &Option<TokenUpdate>, stored: &mut Option<SealedSecret>) {
-        match update {
-            Some(TokenUpdate::Set(sealed)) => *stored = Some(sealed.clone()),
-            Some(TokenUpdate::Clear) => *stored = None,
-            None => {}
+impl Model {
+    pub fn apply_patch(&mut self, patch: &ModelPatch) {
+        let p = patch.clone();
+        if let Some(v) = p.name {
+            self.name = v;
         }
+        if let Some(v) = p.model_type {
+            self.model_type = v;
+        }
+        if let Some(v) = p.runtime {
+            self.runtime = v;
+        }
+        if let Some(v) = p.memory {
+            self.memory = v;
+        }
+        if let Some(v) = p.context_length {
+            self.context_length = v;
+        }
+        if let Some(v) = p.description {
+            self.description = v;
+        }
+        if let Some(v) = p.enabled {
+            self.enabled = v;
+        }
+        if let Some(v) = p.auto_pull {
+            self.auto_pull = v;
+        }
+        if let Some(v) = p.prewarm {
+            self.prewarm = v;
+        }
+        if let Some(v) = p.runtime_args {
+            self.runtime_args = v;
+        }
+        if let Some(v) = p.owner_user_id {
+            self.owner_user_id = v;
+        }
+        if let Some(v) = p.organization_id {
+            self.organization_id = v;
+        }
+        TokenUpdate::apply(&p.hf_token, &mut self.hf_token);
     }
 }
 

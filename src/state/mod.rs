@@ -14,14 +14,14 @@ mod tokens;
 use std::collections::BTreeMap;
 
 pub use auth::{admin_only, Rule};
-pub use catalog::{parse_memory, Model, ModelPatch, ModelType, Runtime};
-pub use command::{Command, Outcome, Proposal, Reply, SlotChange, StateError, TokenUpdate};
+pub use catalog::{parse_memory, Model, ModelType, Runtime};
+pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
 pub use nodes::{
     slot_id_for, Gpu, NodeAnnouncement, NodeRecord, Placement, Slot, SlotState, SlotStatus,
 };
 pub use records::StateKey;
 pub use tenancy::{ApiKey, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP};
-pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource};
+pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
 #[derive(Debug, Clone, Default, PartialEq)]

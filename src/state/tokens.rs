@@ -61,6 +61,24 @@ impl From<Option<TokenLevel>> for TokenSource {
     }
 }
 
+/// A change to a stored token: set it (sealed), or clear it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum TokenUpdate {
+    Set(SealedSecret),
+    Clear,
+}
+
+impl TokenUpdate {
+    /// Set or clear `stored`; `None` (no update) leaves it.
+    pub fn apply(update: &Option<TokenUpdate>, stored: &mut Option<SealedSecret>) {
+        match update {
+            Some(TokenUpdate::Set(sealed)) => *stored = Some(sealed.clone()),
+            Some(TokenUpdate::Clear) => *stored = None,
+            None => {}
+        }
+    }
+}
+
 /// Where a sealed token belongs. The scope is bound into the ciphertext, so a token sealed
 /// for one place does not open at another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

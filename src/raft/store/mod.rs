@@ -12,6 +12,7 @@
 // conversions at every call site.
 #![allow(clippy::result_large_err)]
 
+mod applied;
 mod flush;
 mod log;
 mod snapshot;
@@ -24,10 +25,10 @@ use openraft::{AnyError, StorageIOError};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+pub use self::applied::StateView;
 use self::flush::{FlushWaiter, Flusher};
 pub(crate) use self::log::LogStore;
 pub(crate) use self::state_machine::StateMachine;
-pub use self::state_machine::StateView;
 use super::types::{NodeId, StorageError};
 use crate::state::codec;
 

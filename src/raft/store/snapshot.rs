@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use openraft::{RaftSnapshotBuilder, Snapshot, StorageIOError};
 use serde::{Deserialize, Serialize};
 
-use super::state_machine::Applied;
+use super::applied::Applied;
 use super::{get, io_error, put, Db};
 use crate::raft::types::{SnapshotMeta, StorageError, TypeConfig};
 use crate::state::codec::{self, CodecError};

@@ -1,6 +1,6 @@
-//! The state machine: the replicated [`State`] in memory and, one record per object, in the
-//! `state` tree; the applied log id and membership in `state_meta`, written in the same
-//! transaction as the records an apply touched.
+//! The state machine: applies committed entries to the replicated [`State`] in memory and,
+//! one record per object, to the `state` tree; the applied log id and membership go to
+//! `state_meta` in the same transaction as the records an apply touched.
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -12,62 +12,16 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::watch;
 
+use super::applied::{Applied, StateView};
 use super::snapshot::{self, SnapshotBuilder};
 use super::{get, io_error, read_err, Db};
 use crate::raft::types::{
-    Batch, Entry, LogId, NodeId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::state::{codec, Outcome, State, StateKey};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
 const LAST_MEMBERSHIP: &[u8] = b"last_membership";
-
-/// The state and the log id it reflects, changed together under one lock.
-#[derive(Debug, Default)]
-pub(super) struct Applied {
-    pub(super) state: State,
-    pub(super) last_applied: Option<LogId>,
-    pub(super) membership: StoredMembership,
-}
-
-/// Read access to this node's applied state, and a watch that ticks on every apply.
-#[derive(Clone)]
-pub struct StateView {
-    applied: Arc<RwLock<Applied>>,
-    changes: watch::Receiver<u64>,
-}
-
-impl StateView {
-    /// Run `f` on the applied state (under a read lock: keep it short).
-    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.applied.read().expect("state lock poisoned").state)
-    }
-
-    /// The index of the last applied log entry (0 before the first).
-    pub fn applied_index(&self) -> u64 {
-        self.applied
-            .read()
-            .expect("state lock poisoned")
-            .last_applied
-            .map_or(0, |l| l.index)
-    }
-
-    /// `node` is a member (voter or learner) as of the applied membership.
-    pub fn is_member(&self, node: NodeId) -> bool {
-        self.applied
-            .read()
-            .expect("state lock poisoned")
-            .membership
-            .membership()
-            .get_node(&node)
-            .is_some()
-    }
-
-    /// A receiver that sees the applied index after each apply or snapshot install.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.clone()
-    }
-}
 
 pub struct StateMachine {
     db: Db,
@@ -102,10 +56,7 @@ impl StateMachine {
     }
 
     pub fn view(&self) -> StateView {
-        StateView {
-            applied: self.applied.clone(),
-            changes: self.changes.subscribe(),
-        }
+        StateView::new(self.applied.clone(), self.changes.subscribe())
     }
 
     /// Persist the touched records and the applied id/membership in one sled transaction.
