@@ -11,7 +11,7 @@ use super::{ApiContext, ApiError, BODY_LIMIT};
 use crate::cluster::Consistency;
 use crate::crypto::hash_api_key;
 use crate::raft::StateView;
-use crate::state::{admin_only, Command, Reply, Rule, State, StateError, User};
+use crate::state::{admin_only, Command, Reply, StateError, User};
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]
@@ -109,18 +109,6 @@ impl ApiContext {
         bearer(headers)?;
         self.cluster.read(mode.consistency()).await?;
         self.authenticate(headers)
-    }
-
-    /// `caller` may do what `rule` allows, on a current view of the state.
-    pub async fn permit(
-        &self,
-        caller: &Caller,
-        rule: impl Fn(&State) -> Rule<'_>,
-    ) -> Result<(), ApiError> {
-        self.cluster
-            .check_current(|s| s.check(&caller.user, rule(s)))
-            .await
-            .map_err(Into::into)
     }
 
     /// Commit `command` as `caller`; the answer reflects the write on this node.

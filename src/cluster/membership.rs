@@ -185,20 +185,14 @@ impl Cluster {
         )
         .await?;
         tracing::info!(joined_node = node_id, peer_addr = %request.peer_addr, "added node as a learner");
-        self.write_local(crate::state::Proposal {
-            actor: None,
-            at_ms: crate::time::now_ms(),
-            command: Command::RegisterNode(NodeAnnouncement {
-                id: node_id,
-                api_addr: request.api_addr,
-                peer_addr: request.peer_addr,
-                joined_ms: crate::time::now_ms(),
-                gpus: Vec::new(),
-            }),
-        })
-        .await?
-        .outcome
-        .map_err(ClusterError::Refused)?;
+        self.propose_system_here(Command::RegisterNode(NodeAnnouncement {
+            id: node_id,
+            api_addr: request.api_addr,
+            peer_addr: request.peer_addr,
+            joined_ms: crate::time::now_ms(),
+            gpus: Vec::new(),
+        }))
+        .await?;
         Ok(JoinReply { node_id })
     }
 

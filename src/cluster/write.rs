@@ -24,13 +24,16 @@ impl Cluster {
     /// Commit a change the cluster makes by itself (bootstrap, membership and runner
     /// bookkeeping), with no user behind it.
     pub async fn propose_system(&self, command: Command) -> Result<Reply, ClusterError> {
-        let written = self
-            .write(Proposal {
-                actor: None,
-                at_ms: crate::time::now_ms(),
-                command,
-            })
-            .await?;
+        let written = self.write(stamped(None, command)).await?;
+        written.outcome.map_err(ClusterError::Refused)
+    }
+
+    /// [`Cluster::propose_system`] on this node, which must be the leader.
+    pub(super) async fn propose_system_here(
+        &self,
+        command: Command,
+    ) -> Result<Reply, ClusterError> {
+        let written = self.write_local(stamped(None, command)).await?;
         written.outcome.map_err(ClusterError::Refused)
     }
 
@@ -46,11 +49,7 @@ impl Cluster {
         .await
         .map_err(ClusterError::Refused)?;
         let written = self
-            .write(Proposal {
-                actor: Some(key_hash.to_string()),
-                at_ms: crate::time::now_ms(),
-                command,
-            })
+            .write(stamped(Some(key_hash.to_string()), command))
             .await?;
         let reply = written.outcome.map_err(ClusterError::Refused)?;
         self.wait_applied(written.log_index).await?;
@@ -98,5 +97,15 @@ impl Cluster {
                  within {timeout:?}"
             )))
         }
+    }
+}
+
+/// A proposal by `actor` (a key hash; `None`: the cluster itself), stamped now: the proposer
+/// chooses the time, so `apply` never reads a clock.
+fn stamped(actor: Option<String>, command: Command) -> Proposal {
+    Proposal {
+        actor,
+        at_ms: crate::time::now_ms(),
+        command,
     }
 }

@@ -42,6 +42,21 @@ fn gpu(index: u32) -> Gpu {
     }
 }
 
+/// The cluster recording node `id` (a command that needs no user).
+pub(crate) fn register(id: u64) -> Proposal {
+    by(
+        None,
+        id as i64,
+        Command::RegisterNode(NodeAnnouncement {
+            id,
+            api_addr: format!("127.0.0.{id}:1"),
+            peer_addr: format!("127.0.0.{id}:2"),
+            joined_ms: id as i64,
+            gpus: Vec::new(),
+        }),
+    )
+}
+
 /// Proposals that between them run every command, each one successfully: the state they
 /// build touches every kind of record, and removes some.
 pub(crate) fn every_command() -> Vec<Proposal> {

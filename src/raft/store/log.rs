@@ -173,21 +173,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Command, NodeAnnouncement, Proposal};
-
-    fn register(id: u64) -> Proposal {
-        Proposal {
-            actor: None,
-            at_ms: id as i64,
-            command: Command::RegisterNode(NodeAnnouncement {
-                id,
-                api_addr: format!("127.0.0.{id}:1"),
-                peer_addr: format!("127.0.0.{id}:2"),
-                joined_ms: id as i64,
-                gpus: Vec::new(),
-            }),
-        }
-    }
+    use crate::state::tests::register;
 
     fn log_id(index: u64) -> LogId {
         LogId::new(openraft::CommittedLeaderId::new(1, 1), index)
