@@ -65,8 +65,21 @@ async fn announce_once(
             .propose_system(Command::RegisterNode(me.node.clone()))
             .await?;
     }
-    // Published when the node starts and they differ, not as a heartbeat.
-    if known.as_ref().is_none_or(|k| k.gpus != me.node.gpus) {
+    // Published when the node starts and they differ, not as a heartbeat. The HF_TOKEN flag
+    // goes first: no slot is placed here before the GPUs are known, so `token-source` never
+    // judges a slot of this node without it.
+    if known
+        .as_ref()
+        .is_none_or(|k| k.hf_token_in_env != me.hf_token_in_env)
+    {
+        cluster
+            .propose_system(Command::PublishEnvToken {
+                node_id: id,
+                present: me.hf_token_in_env,
+            })
+            .await?;
+    }
+    if known.is_none_or(|k| k.gpus != me.node.gpus) {
         cluster
             .propose_system(Command::PublishGpus {
                 node_id: id,
@@ -74,14 +87,6 @@ async fn announce_once(
             })
             .await?;
         tracing::info!(gpus = me.node.gpus.len(), "published GPU inventory");
-    }
-    if known.is_none_or(|k| k.hf_token_in_env != me.hf_token_in_env) {
-        cluster
-            .propose_system(Command::PublishEnvToken {
-                node_id: id,
-                present: me.hf_token_in_env,
-            })
-            .await?;
     }
     Ok(())
 }
