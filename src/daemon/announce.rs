@@ -68,10 +68,7 @@ async fn announce_once(
     // Published when the node starts and they differ, not as a heartbeat. The HF_TOKEN flag
     // goes first: no slot is placed here before the GPUs are known, so `token-source` never
     // judges a slot of this node without it.
-    if known
-        .as_ref()
-        .is_none_or(|k| k.hf_token_in_env != me.hf_token_in_env)
-    {
+    if known.as_ref().is_some_and(|k| k.hf_token_in_env) != me.hf_token_in_env {
         cluster
             .propose_system(Command::PublishEnvToken {
                 node_id: id,
