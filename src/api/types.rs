@@ -324,3 +324,60 @@ fn expose_optional<S: Serializer>(
         None => serializer.serialize_none(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn memory(value: serde_json::Value) -> Result<Option<Memory>, String> {
+        serde_json::from_value::<ModelInput>(json!({ "memory": value }))
+            .map(|input| input.memory)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn memory_is_bytes_or_a_size() {
+        assert_eq!(memory(json!(1000)), Ok(Some(Memory::Bytes(1000))));
+        assert_eq!(memory(json!("39GB")), Ok(Some(Memory::Size("39GB".into()))));
+        assert_eq!(memory(json!(null)), Ok(None));
+        assert_eq!(
+            memory(json!(1.5)),
+            Err("must be a whole number of bytes".into())
+        );
+        assert_eq!(
+            memory(json!(true)),
+            Err("expected a number of bytes or a string such as \"39GB\"".into())
+        );
+        assert_eq!(json!(Memory::Bytes(5)), json!(5));
+        assert_eq!(json!(Memory::Size("5GB".into())), json!("5GB"));
+    }
+
+    #[test]
+    fn a_token_is_sent_but_never_debug_printed() {
+        let update = TokenSettingsUpdate {
+            huggingface_token: Some(SecretString::from("hf_secret")),
+        };
+        assert_eq!(json!(update), json!({ "huggingface_token": "hf_secret" }));
+        assert!(!format!("{update:?}").contains("hf_secret"));
+        assert_eq!(json!(TokenSettingsUpdate::default()), json!({}));
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields() {
+        let e = serde_json::from_value::<ModelInput>(json!({ "bogus": 1 })).unwrap_err();
+        assert!(e.to_string().contains("unknown field `bogus`"), "{e}");
+    }
+
+    #[test]
+    fn a_new_user_answer_reads_back_as_sent() {
+        let sent = json!({
+            "id": "u1", "name": "alice", "admin": false, "organization_id": "o1",
+            "org_role": "owner", "created": "2025-01-01T00:00:00Z",
+            "huggingface_token_set": false, "api_key": "hx_k", "api_key_id": "k1",
+        });
+        let read: NewUserView = serde_json::from_value(sent.clone()).expect("reads");
+        assert_eq!(json!(read), sent);
+    }
+}

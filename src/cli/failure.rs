@@ -3,6 +3,7 @@
 use super::client::ClientError;
 
 /// A failure and the exit code it deserves: 1 a request failed, 2 bad usage.
+#[derive(Debug)]
 pub struct Failure {
     pub code: i32,
     pub message: String,

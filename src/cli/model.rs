@@ -144,3 +144,86 @@ fn path_segment(id: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        flags: ModelFlags,
+    }
+
+    fn body(args: &[&str]) -> Value {
+        let flags = Flags::try_parse_from(std::iter::once("model").chain(args.iter().copied()))
+            .expect("flags parse")
+            .flags;
+        serde_json::to_value(model_input(flags).expect("flags make a body"))
+            .expect("a body serializes")
+    }
+
+    #[test]
+    fn a_body_names_only_the_given_flags() {
+        assert_eq!(body(&[]), json!({}));
+        assert_eq!(
+            body(&["--description", "d", "--prewarm", "--enabled", "false"]),
+            json!({"description": "d", "prewarm": true, "enabled": false})
+        );
+    }
+
+    #[test]
+    fn flags_take_the_api_spelling() {
+        assert_eq!(
+            body(&[
+                "--type",
+                "embed",
+                "--runtime",
+                "vllm",
+                "--memory",
+                "39GB",
+                "--context",
+                "8192",
+                "--auto-pull",
+                "false",
+                "--runtime-args",
+                r#"["--trust-remote-code"]"#,
+                "--huggingface-token",
+                "hf_x",
+            ]),
+            json!({
+                "type": "embed",
+                "runtime": "vllm",
+                "memory": "39GB",
+                "context_length": 8192,
+                "auto_pull": false,
+                "runtime_args": ["--trust-remote-code"],
+                "huggingface_token": "hf_x",
+            })
+        );
+    }
+
+    #[test]
+    fn runtime_args_must_be_a_json_array_of_strings() {
+        let flags = Flags::try_parse_from(["model", "--runtime-args=--x"])
+            .expect("flags parse")
+            .flags;
+        let failure = model_input(flags).expect_err("refused");
+        assert_eq!(failure.code, 2);
+        assert!(
+            failure.message.contains("--runtime-args"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn model_ids_keep_slashes_and_encode_the_rest() {
+        assert_eq!(path_segment("Qwen/Qwen2.5-7B_x~"), "Qwen/Qwen2.5-7B_x~");
+        assert_eq!(path_segment("a b?#%"), "a%20b%3F%23%25");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
+}

@@ -86,3 +86,21 @@ fn key_values(value: &Value) {
         println!("{value}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+    use crate::state::{SlotState, TokenSource};
+
+    #[test]
+    fn cells_are_spelled_as_in_the_json() {
+        assert_eq!(cell("text"), "text");
+        assert_eq!(cell(&None::<u64>), "-");
+        assert_eq!(cell(&Some(7u64)), "7");
+        assert_eq!(cell(&true), "true");
+        assert_eq!(cell(&vec![0u32, 1]), "0,1");
+        assert_eq!(cell(&Vec::<String>::new()), "");
+        assert_eq!(cell(&SlotState::Running), "running");
+        assert_eq!(cell(&Some(TokenSource::Organization)), "organization");
+    }
+}
