@@ -3,24 +3,17 @@
 use super::args::{AuditCommand, OutputFormat};
 use super::client::Client;
 use super::failure::Failure;
-use super::output::{self, cell, Row};
+use super::output::{self, table_row};
 use crate::api::types::AuditView;
 
-impl Row for AuditView {
-    const COLUMNS: &'static [&'static str] =
-        &["seq", "at", "actor_user_id", "kind", "level", "target"];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            cell(&self.seq),
-            cell(&self.at),
-            cell(&self.actor_user_id),
-            cell(&self.kind),
-            cell(&self.level),
-            cell(&self.target),
-        ]
-    }
-}
+table_row!(AuditView {
+    seq,
+    at,
+    actor_user_id,
+    kind,
+    level,
+    target
+});
 
 pub async fn run(cmd: AuditCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     let AuditCommand::List = cmd;

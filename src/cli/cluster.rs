@@ -5,32 +5,18 @@ use secrecy::ExposeSecret;
 use super::args::{ClusterCommand, OutputFormat};
 use super::client::Client;
 use super::failure::Failure;
-use super::output::{self, cell, Row};
+use super::output::{self, cell, table_row};
 use crate::api::types::{JoinTokenView, MemberView, RemovedView, StatusView};
 
-impl Row for MemberView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "api_addr",
-        "peer_addr",
-        "role",
-        "leader",
-        "reachable",
-        "applied_index",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            cell(&self.id),
-            cell(&self.api_addr),
-            cell(&self.peer_addr),
-            cell(&self.role),
-            cell(&self.leader),
-            cell(&self.reachable),
-            cell(&self.applied_index),
-        ]
-    }
-}
+table_row!(MemberView {
+    id,
+    api_addr,
+    peer_addr,
+    role,
+    leader,
+    reachable,
+    applied_index
+});
 
 pub async fn run(cmd: ClusterCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {

@@ -14,6 +14,7 @@ mod node;
 mod org;
 mod output;
 mod secret;
+mod settings;
 mod slot;
 mod system;
 mod user;

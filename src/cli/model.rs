@@ -7,35 +7,13 @@ use serde_json::Value;
 use super::args::{ModelCommand, ModelFlags, OutputFormat};
 use super::client::Client;
 use super::failure::{usage, Failure};
-use super::output::{self, cell, Row};
+use super::output::{self, table_row};
 use super::secret::read_secret_arg;
 use crate::api::types::{Memory, ModelInput, ModelView, TokenSourceView};
 
 const MODELS: &str = "/api/v1/helix-models";
 
-impl Row for ModelView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "name",
-        "type",
-        "memory",
-        "context_length",
-        "enabled",
-        "prewarm",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            cell(&self.id),
-            cell(&self.name),
-            cell(&self.model_type),
-            cell(&self.memory),
-            cell(&self.context_length),
-            cell(&self.enabled),
-            cell(&self.prewarm),
-        ]
-    }
-}
+table_row!(ModelView { id, name, model_type as "type", memory, context_length, enabled, prewarm });
 
 pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {

@@ -3,22 +3,16 @@
 use super::args::{OrgCommand, OrgSettingsCommand, OutputFormat};
 use super::client::Client;
 use super::failure::Failure;
-use super::output::{self, cell, Row};
-use super::secret::token_update;
-use crate::api::types::{NewOrg, OrgView, TokenSettingsView};
+use super::output::{self, table_row};
+use super::settings;
+use crate::api::types::{NewOrg, OrgView};
 
-impl Row for OrgView {
-    const COLUMNS: &'static [&'static str] = &["id", "name", "huggingface_token_set", "created"];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            cell(&self.id),
-            cell(&self.name),
-            cell(&self.huggingface_token_set),
-            cell(&self.created),
-        ]
-    }
-}
+table_row!(OrgView {
+    id,
+    name,
+    huggingface_token_set,
+    created
+});
 
 pub async fn run(cmd: OrgCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
@@ -33,18 +27,23 @@ pub async fn run(cmd: OrgCommand, client: &Client, out: OutputFormat) -> Result<
             output::list(out, &answer);
         }
         OrgCommand::Settings(OrgSettingsCommand::Get { org }) => {
-            let answer = client
-                .get::<TokenSettingsView>(&format!("/api/v1/orgs/{org}/settings"))
-                .await?;
-            output::object(out, &answer);
+            settings::show(client, out, &settings_path(&org)).await?;
         }
         OrgCommand::Settings(OrgSettingsCommand::Set { org, token }) => {
-            let update = token_update(token.huggingface_token, token.clear_hf_token)?;
-            let answer = client
-                .put::<_, TokenSettingsView>(&format!("/api/v1/orgs/{org}/settings"), &update)
-                .await?;
-            output::object(out, &answer);
+            let path = settings_path(&org);
+            settings::change(
+                client,
+                out,
+                &path,
+                token.huggingface_token,
+                token.clear_hf_token,
+            )
+            .await?;
         }
     }
     Ok(())
+}
+
+fn settings_path(org: &str) -> String {
+    format!("/api/v1/orgs/{org}/settings")
 }

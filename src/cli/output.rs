@@ -6,12 +6,31 @@ use serde_json::Value;
 use super::args::OutputFormat;
 use super::client::Answer;
 
-/// An API type shown as one line of a table.
+/// An API type shown as one line of a table; see [`table_row`].
 pub trait Row {
     const COLUMNS: &'static [&'static str];
     /// One cell per column, each made with [`cell`].
     fn cells(&self) -> Vec<String>;
 }
+
+/// `impl Row` for an API type: the fields to show, each headed by its JSON name (written
+/// `field as "name"` where the two differ), so a column cannot name a field that is not
+/// there.
+macro_rules! table_row {
+    (@column $field:ident) => { stringify!($field) };
+    (@column $field:ident $column:literal) => { $column };
+    ($type:ty { $($field:ident $(as $column:literal)?),+ $(,)? }) => {
+        impl $crate::cli::output::Row for $type {
+            const COLUMNS: &'static [&'static str] =
+                &[$($crate::cli::output::table_row!(@column $field $($column)?)),+];
+
+            fn cells(&self) -> Vec<String> {
+                vec![$($crate::cli::output::cell(&self.$field)),+]
+            }
+        }
+    };
+}
+pub(crate) use table_row;
 
 /// A list answer: the server's JSON, or a table.
 pub fn list<R: Row>(out: OutputFormat, answer: &Answer<Vec<R>>) {

@@ -3,24 +3,17 @@
 use super::args::{OutputFormat, SettingsCommand, SystemCommand};
 use super::client::Client;
 use super::failure::Failure;
-use super::output;
-use super::secret::token_update;
-use crate::api::types::TokenSettingsView;
+use super::settings;
 
 const SETTINGS: &str = "/api/v1/system/settings";
 
 pub async fn run(cmd: SystemCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     let SystemCommand::Settings(cmd) = cmd;
-    let answer = match cmd {
-        SettingsCommand::Get => client.get::<TokenSettingsView>(SETTINGS).await?,
+    match cmd {
+        SettingsCommand::Get => settings::show(client, out, SETTINGS).await,
         SettingsCommand::Set {
             huggingface_token,
             clear_hf_token,
-        } => {
-            let update = token_update(huggingface_token, clear_hf_token)?;
-            client.put(SETTINGS, &update).await?
-        }
-    };
-    output::object(out, &answer);
-    Ok(())
+        } => settings::change(client, out, SETTINGS, huggingface_token, clear_hf_token).await,
+    }
 }

@@ -1,35 +1,21 @@
-//! `helix user ...`: users, their API keys and their Hugging Face token. A user argument
-//! left out means the caller (`me`).
+//! `helix user ...`: users, their API keys and their Hugging Face token.
 
 use super::args::{OutputFormat, UserCommand, UserSettingsCommand};
 use super::client::Client;
 use super::failure::Failure;
-use super::output::{self, cell, Row};
-use super::secret::token_update;
-use crate::api::types::{IssuedKeyView, NewUserView, TokenSettingsView, UserInput, UserView};
+use super::output::{self, table_row};
+use super::settings;
+use crate::api::types::{IssuedKeyView, NewUserView, UserInput, UserView};
 use crate::state::OrgRole;
 
-impl Row for UserView {
-    const COLUMNS: &'static [&'static str] = &[
-        "id",
-        "name",
-        "admin",
-        "organization_id",
-        "org_role",
-        "huggingface_token_set",
-    ];
-
-    fn cells(&self) -> Vec<String> {
-        vec![
-            cell(&self.id),
-            cell(&self.name),
-            cell(&self.admin),
-            cell(&self.organization_id),
-            cell(&self.org_role),
-            cell(&self.huggingface_token_set),
-        ]
-    }
-}
+table_row!(UserView {
+    id,
+    name,
+    admin,
+    organization_id,
+    org_role,
+    huggingface_token_set
+});
 
 pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
@@ -58,10 +44,8 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
             output::list(out, &answer);
         }
         UserCommand::IssueKey { user } => {
-            let user = user.as_deref().unwrap_or("me");
-            let answer = client
-                .post_empty::<IssuedKeyView>(&format!("/api/v1/users/{user}/api-keys"))
-                .await?;
+            let path = user_path(user.as_deref(), "api-keys");
+            let answer = client.post_empty::<IssuedKeyView>(&path).await?;
             output::object(out, &answer);
         }
         UserCommand::RevokeKey { key_id } => {
@@ -73,20 +57,24 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
             }
         }
         UserCommand::Settings(UserSettingsCommand::Get { user }) => {
-            let user = user.as_deref().unwrap_or("me");
-            let answer = client
-                .get::<TokenSettingsView>(&format!("/api/v1/users/{user}/settings"))
-                .await?;
-            output::object(out, &answer);
+            settings::show(client, out, &user_path(user.as_deref(), "settings")).await?;
         }
         UserCommand::Settings(UserSettingsCommand::Set { user, token }) => {
-            let user = user.as_deref().unwrap_or("me");
-            let update = token_update(token.huggingface_token, token.clear_hf_token)?;
-            let answer = client
-                .put::<_, TokenSettingsView>(&format!("/api/v1/users/{user}/settings"), &update)
-                .await?;
-            output::object(out, &answer);
+            let path = user_path(user.as_deref(), "settings");
+            settings::change(
+                client,
+                out,
+                &path,
+                token.huggingface_token,
+                token.clear_hf_token,
+            )
+            .await?;
         }
     }
     Ok(())
+}
+
+/// `/api/v1/users/USER/{what}`; no user means the caller.
+fn user_path(user: Option<&str>, what: &str) -> String {
+    format!("/api/v1/users/{}/{what}", user.unwrap_or("me"))
 }
