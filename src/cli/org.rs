@@ -31,14 +31,7 @@ pub async fn run(cmd: OrgCommand, client: &Client, out: OutputFormat) -> Result<
         }
         OrgCommand::Settings(OrgSettingsCommand::Set { org, token }) => {
             let path = settings_path(&org);
-            settings::change(
-                client,
-                out,
-                &path,
-                token.huggingface_token,
-                token.clear_hf_token,
-            )
-            .await?;
+            settings::change(client, out, &path, token).await?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::args::OutputFormat;
+use super::args::{OutputFormat, TokenFlags};
 use super::client::Client;
 use super::failure::{usage, Failure};
 use super::output;
@@ -22,10 +22,9 @@ pub async fn change(
     client: &Client,
     out: OutputFormat,
     path: &str,
-    token: Option<String>,
-    clear: bool,
+    flags: TokenFlags,
 ) -> Result<(), Failure> {
-    let update = token_update(token, clear)?;
+    let update = token_update(flags)?;
     let answer = client.put::<_, TokenSettingsView>(path, &update).await?;
     output::object(out, &answer);
     Ok(())
@@ -33,11 +32,11 @@ pub async fn change(
 
 /// A settings update from `--huggingface-token T|-` or `--clear-hf-token`. An empty token
 /// is refused: clearing is said out loud, not by an empty stdin.
-fn token_update(token: Option<String>, clear: bool) -> Result<TokenSettingsUpdate, Failure> {
-    let token = if clear {
+fn token_update(flags: TokenFlags) -> Result<TokenSettingsUpdate, Failure> {
+    let token = if flags.clear_hf_token {
         SecretString::default()
     } else {
-        let token = read_secret_arg(token.unwrap_or_default())?;
+        let token = read_secret_arg(flags.huggingface_token.unwrap_or_default())?;
         if token.expose_secret().is_empty() {
             return Err(usage(
                 "--huggingface-token is empty; use --clear-hf-token to clear it",

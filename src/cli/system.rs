@@ -1,6 +1,6 @@
 //! `helix system settings get|set`: the cluster-wide Hugging Face token.
 
-use super::args::{OutputFormat, SettingsCommand, SystemCommand};
+use super::args::{OutputFormat, SettingsCommand, SystemCommand, TokenFlags};
 use super::client::Client;
 use super::failure::Failure;
 use super::settings;
@@ -14,6 +14,13 @@ pub async fn run(cmd: SystemCommand, client: &Client, out: OutputFormat) -> Resu
         SettingsCommand::Set {
             huggingface_token,
             clear_hf_token,
-        } => settings::change(client, out, SETTINGS, huggingface_token, clear_hf_token).await,
+        } => {
+            // The same flags as org and user settings, with their own help text.
+            let flags = TokenFlags {
+                huggingface_token,
+                clear_hf_token,
+            };
+            settings::change(client, out, SETTINGS, flags).await
+        }
     }
 }

@@ -61,14 +61,7 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
         }
         UserCommand::Settings(UserSettingsCommand::Set { user, token }) => {
             let path = user_path(user.as_deref(), "settings");
-            settings::change(
-                client,
-                out,
-                &path,
-                token.huggingface_token,
-                token.clear_hf_token,
-            )
-            .await?;
+            settings::change(client, out, &path, token).await?;
         }
     }
     Ok(())
