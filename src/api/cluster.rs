@@ -6,11 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde::Serialize;
+use secrecy::SecretString;
 
 use super::request::parse_json;
+use super::types::{GpuView, JoinTokenView, MemberRole, MemberView, RemovedView, StatusView};
 use super::{ApiContext, ApiError, ReadMode};
-use crate::cluster::{JoinReply, JoinRequest, MembershipView, QuorumView};
+use crate::cluster::{JoinReply, JoinRequest, MembershipView};
 use crate::peer::credential_matches;
 
 pub async fn healthz() -> impl IntoResponse {
@@ -34,43 +35,6 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     }
 }
 
-/// One member as shown by `cluster status` and `node list`.
-#[derive(Debug, Serialize)]
-pub struct MemberView {
-    id: u64,
-    api_addr: Option<String>,
-    peer_addr: String,
-    voter: bool,
-    role: &'static str,
-    leader: bool,
-    /// Answered the leader recently; `null` when no leader could be asked.
-    reachable: Option<bool>,
-    /// Highest log index the leader knows replicated there.
-    applied_index: Option<u64>,
-    /// GPUs the node published.
-    gpus: Vec<GpuView>,
-    /// Slots placed on the node.
-    slots: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GpuView {
-    index: u32,
-    name: String,
-    memory: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct StatusView {
-    node_id: u64,
-    leader_id: Option<u64>,
-    term: u64,
-    commit_index: u64,
-    applied_index: u64,
-    members: Vec<MemberView>,
-    quorum: QuorumView,
-}
-
 /// The members, with what the replicated state says of each (addresses, GPUs, slots).
 fn members(ctx: &ApiContext, view: &MembershipView) -> Vec<MemberView> {
     ctx.replica().read(|state| {
@@ -83,7 +47,11 @@ fn members(ctx: &ApiContext, view: &MembershipView) -> Vec<MemberView> {
                     api_addr: record.map(|r| r.api_addr.clone()),
                     peer_addr: m.peer_addr.clone(),
                     voter: m.voter,
-                    role: if m.voter { "voter" } else { "learner" },
+                    role: if m.voter {
+                        MemberRole::Voter
+                    } else {
+                        MemberRole::Learner
+                    },
                     leader: m.leader,
                     reachable: m.reachable,
                     applied_index: m.matched_index,
@@ -144,13 +112,13 @@ pub async fn remove_node(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RemovedView>, ApiError> {
     ctx.writer(&headers).await?.require_admin()?;
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("node id {id:?} is not a number")))?;
     ctx.cluster.remove(id).await?;
-    Ok(Json(serde_json::json!({ "removed": id })))
+    Ok(Json(RemovedView { removed: id }))
 }
 
 /// Called by `helix node join`: the bearer is the peer credential derived from the join
@@ -180,12 +148,12 @@ pub async fn join(
 pub async fn join_token(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JoinTokenView>, ApiError> {
     // The cluster secret: only for a key that is valid as of now, not as of this replica.
     ctx.reader(&headers, ReadMode::default())
         .await?
         .require_admin()?;
-    Ok(Json(
-        serde_json::json!({ "join_token": ctx.secret.join_token() }),
-    ))
+    Ok(Json(JoinTokenView {
+        join_token: SecretString::from(ctx.secret.join_token()),
+    }))
 }

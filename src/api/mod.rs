@@ -9,6 +9,7 @@ mod slots;
 mod system;
 mod tenancy;
 mod token_settings;
+pub mod types;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};

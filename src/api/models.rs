@@ -5,41 +5,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-
-use secrecy::SecretString;
 
 use super::request::{parse_json, Caller};
 use super::token_settings::{self, seal_token_update};
+use super::types::{Memory, ModelInput, ModelView, TokenSourceView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::state::{
-    parse_memory, resolve, Command, Model, ModelPatch, ModelType, Reply, Rule, Runtime, StateError,
-    TokenScope,
+    parse_memory, resolve, Command, Model, ModelPatch, Reply, Rule, StateError, TokenScope,
+    TokenSource,
 };
-
-/// A model as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct ModelView {
-    id: String,
-    name: String,
-    #[serde(rename = "type")]
-    model_type: ModelType,
-    runtime: Runtime,
-    /// Bytes.
-    memory: u64,
-    context_length: Option<u64>,
-    description: String,
-    enabled: bool,
-    auto_pull: bool,
-    prewarm: bool,
-    runtime_args: Vec<String>,
-    created: String,
-    updated: String,
-    owner_user_id: Option<String>,
-    organization_id: Option<String>,
-    /// The token itself is write-only.
-    huggingface_token_set: bool,
-}
 
 impl From<&Model> for ModelView {
     fn from(m: &Model) -> Self {
@@ -64,48 +38,13 @@ impl From<&Model> for ModelView {
     }
 }
 
-/// The JSON accepted by create and update (the seed's model.json). Every field is optional
-/// for update; create needs `id`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelInput {
-    id: Option<String>,
-    name: Option<String>,
-    #[serde(rename = "type")]
-    model_type: Option<ModelType>,
-    runtime: Option<Runtime>,
-    /// Bytes as a number, or a string such as "39GB" or "36GiB".
-    memory: Option<serde_json::Value>,
-    context_length: Option<u64>,
-    description: Option<String>,
-    enabled: Option<bool>,
-    auto_pull: Option<bool>,
-    prewarm: Option<bool>,
-    runtime_args: Option<Vec<String>>,
-    owner_user_id: Option<String>,
-    organization_id: Option<String>,
-    /// Write-only: `""` clears it.
-    huggingface_token: Option<SecretString>,
-}
-
 impl ModelInput {
     /// The patch this input describes; `model_id` scopes the sealed token.
     fn patch(&self, ctx: &ApiContext, model_id: &str) -> Result<ModelPatch, ApiError> {
         let memory = match &self.memory {
             None => None,
-            Some(serde_json::Value::Number(n)) => Some(n.as_u64().ok_or_else(|| {
-                ApiError::BadRequest(
-                    "invalid field `memory`: must be a whole number of bytes".into(),
-                )
-            })?),
-            Some(serde_json::Value::String(s)) => Some(
-                parse_memory(s)
-                    .map_err(|e| ApiError::BadRequest(format!("invalid field `memory`: {e}")))?,
-            ),
-            Some(_) => return Err(ApiError::BadRequest(
-                "invalid field `memory`: expected a number of bytes or a string such as \"39GB\""
-                    .into(),
-            )),
+            Some(Memory::Bytes(bytes)) => Some(*bytes),
+            Some(Memory::Size(size)) => Some(parse_memory(size).map_err(|e| bad("memory", e))?),
         };
         Ok(ModelPatch {
             name: self.name.clone(),
@@ -265,7 +204,10 @@ pub async fn get_one(
     let caller = ctx.reader(&headers, mode).await?;
     if let Some(model_id) = id.strip_suffix("/token-source") {
         let model_id = model_id_from_path(model_id)?;
-        return token_source(&ctx, &caller, &model_id).map(Json);
+        let view = token_source(&ctx, &caller, &model_id)?;
+        return Ok(Json(
+            serde_json::to_value(view).expect("a token source serializes"),
+        ));
     }
     if let Some(model_id) = id.strip_suffix("/settings") {
         let model_id = model_id_from_path(model_id)?;
@@ -288,7 +230,7 @@ fn token_source(
     ctx: &ApiContext,
     caller: &Caller,
     model_id: &str,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<TokenSourceView, ApiError> {
     ctx.replica().read(|s| {
         let model = s
             .models
@@ -300,18 +242,12 @@ fn token_source(
             .and_then(|id| s.nodes.get(&id))
             .is_some_and(|n| n.hf_token_in_env);
         let resolution = resolve(s, model, env_token);
-        let mut v =
-            serde_json::json!({ "source": crate::state::TokenSource::from(resolution.level) });
-        if let Some(u) = resolution.user_id {
-            v["user_id"] = u.into();
-        }
-        if let Some(o) = resolution.organization_id {
-            v["organization_id"] = o.into();
-        }
-        if let Some(node) = runner {
-            v["node_id"] = node.into();
-        }
-        Ok(v)
+        Ok(TokenSourceView {
+            source: TokenSource::from(resolution.level),
+            user_id: resolution.user_id,
+            organization_id: resolution.organization_id,
+            node_id: runner,
+        })
     })
 }
 

@@ -3,26 +3,10 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde::Serialize;
 
+use super::types::SlotView;
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{Slot, SlotState, TokenSource};
-
-#[derive(Debug, Serialize)]
-pub struct SlotView {
-    id: String,
-    model_id: String,
-    node_id: Option<u64>,
-    gpu_indices: Vec<u32>,
-    state: SlotState,
-    port: Option<u16>,
-    /// Which level the token came from, never the token.
-    hf_token_source: Option<TokenSource>,
-    restarts: u32,
-    last_error: Option<String>,
-    /// Why no node runs it, while pending.
-    pending_reason: Option<String>,
-}
+use crate::state::{Slot, SlotState};
 
 impl From<&Slot> for SlotView {
     fn from(s: &Slot) -> Self {

@@ -7,9 +7,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 
 use super::request::parse_json;
+use super::types::{AuditView, IssuedKeyView, NewOrg, NewUserView, OrgView, UserInput, UserView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
 use crate::state::{AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User};
@@ -30,15 +30,6 @@ fn validate_name(field: &str, name: &str) -> Result<(), ApiError> {
 
 // ----------------------------------------------------------------------------- organizations
 
-#[derive(Debug, Serialize)]
-pub struct OrgView {
-    id: String,
-    name: String,
-    created: String,
-    updated: String,
-    huggingface_token_set: bool,
-}
-
 impl From<&Org> for OrgView {
     fn from(o: &Org) -> Self {
         OrgView {
@@ -49,12 +40,6 @@ impl From<&Org> for OrgView {
             huggingface_token_set: o.hf_token.is_some(),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewOrg {
-    name: String,
 }
 
 pub async fn create_org(
@@ -96,17 +81,6 @@ pub async fn list_orgs(
 
 // ------------------------------------------------------------------------------------- users
 
-#[derive(Debug, Serialize)]
-pub struct UserView {
-    id: String,
-    name: String,
-    admin: bool,
-    organization_id: Option<String>,
-    org_role: Option<OrgRole>,
-    created: String,
-    huggingface_token_set: bool,
-}
-
 impl From<&User> for UserView {
     fn from(u: &User) -> Self {
         UserView {
@@ -119,26 +93,6 @@ impl From<&User> for UserView {
             huggingface_token_set: u.hf_token.is_some(),
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserInput {
-    name: String,
-    #[serde(default)]
-    admin: bool,
-    organization_id: Option<String>,
-    /// `owner` or `member` (the default) of `organization_id`.
-    org_role: Option<OrgRole>,
-}
-
-/// The one answer that shows an API key: the key is not stored, only its hash.
-#[derive(Debug, Serialize)]
-pub struct NewUserView {
-    #[serde(flatten)]
-    user: UserView,
-    api_key: String,
-    api_key_id: String,
 }
 
 pub async fn create_user(
@@ -188,7 +142,7 @@ pub async fn create_user(
             StatusCode::CREATED,
             Json(NewUserView {
                 user: UserView::from(&u),
-                api_key: key.expose_secret().to_string(),
+                api_key: key,
                 api_key_id: key_id,
             }),
         )),
@@ -236,7 +190,7 @@ pub async fn issue_api_key(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
     let caller = ctx.writer(&headers).await?;
     let id = caller.user_id_of(&raw_id);
     ctx.cluster
@@ -258,9 +212,11 @@ pub async fn issue_api_key(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(serde_json::json!({
-            "id": key_id, "user_id": id, "api_key": key.expose_secret(),
-        })),
+        Json(IssuedKeyView {
+            id: key_id,
+            user_id: id,
+            api_key: key,
+        }),
     ))
 }
 
@@ -284,16 +240,6 @@ pub async fn revoke_api_key(
 }
 
 // ------------------------------------------------------------------------------------- audit
-
-#[derive(Debug, Serialize)]
-pub struct AuditView {
-    seq: u64,
-    at: String,
-    actor_user_id: Option<String>,
-    kind: String,
-    level: String,
-    target: Option<String>,
-}
 
 impl From<&AuditEntry> for AuditView {
     fn from(e: &AuditEntry) -> Self {

@@ -8,29 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::Json;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 
 use super::request::{parse_json, Caller};
+use super::types::{SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::state::{Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate};
-
-/// Token settings as shown: masked like the system settings.
-#[derive(Debug, Serialize)]
-pub struct TokenSettingsView {
-    id: String,
-    created: String,
-    updated: String,
-    huggingface_token_set: bool,
-    /// `database` when set at this level, else `none`.
-    huggingface_token_source: &'static str,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettingsUpdate {
-    /// Absent: unchanged. `""`: clear. Anything else: the new token.
-    huggingface_token: Option<SecretString>,
-}
 
 /// Whose token settings a request is about.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +59,11 @@ impl Holder<'_> {
             created: crate::time::rfc3339(created_ms),
             updated: crate::time::rfc3339(updated_ms),
             huggingface_token_set: set,
-            huggingface_token_source: if set { "database" } else { "none" },
+            huggingface_token_source: if set {
+                SettingsTokenSource::Database
+            } else {
+                SettingsTokenSource::None
+            },
         };
         let missing =
             |what: &str, id: &str| StateError::NotFound(format!("{what} {id:?} not found"));

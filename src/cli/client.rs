@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,6 +14,17 @@ pub enum ClientError {
     Server { status: u16, message: String },
     #[error("no endpoint answered: {0}")]
     Unreachable(String),
+    #[error("unexpected answer from {url}: {message}")]
+    Unexpected { url: String, message: String },
+}
+
+/// A successful answer, twice: as sent and as read.
+pub struct Answer<T> {
+    /// The JSON as the server sent it: what `--output json` and key/value tables print, so
+    /// they show every field, even one this CLI does not know yet.
+    pub json: Value,
+    /// The same answer read as its API type, for the fields a command uses.
+    pub body: T,
 }
 
 pub struct Client {
@@ -37,12 +50,48 @@ impl Client {
         }
     }
 
-    pub async fn request(
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, ClientError> {
+        self.send(Method::GET, path, None::<&()>).await
+    }
+
+    pub async fn post<B, T>(&self, path: &str, body: &B) -> Result<Answer<T>, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.send(Method::POST, path, Some(body)).await
+    }
+
+    /// A POST whose path says it all (no body at all, not even `{}`).
+    pub async fn post_empty<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Answer<T>, ClientError> {
+        self.send(Method::POST, path, None::<&()>).await
+    }
+
+    pub async fn put<B, T>(&self, path: &str, body: &B) -> Result<Answer<T>, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
+        self.send(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, ClientError> {
+        self.send(Method::DELETE, path, None::<&()>).await
+    }
+
+    async fn send<B, T>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
+        body: Option<&B>,
+    ) -> Result<Answer<T>, ClientError>
+    where
+        B: Serialize + ?Sized,
+        T: DeserializeOwned,
+    {
         let mut failures = Vec::new();
         for url in &self.urls {
             let mut req = self.http.request(method.clone(), format!("{url}{path}"));
@@ -56,23 +105,28 @@ impl Client {
                 Ok(resp) => {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
-                    let value: Value = if text.is_empty() {
+                    // An empty answer (204) reads as `null`, which is what `()` expects.
+                    let json: Value = if text.is_empty() {
                         Value::Null
                     } else {
                         serde_json::from_str(&text).unwrap_or(Value::String(text))
                     };
-                    if status.is_success() {
-                        return Ok(value);
+                    if !status.is_success() {
+                        let message = json
+                            .get("error")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| json.to_string());
+                        return Err(ClientError::Server {
+                            status: status.as_u16(),
+                            message,
+                        });
                     }
-                    let message = value
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| value.to_string());
-                    return Err(ClientError::Server {
-                        status: status.as_u16(),
-                        message,
-                    });
+                    let body = T::deserialize(&json).map_err(|e| ClientError::Unexpected {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?;
+                    return Ok(Answer { json, body });
                 }
                 // Only a failure to connect moves on: a request that reached a server may
                 // have been carried out.

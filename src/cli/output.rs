@@ -1,10 +1,65 @@
 //! Printing answers: JSON as the server gave it, or an aligned table.
 
+use serde::Serialize;
 use serde_json::Value;
 
-/// Print rows with a header, columns padded to the widest cell.
-pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+use super::args::OutputFormat;
+use super::client::Answer;
+
+/// An API type shown as one line of a table; see [`table_row`].
+pub trait Row {
+    const COLUMNS: &'static [&'static str];
+    /// One cell per column, each made with [`cell`].
+    fn cells(&self) -> Vec<String>;
+}
+
+/// `impl Row` for an API type: the fields to show, each headed by its JSON name (written
+/// `field as "name"` where the two differ), so a column cannot name a field that is not
+/// there.
+macro_rules! table_row {
+    (@column $field:ident) => { stringify!($field) };
+    (@column $field:ident $column:literal) => { $column };
+    ($type:ty { $($field:ident $(as $column:literal)?),+ $(,)? }) => {
+        impl $crate::cli::output::Row for $type {
+            const COLUMNS: &'static [&'static str] =
+                &[$($crate::cli::output::table_row!(@column $field $($column)?)),+];
+
+            fn cells(&self) -> Vec<String> {
+                vec![$($crate::cli::output::cell(&self.$field)),+]
+            }
+        }
+    };
+}
+pub(crate) use table_row;
+
+/// A list answer: the server's JSON, or a table.
+pub fn list<R: Row>(out: OutputFormat, answer: &Answer<Vec<R>>) {
+    match out {
+        OutputFormat::Json => json(&answer.json),
+        OutputFormat::Table => table(&answer.body),
+    }
+}
+
+/// A single object: the server's JSON, or a line per field.
+pub fn object<T>(out: OutputFormat, answer: &Answer<T>) {
+    match out {
+        OutputFormat::Json => json(&answer.json),
+        OutputFormat::Table => key_values(&answer.json),
+    }
+}
+
+/// Pretty-printed JSON.
+pub fn json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Rows with a header, columns padded to the widest cell.
+pub fn table<R: Row>(rows: &[R]) {
+    let mut widths: Vec<usize> = R::COLUMNS.iter().map(|h| h.len()).collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(Row::cells).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.len());
@@ -18,34 +73,53 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .collect();
         println!("{}", padded.join("  ").trim_end());
     };
-    line(headers.iter().map(|h| h.to_string()).collect());
+    line(R::COLUMNS.iter().map(|h| h.to_string()).collect());
     for row in rows {
         line(row);
     }
 }
 
-/// A JSON value as a table cell: strings bare, null as `-`.
-pub fn cell(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| cell(Some(i)))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(other) => other.to_string(),
+/// A field as a table cell, spelled as in the JSON: strings bare, null as `-`, arrays
+/// comma-joined.
+pub fn cell<T: Serialize + ?Sized>(field: &T) -> String {
+    json_cell(&serde_json::to_value(field).expect("API types are plain data"))
+}
+
+fn json_cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(json_cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
     }
 }
 
 /// Key/value lines for a single object.
-pub fn object(value: &Value) {
+fn key_values(value: &Value) {
     if let Value::Object(map) = value {
         let width = map.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in map {
-            println!("{:<width$}  {}", k, cell(Some(v)));
+            println!("{:<width$}  {}", k, json_cell(v));
         }
     } else {
         println!("{value}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+    use crate::state::{SlotState, TokenSource};
+
+    #[test]
+    fn cells_are_spelled_as_in_the_json() {
+        assert_eq!(cell("text"), "text");
+        assert_eq!(cell(&None::<u64>), "-");
+        assert_eq!(cell(&Some(7u64)), "7");
+        assert_eq!(cell(&true), "true");
+        assert_eq!(cell(&vec![0u32, 1]), "0,1");
+        assert_eq!(cell(&Vec::<String>::new()), "");
+        assert_eq!(cell(&SlotState::Running), "running");
+        assert_eq!(cell(&Some(TokenSource::Organization)), "organization");
     }
 }

@@ -1,0 +1,283 @@
+//! The command line's arguments: every command, flag and help text of `helix`.
+
+use std::path::PathBuf;
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+
+use crate::state::{ModelType, Runtime};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a node, or look at and change the members.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Cluster-wide state.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// System settings (the cluster-wide Hugging Face token).
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// Models the cluster runs.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Model instances: what runs where.
+    #[command(subcommand)]
+    Slot(SlotCommand),
+    /// Load a helix or etcd cluster with writes and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
+    /// Organizations and their Hugging Face token.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Users, their API keys and their Hugging Face token.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Changes of secrets and permissions (admin).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Run a node: bootstrap a new cluster on an empty data dir, or resume.
+    Start(NodeFlags),
+    /// Run a node that joins the cluster reachable at URL.
+    Join {
+        /// Any member's API address, e.g. http://10.0.0.1:8080.
+        url: String,
+        /// The cluster's join token (`helix cluster join-token`).
+        #[arg(long, env = "HELIX_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(flatten)]
+        flags: NodeFlags,
+    },
+    /// List members and their runner state.
+    List,
+    /// Remove a member (dead or alive).
+    Remove { id: u64 },
+}
+
+#[derive(Args, Debug)]
+pub struct NodeFlags {
+    /// TOML config file; see cluster.example.toml.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    #[arg(long)]
+    pub api_addr: Option<String>,
+    #[arg(long)]
+    pub peer_addr: Option<String>,
+    /// `auto` (NVML), `none`, or declared GPUs by memory: `80GB,80GB`.
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// The vLLM command (split on whitespace).
+    #[arg(long)]
+    pub vllm_command: Option<String>,
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Leader, term, commit index, members, quorum health.
+    Status,
+    /// Print the join token (admin).
+    JoinToken,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SettingsCommand {
+    Get,
+    Set {
+        /// The token; `-` reads it from standard input (keeps it out of shell history).
+        #[arg(
+            long,
+            conflicts_with = "clear_hf_token",
+            required_unless_present = "clear_hf_token"
+        )]
+        huggingface_token: Option<String>,
+        /// Clear the cluster-wide token (nodes fall back to their HF_TOKEN).
+        #[arg(long)]
+        clear_hf_token: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Create a model from flags or from a JSON file.
+    Create {
+        /// e.g. Qwen/Qwen2.5-VL-7B-Instruct
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        model_id: Option<String>,
+        /// JSON as in the seed's model.json.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        fields: ModelFlags,
+    },
+    List,
+    Get {
+        id: String,
+    },
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: ModelFlags,
+    },
+    Delete {
+        id: String,
+    },
+    /// Which level a launch of the model takes its token from (never the token).
+    TokenSource {
+        id: String,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ModelFlags {
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long = "type", value_parser = api_name::<ModelType>(&["chat", "embed", "image"]))]
+    pub model_type: Option<ModelType>,
+    #[arg(long, value_parser = api_name::<Runtime>(&["vllm"]))]
+    pub runtime: Option<Runtime>,
+    /// e.g. 39GB, 36GiB or bytes.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Context length in tokens.
+    #[arg(long)]
+    pub context: Option<u64>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub enabled: Option<bool>,
+    /// Keep it running (`--prewarm` or `--prewarm true|false`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub prewarm: Option<bool>,
+    /// `--auto-pull` or `--auto-pull true|false`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub auto_pull: Option<bool>,
+    /// A JSON array of strings, e.g. '["--trust-remote-code"]'.
+    #[arg(long)]
+    pub runtime_args: Option<String>,
+    /// The model's own Hugging Face token (write-only; `-` reads stdin, "" clears).
+    #[arg(long)]
+    pub huggingface_token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SlotCommand {
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    Create {
+        name: String,
+    },
+    List,
+    #[command(subcommand)]
+    Settings(OrgSettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgSettingsCommand {
+    Get {
+        org: String,
+    },
+    Set {
+        org: String,
+        #[command(flatten)]
+        token: TokenFlags,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user; prints its API key once.
+    Create {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+        /// Organization id to put the user in.
+        #[arg(long)]
+        org: Option<String>,
+        /// Make the user an owner of --org (default: member).
+        #[arg(long, requires = "org")]
+        owner: bool,
+    },
+    List,
+    /// Issue another API key for a user (default: yourself).
+    IssueKey {
+        user: Option<String>,
+    },
+    /// Revoke an API key by its id.
+    RevokeKey {
+        key_id: String,
+    },
+    #[command(subcommand)]
+    Settings(UserSettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserSettingsCommand {
+    Get {
+        /// User id (default: yourself).
+        user: Option<String>,
+    },
+    Set {
+        /// User id (default: yourself).
+        user: Option<String>,
+        #[command(flatten)]
+        token: TokenFlags,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct TokenFlags {
+    /// The token; `-` reads it from standard input (keeps it out of shell history).
+    #[arg(
+        long,
+        conflicts_with = "clear_hf_token",
+        required_unless_present = "clear_hf_token"
+    )]
+    pub huggingface_token: Option<String>,
+    /// Clear the token at this level (resolution falls through to the next).
+    #[arg(long)]
+    pub clear_hf_token: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    List,
+}
+
+/// One of `names` (listed in the help), read as the API value spelled that way in JSON.
+fn api_name<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).try_map(|name| T::deserialize(serde_json::Value::String(name)))
+}

@@ -1,0 +1,61 @@
+//! `helix node start|join`: run a node in the foreground until SIGTERM or Ctrl-C.
+
+use secrecy::SecretString;
+
+use super::args::{LogFormatArg, NodeFlags};
+use super::failure::{failed, usage, Failure};
+use crate::config::{FileConfig, LogFormat, NodeConfig, Overrides};
+use crate::crypto::ClusterSecret;
+use crate::daemon::Launch;
+
+/// Bootstrap a new cluster on an empty data dir, or resume the one there.
+pub async fn start(flags: NodeFlags) -> Result<(), Failure> {
+    run_node(flags, Launch::Start).await
+}
+
+/// Join the cluster reachable at `url`; a malformed token is refused before anything starts.
+pub async fn join(url: String, token: String, flags: NodeFlags) -> Result<(), Failure> {
+    ClusterSecret::from_join_token(&token).map_err(|e| usage(e.to_string()))?;
+    let launch = Launch::Join {
+        url,
+        token: SecretString::from(token),
+    };
+    run_node(flags, launch).await
+}
+
+async fn run_node(flags: NodeFlags, launch: Launch) -> Result<(), Failure> {
+    let file = match &flags.config {
+        Some(path) => FileConfig::load(path).map_err(|e| usage(e.to_string()))?,
+        None => FileConfig::default(),
+    };
+    let config = NodeConfig::resolve(
+        file,
+        Overrides {
+            data_dir: flags.data_dir,
+            node_id: flags.node_id,
+            api_addr: flags.api_addr,
+            peer_addr: flags.peer_addr,
+            gpus: flags.gpus,
+            vllm_command: flags.vllm_command,
+            log_format: flags.log_format.map(|f| match f {
+                LogFormatArg::Text => LogFormat::Text,
+                LogFormatArg::Json => LogFormat::Json,
+            }),
+        },
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    crate::logging::init(config.log_format);
+    crate::daemon::run(config, launch, shutdown_signal())
+        .await
+        .map_err(|e| failed(format!("{e:#}")))
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
