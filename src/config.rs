@@ -40,7 +40,7 @@ pub struct NodeConfig {
     pub runner: RunnerTuning,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -101,22 +101,37 @@ pub struct RunnerTuning {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     #[serde(default)]
-    pub node: FileNode,
+    pub node: NodeOptions,
     #[serde(default)]
     pub raft: FileRaft,
     #[serde(default)]
     pub runner: FileRunner,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A node's own options: the config file's `[node]` table, and the same again as flags of
+/// `helix node start|join`, which win over the file. `None` means "not given".
+#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
-pub struct FileNode {
+pub struct NodeOptions {
+    /// Where the node keeps its database and secrets [default: ./helix-data].
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The node id to ask for (default: the cluster picks one; 1 when bootstrapping).
+    #[arg(long)]
     pub node_id: Option<u64>,
+    /// The admin API's address [default: 127.0.0.1:8080].
+    #[arg(long)]
     pub api_addr: Option<String>,
+    /// The peer protocol's address [default: 127.0.0.1:9080].
+    #[arg(long)]
     pub peer_addr: Option<String>,
+    /// `auto` (NVML), `none`, or declared GPUs by memory: `80GB,80GB`.
+    #[arg(long)]
     pub gpus: Option<String>,
+    /// The vLLM command (split on whitespace).
+    #[arg(long)]
     pub vllm_command: Option<String>,
+    #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 }
 
@@ -139,18 +154,6 @@ pub struct FileRunner {
     pub stop_grace_ms: Option<u64>,
 }
 
-/// Values given on the command line; `None` means "not given".
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub data_dir: Option<PathBuf>,
-    pub node_id: Option<u64>,
-    pub api_addr: Option<String>,
-    pub peer_addr: Option<String>,
-    pub gpus: Option<String>,
-    pub vllm_command: Option<String>,
-    pub log_format: Option<LogFormat>,
-}
-
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -166,7 +169,7 @@ impl FileConfig {
 
 impl NodeConfig {
     /// Merge: flags over file over defaults.
-    pub fn resolve(file: FileConfig, flags: Overrides) -> Result<Self, ConfigError> {
+    pub fn resolve(file: FileConfig, flags: NodeOptions) -> Result<Self, ConfigError> {
         let n = file.node;
         let api_addr = parse_addr(
             "api_addr",
@@ -290,7 +293,7 @@ mod tests {
             "[node]\napi_addr = \"127.0.0.2:1\"\npeer_addr = \"127.0.0.2:2\"\n[raft]\nsnapshot_every = 7\n",
         )
         .unwrap();
-        let flags = Overrides {
+        let flags = NodeOptions {
             api_addr: Some("127.0.0.3:3".into()),
             ..Default::default()
         };
@@ -305,8 +308,8 @@ mod tests {
     #[test]
     fn example_file_documents_the_defaults() {
         let file: FileConfig = toml::from_str(include_str!("../cluster.example.toml")).unwrap();
-        let example = NodeConfig::resolve(file, Overrides::default()).unwrap();
-        let defaults = NodeConfig::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        let example = NodeConfig::resolve(file, NodeOptions::default()).unwrap();
+        let defaults = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 

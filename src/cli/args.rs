@@ -6,6 +6,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
 
+use crate::config::NodeOptions;
 use crate::state::{ModelType, Runtime};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,28 +70,8 @@ pub struct NodeFlags {
     /// TOML config file; see cluster.example.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long)]
-    pub node_id: Option<u64>,
-    #[arg(long)]
-    pub api_addr: Option<String>,
-    #[arg(long)]
-    pub peer_addr: Option<String>,
-    /// `auto` (NVML), `none`, or declared GPUs by memory: `80GB,80GB`.
-    #[arg(long)]
-    pub gpus: Option<String>,
-    /// The vLLM command (split on whitespace).
-    #[arg(long)]
-    pub vllm_command: Option<String>,
-    #[arg(long, value_enum)]
-    pub log_format: Option<LogFormatArg>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LogFormatArg {
-    Text,
-    Json,
+    #[command(flatten)]
+    pub options: NodeOptions,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,9 +2,9 @@
 
 use secrecy::SecretString;
 
-use super::args::{LogFormatArg, NodeFlags};
+use super::args::NodeFlags;
 use super::failure::{failed, usage, Failure};
-use crate::config::{FileConfig, LogFormat, NodeConfig, Overrides};
+use crate::config::{FileConfig, NodeConfig};
 use crate::crypto::ClusterSecret;
 use crate::daemon::Launch;
 
@@ -28,22 +28,7 @@ async fn run_node(flags: NodeFlags, launch: Launch) -> Result<(), Failure> {
         Some(path) => FileConfig::load(path).map_err(|e| usage(e.to_string()))?,
         None => FileConfig::default(),
     };
-    let config = NodeConfig::resolve(
-        file,
-        Overrides {
-            data_dir: flags.data_dir,
-            node_id: flags.node_id,
-            api_addr: flags.api_addr,
-            peer_addr: flags.peer_addr,
-            gpus: flags.gpus,
-            vllm_command: flags.vllm_command,
-            log_format: flags.log_format.map(|f| match f {
-                LogFormatArg::Text => LogFormat::Text,
-                LogFormatArg::Json => LogFormat::Json,
-            }),
-        },
-    )
-    .map_err(|e| usage(e.to_string()))?;
+    let config = NodeConfig::resolve(file, flags.options).map_err(|e| usage(e.to_string()))?;
     crate::logging::init(config.log_format);
     crate::daemon::run(config, launch, shutdown_signal())
         .await
