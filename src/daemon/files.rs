@@ -44,12 +44,10 @@ impl DataDir {
 
     /// The cluster secret kept by every member, if this dir has one yet.
     pub fn cluster_secret(&self) -> anyhow::Result<Option<ClusterSecret>> {
-        let path = self.root.join(JOIN_TOKEN_FILE);
-        if !path.exists() {
+        let path = self.join_token_path();
+        let Some(text) = read_if_there(&path)? else {
             return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        };
         let secret = ClusterSecret::from_join_token(&text)
             .with_context(|| format!("{} is damaged", path.display()))?;
         Ok(Some(secret))
@@ -69,13 +67,7 @@ impl DataDir {
 
     /// The admin key this node printed at bootstrap, if it got that far.
     pub fn admin_key(&self) -> anyhow::Result<Option<SecretString>> {
-        let path = self.admin_key_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Some(SecretString::from(text.trim().to_string())))
+        Ok(read_if_there(&self.admin_key_path())?.map(SecretString::from))
     }
 
     pub fn keep_admin_key(&self, key: &SecretString) -> anyhow::Result<()> {
@@ -84,17 +76,20 @@ impl DataDir {
 
     /// The member this node asked to join through, if it joined rather than bootstrapped.
     pub fn join_url(&self) -> anyhow::Result<Option<String>> {
-        let path = self.root.join(JOIN_URL_FILE);
-        if !path.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Ok(Some(text.trim().to_string()))
+        read_if_there(&self.root.join(JOIN_URL_FILE))
     }
 
     pub fn keep_join_url(&self, url: &str) -> anyhow::Result<()> {
         write_private(&self.root.join(JOIN_URL_FILE), url)
+    }
+}
+
+/// A file's text without surrounding white space, if the file is there.
+fn read_if_there(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
