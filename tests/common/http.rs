@@ -1,0 +1,259 @@
+//! The HTTP client the tests talk to nodes with: `reqwest`'s blocking client, one request
+//! per connection (no pooled connection outlives a killed or restarted node), no proxy, no
+//! redirects. Every response body can be recorded in a [`Transcript`] for the leak checks.
+//!
+//! hyper hands over a response as soon as its head arrives, even while the request body is
+//! still being written, so a server that answers 413 before reading a large body is seen as
+//! 413, not as a reset.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::blocking;
+use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::Value;
+
+/// Per-request timeout.
+pub const REQ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn shared_client() -> &'static blocking::Client {
+    static CLIENT: OnceLock<blocking::Client> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        blocking::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .tcp_nodelay(true)
+            .build()
+            .expect("build the HTTP client")
+    })
+}
+
+/// A complete response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response (status {}) is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+
+    /// The `error` message of an error response, panicking if there is none.
+    pub fn error_message(&self) -> String {
+        match self.json().get("error").and_then(|e| e.as_str()) {
+            Some(s) if !s.trim().is_empty() => s.to_string(),
+            _ => panic!(
+                "status {}: expected {{\"error\": \"...\"}}, got {}",
+                self.status,
+                self.text()
+            ),
+        }
+    }
+}
+
+/// No response: the connection failed or the answer did not come in time.
+#[derive(Debug)]
+pub struct HttpError {
+    pub timed_out: bool,
+    message: String,
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Every response body the test received, with what produced it.
+#[derive(Clone, Default)]
+pub struct Transcript(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+
+impl Transcript {
+    pub fn record(&self, what: String, body: Vec<u8>) {
+        self.0.lock().unwrap().push((what, body));
+    }
+
+    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A client for one node's API (or peer) address, as one caller.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: String,
+    /// Who calls, for failure messages.
+    pub who: String,
+    /// The `Authorization` header value sent as is.
+    authorization: Option<String>,
+    timeout: Duration,
+    transcript: Option<Transcript>,
+}
+
+impl Client {
+    /// A caller without a key.
+    pub fn new(addr: &str) -> Client {
+        Client {
+            addr: addr.to_string(),
+            who: "anonymous".into(),
+            authorization: None,
+            timeout: REQ_TIMEOUT,
+            transcript: None,
+        }
+    }
+
+    /// The same caller presenting `Authorization: Bearer <key>`.
+    pub fn key(self, key: &str) -> Client {
+        self.authorization(&format!("Bearer {key}"))
+    }
+
+    /// The same caller presenting `value` as its `Authorization` header, verbatim.
+    pub fn authorization(self, value: &str) -> Client {
+        Client {
+            authorization: Some(value.to_string()),
+            ..self
+        }
+    }
+
+    pub fn who(self, who: &str) -> Client {
+        Client {
+            who: who.to_string(),
+            ..self
+        }
+    }
+
+    pub fn timeout(self, timeout: Duration) -> Client {
+        Client { timeout, ..self }
+    }
+
+    /// Records every response body in `transcript`.
+    pub fn recording(self, transcript: &Transcript) -> Client {
+        Client {
+            transcript: Some(transcript.clone()),
+            ..self
+        }
+    }
+
+    /// One request; a body is sent with `content_type`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+    ) -> Result<Resp, HttpError> {
+        let what = format!("{method} http://{}{path} as {}", self.addr, self.who);
+        let failed = |e: reqwest::Error| HttpError {
+            timed_out: e.is_timeout(),
+            message: format!("{what}: {e:#}"),
+        };
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut req = shared_client()
+            .request(method, format!("http://{}{path}", self.addr))
+            .timeout(self.timeout);
+        if let Some(a) = &self.authorization {
+            req = req.header(AUTHORIZATION, a);
+        }
+        if let Some((content_type, bytes)) = body {
+            req = req.header(CONTENT_TYPE, content_type).body(bytes.to_vec());
+        }
+        let resp = req.send().map_err(failed)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().map_err(failed)?.to_vec();
+        if let Some(t) = &self.transcript {
+            t.record(format!("{what} -> {status}"), body.clone());
+        }
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A request with an optional JSON body, panicking when no response comes.
+    pub fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.send_raw(method, path, bytes.as_deref())
+    }
+
+    /// A request whose body (any bytes) is declared as JSON.
+    pub fn send_raw(&self, method: &str, path: &str, body: Option<&[u8]>) -> Resp {
+        self.try_send(method, path, body.map(|b| ("application/json", b)))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &Value) -> Resp {
+        self.send("PUT", path, Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        self.send("DELETE", path, None)
+    }
+
+    /// Sends the request and asserts its status; returns the JSON body (`null` when empty).
+    pub fn expect(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Value {
+        let r = self.send(method, path, body);
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path} as {}: expected {status}, got {}: {}",
+            self.who,
+            r.status,
+            r.text()
+        );
+        if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        }
+    }
+
+    pub fn get_ok(&self, path: &str) -> Value {
+        self.expect("GET", path, None, 200)
+    }
+
+    /// GET that may fail while the cluster settles: the JSON on 200, else what happened.
+    pub fn poll_json(&self, path: &str) -> Result<Value, String> {
+        let r = self
+            .try_send("GET", path, None)
+            .map_err(|e| e.to_string())?;
+        if r.status != 200 {
+            return Err(format!(
+                "GET {path} on {}: status {}: {}",
+                self.addr,
+                r.status,
+                r.text()
+            ));
+        }
+        serde_json::from_slice(&r.body)
+            .map_err(|e| format!("GET {path} on {}: bad JSON ({e}): {}", self.addr, r.text()))
+    }
+}
