@@ -25,11 +25,7 @@ impl Client {
     /// Creates model `id` (name = id); the response, or no response.
     pub fn try_create_model(&self, id: &str) -> Result<Resp, HttpError> {
         let body = json!({ "id": id, "name": id }).to_string();
-        self.try_send(
-            "POST",
-            MODELS,
-            Some(("application/json", body.as_bytes())),
-        )
+        self.try_send("POST", MODELS, Some(("application/json", body.as_bytes())))
     }
 
     /// Writes model `id`, retrying the same id until it is acknowledged (201, or 409 after an
@@ -115,7 +111,10 @@ impl Cluster {
         let c = self.client(k);
         wait_for(
             WAIT,
-            &format!("node{k} has all {} acknowledged models (stale read)", ids.len()),
+            &format!(
+                "node{k} has all {} acknowledged models (stale read)",
+                ids.len()
+            ),
             || {
                 let have = c.model_ids(true)?;
                 let missing: Vec<&String> = ids.difference(&have).collect();

@@ -414,8 +414,7 @@ impl Cluster {
 
     /// Node `k`'s output so far.
     pub fn log(&self, k: usize) -> String {
-        String::from_utf8_lossy(&fs::read(&self.node(k).log_path).unwrap_or_default())
-            .into_owned()
+        String::from_utf8_lossy(&fs::read(&self.node(k).log_path).unwrap_or_default()).into_owned()
     }
 
     /// Tails of every node's log, for failure messages.

@@ -34,8 +34,14 @@ pub fn fake_vllm() -> &'static Path {
         let fresh = matches!((modified(&path), modified(&source)), (Some(b), Some(s)) if b >= s);
         if !fresh {
             let mut cmd = Command::new(env!("CARGO"));
-            cmd.args(["build", "--quiet", "--example", "fake_vllm", "--manifest-path"])
-                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+            cmd.args([
+                "build",
+                "--quiet",
+                "--example",
+                "fake_vllm",
+                "--manifest-path",
+            ])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
             if bin_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }

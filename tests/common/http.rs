@@ -1,14 +1,18 @@
 //! The HTTP client the tests talk to nodes with: `reqwest`'s blocking client, one request
 //! per connection (no pooled connection outlives a killed or restarted node), no proxy, no
 //! redirects. Every response body can be recorded in a [`Transcript`] for the leak checks.
-//!
-//! hyper hands over a response as soon as its head arrives, even while the request body is
-//! still being written, so a server that answers 413 before reading a large body is seen as
-//! 413, not as a reset.
+//! [`Client::send_oversized`] is the exception, for bodies the server refuses unread.
 
 use std::fmt;
+use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 
 use reqwest::blocking;
 use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE};
@@ -162,9 +166,18 @@ impl Client {
         body: Option<(&str, &[u8])>,
     ) -> Result<Resp, HttpError> {
         let what = format!("{method} http://{}{path} as {}", self.addr, self.who);
-        let failed = |e: reqwest::Error| HttpError {
-            timed_out: e.is_timeout(),
-            message: format!("{what}: {e:#}"),
+        let failed = |e: reqwest::Error| {
+            // reqwest's message names the URL; the cause is further down the chain.
+            let mut message = format!("{what}: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            HttpError {
+                timed_out: e.is_timeout(),
+                message,
+            }
         };
         let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
         let mut req = shared_client()
@@ -180,14 +193,76 @@ impl Client {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().map_err(failed)?.to_vec();
+        Ok(self.received(&what, status, headers, body))
+    }
+
+    fn received(&self, what: &str, status: u16, headers: HeaderMap, body: Vec<u8>) -> Resp {
         if let Some(t) = &self.transcript {
             t.record(format!("{what} -> {status}"), body.clone());
         }
-        Ok(Resp {
+        Resp {
             status,
             headers,
             body,
-        })
+        }
+    }
+
+    /// A JSON request whose body is far over the server's limit. The server answers 413
+    /// after reading only a part and closes the connection; reqwest (hyper's dispatcher)
+    /// then fails on its next body write whenever that write comes before it has read the
+    /// answer waiting in the socket (now and then, on a loaded machine). So this goes
+    /// through hyper directly, over a socket that counts writes after the peer closed as
+    /// done: the body "ends" and the answer is read, as a client that reads while it
+    /// writes would see it.
+    pub fn send_oversized(&self, method: &str, path: &str, body: Vec<u8>) -> Resp {
+        let what = format!(
+            "{method} http://{}{path} as {} (oversized)",
+            self.addr, self.who
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let exchange = async {
+            let tcp = tokio::net::TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let io = TokioIo::new(KeepReadingAfterPeerClosed {
+                tcp,
+                peer_closed: false,
+            });
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            tokio::spawn(connection);
+            let mut req = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(hyper::header::HOST, &self.addr)
+                .header(CONTENT_TYPE, "application/json");
+            if let Some(a) = &self.authorization {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let req = req
+                .body(Full::new(Bytes::from(body)))
+                .map_err(|e| format!("request: {e}"))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| format!("read body: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((parts.status.as_u16(), parts.headers, body.to_vec()))
+        };
+        let (status, headers, body) = runtime
+            .block_on(async { tokio::time::timeout(self.timeout, exchange).await })
+            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)))
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        self.received(&what, status, headers, body)
     }
 
     /// A request with an optional JSON body, panicking when no response comes.
@@ -255,5 +330,60 @@ impl Client {
         }
         serde_json::from_slice(&r.body)
             .map_err(|e| format!("GET {path} on {}: bad JSON ({e}): {}", self.addr, r.text()))
+    }
+}
+
+/// A TCP stream on which writes after the peer closed (EPIPE, ECONNRESET) count as done, so
+/// that what the peer sent before it closed can still be read.
+struct KeepReadingAfterPeerClosed {
+    tcp: tokio::net::TcpStream,
+    peer_closed: bool,
+}
+
+impl tokio::io::AsyncRead for KeepReadingAfterPeerClosed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for KeepReadingAfterPeerClosed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.peer_closed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        match Pin::new(&mut self.tcp).poll_write(cx, buf) {
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                self.peer_closed = true;
+                Poll::Ready(Ok(buf.len()))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.peer_closed {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.peer_closed {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }

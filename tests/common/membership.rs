@@ -16,7 +16,9 @@ impl Cluster {
     /// The term node `k` reports.
     pub fn term(&self, k: usize) -> Result<u64, String> {
         let st = self.status(k)?;
-        st["term"].as_u64().ok_or_else(|| format!("no term in {st}"))
+        st["term"]
+            .as_u64()
+            .ok_or_else(|| format!("no term in {st}"))
     }
 
     /// The member ids node `k` reports.

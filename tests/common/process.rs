@@ -184,7 +184,11 @@ impl NodeProcess {
     /// knowing when the test failed.
     pub fn end(mut self) -> String {
         let state = match self.child.try_wait() {
-            Ok(Some(st)) => format!("{} (pid {}) had exited on its own: {st}", self.name, self.pid()),
+            Ok(Some(st)) => format!(
+                "{} (pid {}) had exited on its own: {st}",
+                self.name,
+                self.pid()
+            ),
             _ => format!("{} (pid {}) was running", self.name, self.pid()),
         };
         let _ = self.child.kill();

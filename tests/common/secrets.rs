@@ -62,7 +62,10 @@ impl Cluster {
             .iter()
             .filter(|f| self.nodes.iter().any(|n| f.starts_with(&n.data_dir)))
             .count();
-        assert!(in_data_dirs > 0, "no files under the data dirs: nothing to scan");
+        assert!(
+            in_data_dirs > 0,
+            "no files under the data dirs: nothing to scan"
+        );
         for f in &files {
             // A node may remove a file between the listing and the read.
             let bytes = fs::read(f).unwrap_or_default();

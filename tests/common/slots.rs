@@ -98,12 +98,14 @@ impl Cluster {
         let before = self.launches_of_model(model_id);
         let admin = self.client(k);
         admin.expect("PUT", &path, Some(&json!({ "prewarm": false })), 200);
-        wait_for(WAIT, &format!("the slot of {model_id} is removed"), || {
-            match self.slot(k, model_id)? {
+        wait_for(
+            WAIT,
+            &format!("the slot of {model_id} is removed"),
+            || match self.slot(k, model_id)? {
                 None => Ok(()),
                 Some(s) => Err(s.to_string()),
-            }
-        });
+            },
+        );
         if let Some(pid) = before.last().map(pid_of) {
             wait_until(
                 WAIT,
