@@ -142,11 +142,17 @@ fn a_model_started_after_the_token_is_cleared_gets_no_hf_token() {
 fn a_node_with_its_own_hf_token_launches_with_it_when_no_level_is_set() {
     let env_token = secret("nodeenv");
     let c = Cluster::builder()
+        .node(NodeSpec::gpus("80GB"))
         .node(NodeSpec::gpus("100GB").env("HF_TOKEN", &env_token))
         .start();
     let envm = "acme/env-token-model";
     c.create_model(1, &model_json(envm, "90GB", &[]));
     let e = c.wait_running(1, envm);
+    assert_eq!(
+        c.node_of(&e),
+        2,
+        "only node2 has a GPU of 90 GB or more: {e}"
+    );
     assert_eq!(e["hf_token_source"], "environment", "{e}");
     let el = c.only_launch(&slot_id(&e));
     c.assert_launch_is_slot(&el, &e);

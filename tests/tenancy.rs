@@ -1107,6 +1107,10 @@ impl Tenants {
         for caller in [&self.as_alice, &self.as_carol, &self.as_bob, &self.as_dave] {
             caller.get_ok("/api/v1/users/me");
         }
+        self.assert_no_leaks();
+    }
+
+    fn assert_no_leaks(&self) {
         let mut secrets: Vec<&str> = self.tokens.iter().map(String::as_str).collect();
         secrets.push(&self.attempt);
         self.c.assert_no_leaks(&secrets);
@@ -1265,4 +1269,5 @@ fn a_user_can_issue_use_and_revoke_their_own_keys() {
         .expect("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, 204);
     as_carol2.expect("GET", "/api/v1/users/me", None, 401);
     t.as_carol.get_ok("/api/v1/users/me");
+    t.assert_no_leaks();
 }

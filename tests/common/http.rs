@@ -20,7 +20,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 /// Per-request timeout.
-pub const REQ_TIMEOUT: Duration = Duration::from_secs(10);
+const REQ_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn shared_client() -> &'static blocking::Client {
     static CLIENT: OnceLock<blocking::Client> = OnceLock::new();
@@ -88,16 +88,19 @@ impl fmt::Display for HttpError {
     }
 }
 
+/// What produced a response, and its body.
+pub type Seen = (String, Vec<u8>);
+
 /// Every response body the test received, with what produced it.
 #[derive(Clone, Default)]
-pub struct Transcript(Arc<Mutex<Vec<(String, Vec<u8>)>>>);
+pub struct Transcript(Arc<Mutex<Vec<Seen>>>);
 
 impl Transcript {
     pub fn record(&self, what: String, body: Vec<u8>) {
         self.0.lock().unwrap().push((what, body));
     }
 
-    pub fn entries(&self) -> Vec<(String, Vec<u8>)> {
+    pub fn entries(&self) -> Vec<Seen> {
         self.0.lock().unwrap().clone()
     }
 }

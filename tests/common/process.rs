@@ -14,9 +14,9 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 
 /// How long a node may take to print `ready` (loaded 2-core CI machines).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a SIGTERM-ed node may take to exit.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn helix_bin() -> &'static str {
     env!("CARGO_BIN_EXE_helix")

@@ -25,14 +25,14 @@ pub fn read_secret(p: &Path) -> String {
 pub fn secret(label: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!(
-        "hf_itest_{label}_{:x}_{:x}",
+        "hf_itest_{label}_{:x}_{:08x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
 
 /// Every regular file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -48,7 +48,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
