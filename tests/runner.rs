@@ -612,7 +612,7 @@ fn a_gated_model_whose_token_is_set_while_it_starts_is_retried_with_it() {
         &model_json(
             m,
             "10GB",
-            &["--fake-gated", "--fake-gated-delay-ms", "4000"],
+            &["--fake-gated", "--fake-gated-delay-ms", "2500"],
         ),
     );
     let first = wait_for(WAIT, "the first attempt is launched", || {
