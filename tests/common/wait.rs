@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 /// Default deadline for waiting on cluster state (loaded 2-core CI machines).
 pub const WAIT: Duration = Duration::from_secs(60);
 /// Poll interval of the wait helpers.
-pub const POLL: Duration = Duration::from_millis(100);
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// Polls `f` until it returns `Ok`, or panics after `timeout` with `what` and the last `Err`.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
