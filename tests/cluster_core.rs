@@ -141,6 +141,12 @@ fn a_token_cleared_through_another_node_is_unset_everywhere() {
     c.assert_no_leaks(&[&token]);
 }
 
+/// Panics naming what `have` lacks of `want`.
+fn assert_has_all(have: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
+    let missing: Vec<&String> = want.difference(have).collect();
+    assert!(missing.is_empty(), "{what} lacks {missing:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Failover: kill -9 the leader while clients write to the other nodes, five rounds.
 
@@ -280,11 +286,7 @@ fn killing_the_leader_loses_no_acknowledged_write() {
     // ...and a linearizable read through every node.
     for k in all {
         let have = c.client(k).model_ids(false).unwrap();
-        let missing: Vec<_> = acked.difference(&have).collect();
-        assert!(
-            missing.is_empty(),
-            "node{k} (linearizable read) lacks {missing:?}"
-        );
+        assert_has_all(&have, &acked, &format!("node{k} (linearizable read)"));
     }
     assert!(
         log.violations.is_empty(),
@@ -357,11 +359,7 @@ fn a_cluster_without_a_quorum_answers_503_promptly_and_still_serves_stale_reads(
         t.elapsed()
     );
     let stale = c.client(1).model_ids(true).unwrap();
-    assert!(
-        stale.is_superset(&early),
-        "stale read on the survivor lacks {:?}",
-        early.difference(&stale).collect::<Vec<_>>()
-    );
+    assert_has_all(&stale, &early, "stale read on the survivor");
 }
 
 #[test]
@@ -389,11 +387,7 @@ fn acknowledged_writes_survive_losing_and_regaining_the_quorum() {
     for k in [1, 2, 3] {
         c.wait_models_present(k, &acked);
         let have = c.client(k).model_ids(false).unwrap();
-        assert!(
-            have.is_superset(&acked),
-            "node{k} lacks {:?}",
-            acked.difference(&have).collect::<Vec<_>>()
-        );
+        assert_has_all(&have, &acked, &format!("node{k}"));
     }
 }
 
