@@ -8,6 +8,8 @@
 //! - `--fake-crash-after-ms N`: exit with code 3 after N ms of serving.
 //! - `--fake-gated`: exit 1 with a Hugging Face gated-repo error, before serving, when
 //!   `HF_TOKEN` is absent or its sha256 differs from `FAKE_VLLM_GATED_TOKEN_SHA256` (if set).
+//! - `--fake-gated-delay-ms N`: with `--fake-gated`, take N ms before failing, as real vLLM
+//!   takes seconds to reach Hugging Face's 401.
 //! - `--fake-echo-token`: print `token is $HF_TOKEN` at start (to test redaction).
 //!
 //! SIGTERM ends it with code 0; failing to bind, with code 1.
@@ -92,6 +94,9 @@ fn main() {
             (Some(_), Err(_)) => true,
         };
         if !allowed {
+            if let Some(ms) = number("--fake-gated-delay-ms") {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
             eprintln!(
                 "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo \
                  for url https://huggingface.co/{model}/resolve/main/config.json. Access to model \

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use common::{helix_bin, Cluster};
+use common::net::{alloc_ip, free_port};
+use common::{helix_bin, Cluster, MODELS};
 
 /// Runs `helix bench ARGS --output json` against node 1 and returns the parsed report.
 fn bench(cluster: &Cluster, args: &[&str]) -> Value {
@@ -75,9 +76,7 @@ fn bench_writes_through_raft_and_reports_json() {
 
     // The models are really there, with the 100-byte description.
     let client = cluster.client(1);
-    let models = client
-        .get_json_ok("/api/v1/helix-models?stale=true")
-        .expect("list models");
+    let models = client.get_ok(&format!("{MODELS}?stale=true"));
     let bench_models: Vec<&Value> = models
         .as_array()
         .unwrap()
@@ -108,9 +107,7 @@ fn bench_writes_through_raft_and_reports_json() {
     assert!(report["errors"].as_u64().unwrap() <= 2, "{report}");
     assert!(report["elapsed_s"].as_f64().unwrap() < 30.0, "{report}");
     assert_latency(&report, "latency_ms");
-    client
-        .get_json_ok("/api/v1/helix-models/upd/k2")
-        .expect("k2");
+    client.get_ok(&format!("{MODELS}/upd/k2"));
 
     // Settings propagation to every endpoint (here: the one node).
     let report = bench(&cluster, &["--scenario", "propagation", "--count", "4"]);
@@ -124,8 +121,8 @@ fn bench_writes_through_raft_and_reports_json() {
 #[test]
 fn bench_counts_errors_instead_of_failing() {
     // Nothing listens there: every request fails, the run still ends and reports them.
-    let ip = common::alloc_ip();
-    let port = common::free_port(ip);
+    let ip = alloc_ip();
+    let port = free_port(ip);
     let output = Command::new(helix_bin())
         .args(["bench", "--target", "etcd", "--endpoints"])
         .arg(format!("http://{ip}:{port}"))

@@ -9,29 +9,22 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::membership::members;
 use common::*;
 use serde_json::{json, Value};
 
-const SETTINGS: &str = "/api/v1/system/settings";
-const CONFIG: &str = "/api/v1/system/config";
-const MODELS: &str = "/api/v1/helix-models";
-
 fn settings_ok(c: &Cluster, k: usize) -> Value {
-    let r = c.get(k, SETTINGS);
-    assert_eq!(r.status, 200, "GET settings on node{k}: {}", r.text());
-    r.json()
+    c.client(k).get_ok(SETTINGS)
 }
 
 fn assert_settings_shape(v: &Value, token_set: bool) {
     assert_eq!(v["id"], "system", "settings: {v}");
-    assert!(
-        v["created"].as_str().is_some_and(|s| !s.is_empty()),
-        "settings.created: {v}"
-    );
-    assert!(
-        v["updated"].as_str().is_some_and(|s| !s.is_empty()),
-        "settings.updated: {v}"
-    );
+    for field in ["created", "updated"] {
+        assert!(
+            v[field].as_str().is_some_and(|s| !s.is_empty()),
+            "settings.{field}: {v}"
+        );
+    }
     assert_eq!(
         v["huggingface_token_set"],
         json!(token_set),
@@ -41,60 +34,24 @@ fn assert_settings_shape(v: &Value, token_set: bool) {
     assert_eq!(v["huggingface_token_source"], json!(src), "settings: {v}");
 }
 
-/// Asserts no file under any node's data dir contains `needle`.
-fn assert_not_on_disk(c: &Cluster, needle: &str) {
-    let mut scanned = 0;
-    for n in &c.nodes {
-        for f in files_under(&n.data_dir) {
-            let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("read {}: {e}", f.display()));
-            scanned += 1;
-            assert!(
-                !contains_bytes(&bytes, needle.as_bytes()),
-                "the plaintext token was found in {}",
-                f.display()
-            );
-        }
-    }
-    assert!(scanned > 0, "no files found under the data dirs");
-}
-
-/// Asserts no node log (the process's stdout and stderr) contains `needle`.
-fn assert_not_in_logs(c: &Cluster, needle: &str) {
-    for n in &c.nodes {
-        let bytes = std::fs::read(&n.log_path).unwrap_or_default();
-        assert!(
-            !contains_bytes(&bytes, needle.as_bytes()),
-            "the plaintext token was found in node{}'s output {}",
-            n.k,
-            n.log_path.display()
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// 1. Three nodes, the HF token set through one node, seen by all, cleared through another.
+// Membership and the shared token
 
 #[test]
-fn three_nodes_share_the_hf_token() {
-    let mut c = Cluster::new(1);
-    c.add_node();
-    c.join(2, 1);
-    c.add_node();
-    // A join may go through any member, not only the one that bootstrapped.
-    c.join(3, 2);
+fn a_node_may_join_through_any_member_and_all_become_ready_voters() {
+    let mut c = Cluster::new(2);
+    let k = c.add_node(NodeSpec::none());
+    // Through node 2, not the one that bootstrapped.
+    c.join(k, 2);
 
-    // Everyone is ready, knows the leader and sees three voters.
     for k in 1..=3 {
-        let r = Client::new(&c.node(k).api_addr, None)
-            .get("/readyz")
-            .unwrap();
+        let anon = c.caller(k, None, "anonymous");
+        let r = anon.get("/readyz");
         assert_eq!(r.status, 200, "readyz on node{k}: {}", r.text());
-        let r = Client::new(&c.node(k).api_addr, None)
-            .get("/healthz")
-            .unwrap();
+        let r = anon.get("/healthz");
         assert_eq!(r.status, 200, "healthz on node{k}: {}", r.text());
     }
-    let ids: BTreeSet<u64> = c.nodes.iter().map(|n| n.id.unwrap()).collect();
+    let ids: BTreeSet<u64> = (1..=3).map(|k| c.id(k)).collect();
     assert_eq!(ids.len(), 3, "node ids must be distinct: {ids:?}");
     for k in 1..=3 {
         wait_for(
@@ -102,10 +59,8 @@ fn three_nodes_share_the_hf_token() {
             &format!("node{k} lists the three members as voters"),
             || {
                 let st = c.status(k)?;
-                let members = st["members"].as_array().ok_or("no members")?;
-                let got: BTreeSet<u64> = members.iter().filter_map(|m| m["id"].as_u64()).collect();
-                let voters = members.iter().filter(|m| m["voter"] == json!(true)).count();
-                if got == ids && voters == 3 && st["leader_id"].as_u64().is_some() {
+                let m = members(&st)?;
+                if m.ids == ids && m.voters == 3 && st["leader_id"].is_u64() {
                     Ok(())
                 } else {
                     Err(st.to_string())
@@ -113,7 +68,7 @@ fn three_nodes_share_the_hf_token() {
             },
         );
     }
-    let nodes = c.client(1).get_json_ok("/api/v1/nodes").unwrap();
+    let nodes = c.client(1).get_ok("/api/v1/nodes");
     let arr = nodes.as_array().expect("nodes is an array");
     assert_eq!(arr.len(), 3, "GET /api/v1/nodes: {nodes}");
     assert_eq!(
@@ -126,6 +81,12 @@ fn three_nodes_share_the_hf_token() {
             assert!(n.get(f).is_some(), "node entry lacks {f}: {n}");
         }
     }
+}
+
+#[test]
+fn a_token_set_through_one_node_is_seen_by_every_node_and_never_shown() {
+    let c = Cluster::new(3);
+    let token = secret("shared");
 
     // Nothing is set yet.
     assert_settings_shape(&settings_ok(&c, 1), false);
@@ -133,68 +94,61 @@ fn three_nodes_share_the_hf_token() {
         c.wait_token_set(k, false);
     }
 
-    // Set through node 3.
-    let token = "hf_itest_Zq8sV3pLrN0wXy7TbK4mJd2";
-    let r = c.put_json(3, SETTINGS, &json!({ "huggingface_token": token }));
+    let r = c.client(3).put(SETTINGS, &hf_token(&token));
     assert_eq!(r.status, 200, "PUT settings on node3: {}", r.text());
-    assert!(
-        !r.text().contains(token),
-        "PUT response leaks the token: {}",
-        r.text()
-    );
+    assert!(!r.text().contains(&token), "PUT response leaks the token");
     assert_settings_shape(&r.json(), true);
 
-    for k in [1, 2, 3] {
-        c.wait_token_set(k, true);
-    }
     for k in 1..=3 {
-        let r = c.get(k, SETTINGS);
-        assert_eq!(r.status, 200);
-        assert!(
-            !r.text().contains(token),
-            "GET settings on node{k} leaks the token"
-        );
-        assert_settings_shape(&r.json(), true);
-        let cfg = c.get(k, CONFIG);
-        assert!(
-            !cfg.text().contains(token),
-            "system/config on node{k} leaks the token"
-        );
+        c.wait_token_set(k, true);
+        assert_settings_shape(&settings_ok(&c, k), true);
+        let cfg = c.client(k).get_ok(CONFIG);
         assert_eq!(
-            cfg.json()["node_id"].as_u64(),
-            c.node(k).id,
+            cfg["node_id"].as_u64(),
+            Some(c.id(k)),
             "system/config node_id on node{k}"
         );
     }
 
     // A partial update without the field leaves the token alone.
-    let r = c.put_json(1, SETTINGS, &json!({}));
+    let r = c.client(1).put(SETTINGS, &json!({}));
     assert_eq!(r.status, 200, "PUT {{}}: {}", r.text());
     assert_settings_shape(&r.json(), true);
     for k in 1..=3 {
         c.wait_token_set(k, true);
     }
 
-    // The plaintext token is in no file under any data dir and in no node output.
-    assert_not_on_disk(&c, token);
-    assert_not_in_logs(&c, token);
+    // Not in any file under any data dir, any node output, or any response.
+    c.assert_no_leaks(&[&token]);
+}
 
-    // Clear through node 2: unset everywhere.
-    let r = c.put_json(2, SETTINGS, &json!({ "huggingface_token": "" }));
+#[test]
+fn a_token_cleared_through_another_node_is_unset_everywhere() {
+    let c = Cluster::new(2);
+    let token = secret("cleared");
+    c.set_system_token(1, &token);
+    for k in 1..=2 {
+        c.wait_token_set(k, true);
+    }
+
+    let r = c.client(2).put(SETTINGS, &hf_token(""));
     assert_eq!(r.status, 200, "clear on node2: {}", r.text());
     assert_settings_shape(&r.json(), false);
-    for k in 1..=3 {
+    for k in 1..=2 {
         c.wait_token_set(k, false);
-        let r = c.get(k, SETTINGS);
-        assert!(!r.text().contains(token));
-        assert_settings_shape(&r.json(), false);
+        assert_settings_shape(&settings_ok(&c, k), false);
     }
-    assert_not_on_disk(&c, token);
-    assert_not_in_logs(&c, token);
+    c.assert_no_leaks(&[&token]);
+}
+
+/// Panics naming what `have` lacks of `want`.
+fn assert_has_all(have: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
+    let missing: Vec<&String> = want.difference(have).collect();
+    assert!(missing.is_empty(), "{what} lacks {missing:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. Kill -9 the leader while clients write to the other nodes, five rounds.
+// Failover: kill -9 the leader while clients write to the other nodes, five rounds.
 
 #[derive(Default)]
 struct WriteLog {
@@ -221,7 +175,7 @@ fn writer(
             return;
         }
         let id = format!("{prefix}-{seq}");
-        match client.create_model(&id) {
+        match client.try_create_model(&id) {
             Ok(r) if r.status == 201 || (r.status == 409 && attempted) => {
                 log.lock().unwrap().acked.push(id);
                 seq += 1;
@@ -256,8 +210,8 @@ fn writer(
                 attempted = true;
                 let mut l = log.lock().unwrap();
                 l.failures += 1;
-                if e.kind() == std::io::ErrorKind::TimedOut {
-                    l.violations.push(format!("{id} via {}: {e}", client.addr));
+                if e.timed_out {
+                    l.violations.push(e.to_string());
                 }
                 drop(l);
                 thread::sleep(Duration::from_millis(100));
@@ -327,16 +281,12 @@ fn killing_the_leader_loses_no_acknowledged_write() {
 
     // Every acknowledged write is on every node: the local copy, once caught up...
     for k in all {
-        c.wait_models_present(k, &acked, WAIT);
+        c.wait_models_present(k, &acked);
     }
     // ...and a linearizable read through every node.
     for k in all {
         let have = c.client(k).model_ids(false).unwrap();
-        let missing: Vec<_> = acked.difference(&have).collect();
-        assert!(
-            missing.is_empty(),
-            "node{k} (linearizable read) lacks {missing:?}"
-        );
+        assert_has_all(&have, &acked, &format!("node{k} (linearizable read)"));
     }
     assert!(
         log.violations.is_empty(),
@@ -346,35 +296,34 @@ fn killing_the_leader_loses_no_acknowledged_write() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Quorum: one of three down → writes go on; two down → 503 promptly; back → all there.
+// Quorum
 
+/// Creates `quorum/before-0..5` through the three nodes in turn.
+fn write_early_models(c: &Cluster) -> BTreeSet<String> {
+    (0..5)
+        .map(|i| {
+            let id = format!("quorum/before-{i}");
+            c.create_model(1 + i % 3, &json!({ "id": id, "name": id }));
+            id
+        })
+        .collect()
+}
+
+/// The longest test here (three write timeouts); libtest starts tests in name order.
 #[test]
-fn writes_need_a_quorum_and_nothing_is_lost() {
+fn a_cluster_without_a_quorum_answers_503_promptly_and_still_serves_stale_reads() {
     let mut c = Cluster::new(3);
-    let mut acked = BTreeSet::new();
-    for i in 0..5 {
-        let id = format!("quorum/before-{i}");
-        let r = c.post_json(1 + i % 3, MODELS, &json!({ "id": id, "name": id }));
-        assert_eq!(r.status, 201, "create {id}: {}", r.text());
-        acked.insert(id);
-    }
-
-    // One of three down: writes go on, through both survivors.
+    let early = write_early_models(&c);
     c.kill9(3);
-    for k in [1, 2] {
-        let id = format!("quorum/one-down-via-{k}");
-        c.client(k).create_model_acked(&id, WAIT);
-        acked.insert(id);
-    }
-
-    // Two of three down: a write answers 503 with Retry-After, promptly.
     c.kill9(2);
-    let slow = c.client(1).with_timeout(Duration::from_secs(30));
+
+    // A write answers 503 with Retry-After, promptly.
+    let slow = c.client(1).timeout(Duration::from_secs(30));
     for i in 0..2 {
         let id = format!("quorum/no-quorum-{i}");
         let t = Instant::now();
         let r = slow
-            .create_model(&id)
+            .try_create_model(&id)
             .unwrap_or_else(|e| panic!("write without quorum: {e}"));
         let took = t.elapsed();
         eprintln!("write without quorum answered {} in {took:?}", r.status);
@@ -392,7 +341,7 @@ fn writes_need_a_quorum_and_nothing_is_lost() {
     }
     // A (linearizable) read has no quorum either, and says so; a stale read still answers.
     let t = Instant::now();
-    let r = slow.get(MODELS).unwrap();
+    let r = slow.get(MODELS);
     assert_eq!(
         r.status,
         503,
@@ -409,21 +358,25 @@ fn writes_need_a_quorum_and_nothing_is_lost() {
         "read without quorum took {:?}",
         t.elapsed()
     );
-    // (Only the early writes: the survivor may not have learned that the very last ones
-    // committed before their leader died.)
     let stale = c.client(1).model_ids(true).unwrap();
-    let early: BTreeSet<String> = acked
-        .iter()
-        .filter(|i| i.starts_with("quorum/before-"))
-        .cloned()
-        .collect();
-    assert!(
-        stale.is_superset(&early),
-        "stale read on the survivor lacks {:?}",
-        early.difference(&stale).collect::<Vec<_>>()
-    );
+    assert_has_all(&stale, &early, "stale read on the survivor");
+}
 
-    // Restart both: writes succeed again, nothing is lost.
+#[test]
+fn acknowledged_writes_survive_losing_and_regaining_the_quorum() {
+    let mut c = Cluster::new(3);
+    let mut acked = write_early_models(&c);
+
+    // One of three down: writes go on, through both survivors.
+    c.kill9(3);
+    for k in [1, 2] {
+        let id = format!("quorum/one-down-via-{k}");
+        c.client(k).create_model_acked(&id, WAIT);
+        acked.insert(id);
+    }
+    c.kill9(2);
+
+    // Both back: writes succeed again, nothing is lost.
     c.restart(2);
     c.restart(3);
     for k in [1, 2, 3] {
@@ -432,18 +385,14 @@ fn writes_need_a_quorum_and_nothing_is_lost() {
         acked.insert(id);
     }
     for k in [1, 2, 3] {
-        c.wait_models_present(k, &acked, WAIT);
+        c.wait_models_present(k, &acked);
         let have = c.client(k).model_ids(false).unwrap();
-        assert!(
-            have.is_superset(&acked),
-            "node{k} lacks {:?}",
-            acked.difference(&have).collect::<Vec<_>>()
-        );
+        assert_has_all(&have, &acked, &format!("node{k}"));
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. Stop (SIGTERM) and restart all nodes: state, membership and the token survive.
+// Stalls
 
 /// A follower that stalls (here: SIGSTOP, longer than any election timeout) and comes back
 /// follows its leader again: the term does not move and the leader is not deposed.
@@ -451,14 +400,17 @@ fn writes_need_a_quorum_and_nothing_is_lost() {
 fn a_stalled_follower_does_not_depose_the_leader() {
     // Longer timeouts than the defaults, so that only the stall, not this machine's load
     // during the test run, leaves a member without a leader for an election timeout.
-    let config = "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n";
-    let mut c = Cluster::with_config(3, Some(config));
+    let mut c = Cluster::builder()
+        .raft("heartbeat_ms = 100")
+        .raft("election_timeout_min_ms = 500")
+        .raft("election_timeout_max_ms = 1000")
+        .nodes(3)
+        .start();
     let all = [1, 2, 3];
     let leader = c.wait_leader(&all);
-    let term = |c: &Cluster, k: usize| c.status(k).map(|s| s["term"].as_u64().unwrap());
-    let term_before = term(&c, leader).unwrap();
+    let term_before = c.term(leader).unwrap();
     let follower = all.into_iter().find(|&k| k != leader).unwrap();
-    let follower_id = c.node(follower).id.unwrap();
+    let follower_id = c.id(follower);
 
     c.pause(follower);
     // The leader stops hearing from it (it reports a member unreachable after four election
@@ -484,11 +436,10 @@ fn a_stalled_follower_does_not_depose_the_leader() {
     c.wait_models_present(
         follower,
         &BTreeSet::from(["stall/written-while-paused".to_string()]),
-        WAIT,
     );
     assert_eq!(c.wait_leader(&all), leader, "the leader was deposed");
     for k in all {
-        assert_eq!(term(&c, k).unwrap(), term_before, "node{k}: the term moved");
+        assert_eq!(c.term(k).unwrap(), term_before, "node{k}: the term moved");
     }
 }
 
@@ -515,42 +466,41 @@ fn a_stopped_leader_is_replaced_and_follows_when_it_resumes() {
     c.wait_models_present(
         old,
         &BTreeSet::from(["stall/written-after-the-leader-stopped".to_string()]),
-        WAIT,
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Restart and catch-up
+
+/// Stop (SIGTERM) and restart all nodes: state, membership and the token survive.
 #[test]
 fn full_restart_keeps_state_membership_and_token() {
     let mut c = Cluster::new(3);
-    let token = "hf_itest_restart_Q1w2E3r4T5y6U7i8";
-    let r = c.put_json(2, SETTINGS, &json!({ "huggingface_token": token }));
-    assert_eq!(r.status, 200, "{}", r.text());
+    let token = secret("restart");
+    c.set_system_token(2, &token);
     let mut ids = BTreeSet::new();
     for i in 0..10 {
         let id = format!("restart/m-{i}");
-        let r = c.post_json(
+        c.create_model(
             1 + i % 3,
-            MODELS,
             &json!({ "id": id, "name": format!("model {i}") }),
         );
-        assert_eq!(r.status, 201, "create {id}: {}", r.text());
         ids.insert(id);
     }
     for k in 1..=3 {
         c.wait_token_set(k, true);
-        c.wait_models_present(k, &ids, WAIT);
+        c.wait_models_present(k, &ids);
     }
     let members_before = c.member_ids(1).unwrap();
     assert_eq!(members_before.len(), 3);
     let settings_before = settings_ok(&c, 1);
-    let model_before = c.get(1, "/api/v1/helix-models/restart/m-3").json();
+    let model_before = c.client(1).get_ok(&format!("{MODELS}/restart/m-3"));
 
     for k in [3, 2, 1] {
         c.stop(k);
     }
     // Stopped cleanly: the plaintext token is in no file the nodes left behind.
-    assert_not_on_disk(&c, token);
-    assert_not_in_logs(&c, token);
+    c.assert_no_leaks(&[&token]);
 
     // All three come back (none can be ready before a quorum is up, so start them together).
     for k in 1..=3 {
@@ -566,8 +516,7 @@ fn full_restart_keeps_state_membership_and_token() {
             &format!("node{k} reports the same three members and a leader"),
             || {
                 let st = c.status(k)?;
-                let got = c.member_ids(k)?;
-                if got == members_before && st["leader_id"].as_u64().is_some() {
+                if members(&st)?.ids == members_before && st["leader_id"].is_u64() {
                     Ok(())
                 } else {
                     Err(st.to_string())
@@ -588,28 +537,22 @@ fn full_restart_keeps_state_membership_and_token() {
             "settings.updated changed"
         );
     }
-    let r = c.get(3, "/api/v1/helix-models/restart/m-3");
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.json(), model_before, "a model changed across the restart");
+    let r = c.client(3).get_ok(&format!("{MODELS}/restart/m-3"));
+    assert_eq!(r, model_before, "a model changed across the restart");
 
     // And the cluster still takes writes.
     c.client(3).create_model_acked("restart/after", WAIT);
 }
 
-// ---------------------------------------------------------------------------------------------
-// 5. New nodes catch up by snapshot after the log was purged.
-
 #[test]
 fn new_nodes_catch_up_from_a_snapshot() {
     // openraft's own info lines show the purge and the snapshot install (openraft is pinned
     // at 0.9.25, so their wording is stable).
-    let mut c = Cluster::with_env(
-        3,
-        Some("[raft]\nsnapshot_every = 50\n"),
-        &[("RUST_LOG", "info,openraft=info")],
-    );
-    let log_of =
-        |c: &Cluster, k: usize| std::fs::read_to_string(&c.node(k).log_path).unwrap_or_default();
+    let mut c = Cluster::builder()
+        .raft("snapshot_every = 50")
+        .env("RUST_LOG", "info,openraft=info")
+        .nodes(3)
+        .start();
 
     // 150 writes through the three nodes: three snapshots' worth.
     let handles: Vec<_> = (1..=3)
@@ -632,11 +575,11 @@ fn new_nodes_catch_up_from_a_snapshot() {
     wait_until(
         WAIT,
         &format!("node{leader} (leader) purged its log behind a snapshot"),
-        || log_of(&c, leader).contains("purge_log"),
+        || c.log(leader).contains("purge_log"),
     );
 
-    for k in [4, 5] {
-        c.add_node();
+    for _ in [4, 5] {
+        let k = c.add_node(NodeSpec::none());
         c.join(k, 1);
     }
     for k in [4, 5] {
@@ -652,24 +595,18 @@ fn new_nodes_catch_up_from_a_snapshot() {
                 }
             },
         );
-        let r = c.get(k, "/api/v1/helix-models/snap/n2-17?stale=true");
-        assert_eq!(
-            r.status,
-            200,
-            "stale GET of one model on node{k}: {}",
-            r.text()
-        );
-        assert_eq!(r.json()["id"], "snap/n2-17");
+        let m = c
+            .client(k)
+            .get_ok(&format!("{MODELS}/snap/n2-17?stale=true"));
+        assert_eq!(m["id"], "snap/n2-17", "stale GET of one model on node{k}");
     }
     // The first five members are voters.
-    let ids: BTreeSet<u64> = c.nodes.iter().map(|n| n.id.unwrap()).collect();
+    let ids: BTreeSet<u64> = (1..=5).map(|k| c.id(k)).collect();
     assert_eq!(ids.len(), 5);
     wait_for(WAIT, "node5 reports five members, all voters", || {
         let st = c.status(5)?;
-        let members = st["members"].as_array().ok_or("no members")?;
-        let got: BTreeSet<u64> = members.iter().filter_map(|m| m["id"].as_u64()).collect();
-        let voters = members.iter().filter(|m| m["voter"] == json!(true)).count();
-        if got == ids && voters == 5 {
+        let m = members(&st)?;
+        if m.ids == ids && m.voters == 5 {
             Ok(())
         } else {
             Err(st.to_string())
@@ -677,7 +614,7 @@ fn new_nodes_catch_up_from_a_snapshot() {
     });
     // They caught up by installing a snapshot, not by replaying the (purged) log.
     for k in [4, 5] {
-        let log = log_of(&c, k);
+        let log = c.log(k);
         assert!(
             log.contains("install_full_snapshot") || log.contains("install_snapshot"),
             "node{k} shows no snapshot install in {}",
@@ -687,25 +624,63 @@ fn new_nodes_catch_up_from_a_snapshot() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 6. Without the join token or the cluster secret a process can neither join nor talk Raft.
+// Without the join token or the cluster secret a process can neither join nor talk Raft.
+
+/// A log line that reports a refused request.
+fn refused(line: &str) -> bool {
+    let l = line.to_lowercase();
+    [
+        "reject",
+        "refus",
+        "unauthori",
+        "denied",
+        "invalid",
+        "not valid",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+}
+
+/// Waits until node 1 logs a refused request whose line names each of `marks`.
+fn wait_refusals_logged(c: &Cluster, marks: &[&str]) {
+    wait_for(WAIT, "node1 logs the refused requests", || {
+        let log = c.log(1).to_lowercase();
+        let missing: Vec<&&str> = marks
+            .iter()
+            .filter(|mark| !log.lines().any(|l| refused(l) && l.contains(*mark)))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not logged: {missing:?}"))
+        }
+    });
+}
+
+/// The node is unharmed: still the leader of its one-node cluster, still taking writes.
+fn assert_unharmed(c: &Cluster) {
+    c.client(1).create_model_acked("auth/still-works", WAIT);
+    let st = c.status(1).unwrap();
+    assert_eq!(st["leader_id"].as_u64(), Some(c.id(1)), "{st}");
+}
 
 #[test]
-fn wrong_token_cannot_join_or_send_raft_messages() {
+fn a_join_with_a_wrong_token_is_refused() {
     let mut c = Cluster::new(1);
 
-    // A join with a wrong token fails, exits 1 and never says `ready`.
-    let k = c.add_node();
+    // It fails, exits 1 and never says `ready`.
+    let k = c.add_node(NodeSpec::none());
     let mut wrong = c.join_token.clone();
     let last = wrong.pop().unwrap();
     wrong.push(if last == 'A' { 'B' } else { 'A' });
     c.spawn_join(k, 1, &wrong);
     let st = c.wait_exit(k, Duration::from_secs(60));
-    let out = c.node(k).stdout_lines();
     assert!(!st.success(), "a join with a wrong token succeeded: {st}");
     assert_eq!(st.code(), Some(1), "exit status of a refused join: {st}");
     assert!(
-        !c.node(k).printed_ready(),
-        "a refused join printed ready: {out:?}"
+        !c.printed_ready(k),
+        "a refused join printed ready: {:?}",
+        c.stdout_lines(k)
     );
     let members = c.member_ids(1).unwrap();
     assert_eq!(
@@ -714,32 +689,31 @@ fn wrong_token_cannot_join_or_send_raft_messages() {
         "the refused node became a member: {members:?}"
     );
 
-    // Raw Raft messages without the cluster secret: 401.
-    let peer = c.node(1).peer_addr.clone();
-    let admin = format!("Bearer {}", c.admin_key);
-    let join = format!("Bearer {}", c.join_token);
-    let cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
-        ("no Authorization", vec![]),
-        (
-            "a wrong secret",
-            vec![("Authorization", "Bearer not-the-cluster-secret")],
-        ),
-        ("the admin API key", vec![("Authorization", admin.as_str())]),
-        ("the join token", vec![("Authorization", join.as_str())]),
+    wait_refusals_logged(&c, &["join"]);
+    assert_unharmed(&c);
+}
+
+#[test]
+fn raft_messages_without_the_cluster_secret_get_401() {
+    let c = Cluster::new(1);
+    let peer = Client::new(&c.node(1).peer_addr).recording(&c.transcript);
+    let cases = [
+        ("no Authorization", None),
+        ("a wrong secret", Some("not-the-cluster-secret")),
+        ("the admin API key", Some(c.admin_key.as_str())),
+        ("the join token", Some(c.join_token.as_str())),
     ];
     for path in ["/raft/vote", "/raft/append"] {
-        for (what, hdrs) in &cases {
-            let mut h = hdrs.clone();
-            h.push(("Content-Type", "application/octet-stream"));
-            let r = http_request(
-                &peer,
-                "POST",
-                path,
-                &h,
-                Some(b"\x01\x02\x03 not a raft message"),
-                REQ_TIMEOUT,
-            )
-            .unwrap_or_else(|e| panic!("POST {path} with {what}: {e}"));
+        for (what, key) in cases {
+            let caller = match key {
+                Some(key) => peer.clone().key(key),
+                None => peer.clone(),
+            }
+            .who(what);
+            let body: &[u8] = b"\x01\x02\x03 not a raft message";
+            let r = caller
+                .try_send("POST", path, Some(("application/octet-stream", body)))
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 r.status,
                 401,
@@ -750,68 +724,40 @@ fn wrong_token_cannot_join_or_send_raft_messages() {
         }
     }
 
-    // The refused attempts are logged on the node that refused them.
-    let refused = |line: &str| {
-        let l = line.to_lowercase();
-        [
-            "reject",
-            "refus",
-            "unauthori",
-            "denied",
-            "invalid",
-            "not valid",
-        ]
-        .iter()
-        .any(|w| l.contains(w))
-    };
-    wait_for(
-        WAIT,
-        "node1 logs the refused join and Raft requests",
-        || {
-            let log = std::fs::read_to_string(&c.node(1).log_path).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().filter(|l| refused(l)).collect();
-            let join = lines.iter().any(|l| l.to_lowercase().contains("join"));
-            let vote = lines.iter().any(|l| l.contains("/raft/vote"));
-            let append = lines.iter().any(|l| l.contains("/raft/append"));
-            if join && vote && append {
-                Ok(())
-            } else {
-                Err(format!(
-                    "join logged: {join}, vote: {vote}, append: {append}"
-                ))
-            }
-        },
-    );
-
-    // The node is unharmed: still the leader of its one-node cluster, still taking writes.
-    c.client(1).create_model_acked("auth/still-works", WAIT);
-    let st = c.status(1).unwrap();
-    assert_eq!(st["leader_id"].as_u64(), c.node(1).id, "{st}");
+    wait_refusals_logged(&c, &["/raft/vote", "/raft/append"]);
+    assert_unharmed(&c);
 }
 
 // ---------------------------------------------------------------------------------------------
-// 7. Bad input gets a clear 4xx and changes nothing.
+// Bad input gets a clear 4xx and changes nothing.
 
-#[test]
-fn bad_input_is_rejected_and_changes_nothing() {
-    let c = Cluster::new(1);
-    let token = "hf_itest_badinput_1234567890";
-    let r = c.put_json(1, SETTINGS, &json!({ "huggingface_token": token }));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let r = c.post_json(
-        1,
-        MODELS,
-        &json!({ "id": "bad/existing", "name": "existing" }),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    let settings_before = settings_ok(&c, 1);
-    let models_before = c.client(1).model_ids(false).unwrap();
+/// A one-node cluster with a token and a model, and what it holds before the bad input.
+struct BadInput {
+    c: Cluster,
+    settings: Value,
+    models: BTreeSet<String>,
+}
 
-    let client = c.client(1);
-    let expect_400 = |method: &str, path: &str, body: &str, names: &[&str]| {
-        let r = client
-            .request(method, path, Some(body.as_bytes()))
-            .unwrap_or_else(|e| panic!("{method} {path} {body}: {e}"));
+impl BadInput {
+    fn start() -> BadInput {
+        let c = Cluster::new(1);
+        c.set_system_token(1, &secret("badinput"));
+        c.create_model(1, &json!({ "id": "bad/existing", "name": "existing" }));
+        let settings = settings_ok(&c, 1);
+        let models = c.client(1).model_ids(false).unwrap();
+        BadInput {
+            c,
+            settings,
+            models,
+        }
+    }
+
+    /// Sends `body` as JSON and expects 400 with an error that names each of `names`.
+    fn expect_400(&self, method: &str, path: &str, body: &str, names: &[&str]) {
+        let r = self
+            .c
+            .client(1)
+            .send_raw(method, path, Some(body.as_bytes()));
         assert_eq!(
             r.status,
             400,
@@ -826,73 +772,97 @@ fn bad_input_is_rejected_and_changes_nothing() {
                 "{method} {path} with {body}: the error {msg:?} should name {n:?}"
             );
         }
-    };
+    }
 
-    // Settings.
-    expect_400("PUT", SETTINGS, r#"{"huggingface_token": "#, &[]);
-    expect_400("PUT", SETTINGS, "not json at all", &[]);
-    expect_400(
+    /// Settings and models are as they were; `absent` models were not created.
+    fn assert_unchanged(&self, absent: &[&str]) {
+        assert_eq!(
+            settings_ok(&self.c, 1),
+            self.settings,
+            "settings changed after bad input"
+        );
+        self.c.wait_token_set(1, true);
+        assert_eq!(
+            self.c.client(1).model_ids(false).unwrap(),
+            self.models,
+            "models changed after bad input"
+        );
+        for id in absent {
+            let r = self.c.client(1).get(&format!("{MODELS}/{id}"));
+            assert_eq!(r.status, 404, "GET {id}: {}", r.text());
+            r.error_message();
+        }
+    }
+}
+
+#[test]
+fn malformed_settings_get_400_naming_the_field_and_change_nothing() {
+    let b = BadInput::start();
+    b.expect_400("PUT", SETTINGS, r#"{"huggingface_token": "#, &[]);
+    b.expect_400("PUT", SETTINGS, "not json at all", &[]);
+    b.expect_400(
         "PUT",
         SETTINGS,
         r#"{"huggingface_tokn": "hf_x"}"#,
         &["huggingface_tokn"],
     );
-    expect_400(
+    b.expect_400(
         "PUT",
         SETTINGS,
         r#"{"huggingface_token": 42}"#,
         &["huggingface_token"],
     );
-    expect_400(
+    b.expect_400(
         "PUT",
         SETTINGS,
         r#"{"huggingface_token": ["hf_x"]}"#,
         &["huggingface_token"],
     );
+    b.assert_unchanged(&[]);
+}
 
-    // Models.
-    expect_400("POST", MODELS, r#"{"id": "bad/a", "name": "#, &[]);
-    expect_400(
-        "POST",
-        MODELS,
-        r#"{"id": "bad/a", "name": "a", "bogus_field": 1}"#,
-        &["bogus_field"],
-    );
-    expect_400(
-        "POST",
-        MODELS,
-        r#"{"id": "bad/a", "name": "a", "context_length": "long"}"#,
-        &["context_length"],
-    );
-    expect_400(
-        "POST",
-        MODELS,
-        r#"{"id": "bad/a", "name": "a", "runtime_args": "--x"}"#,
-        &["runtime_args"],
-    );
-    expect_400(
-        "POST",
-        MODELS,
-        r#"{"id": "bad/a", "name": "a", "enabled": "yes"}"#,
-        &["enabled"],
-    );
-    expect_400("POST", MODELS, r#"{"id": 7, "name": "a"}"#, &[]);
-    expect_400(
-        "POST",
-        MODELS,
-        r#"{"id": "bad/a", "name": "a", "memory": "lots"}"#,
-        &["memory"],
-    );
+#[test]
+fn malformed_models_get_400_naming_the_field_and_change_nothing() {
+    let b = BadInput::start();
+    b.expect_400("POST", MODELS, r#"{"id": "bad/a", "name": "#, &[]);
+    for (body, field) in [
+        (
+            r#"{"id": "bad/a", "name": "a", "bogus_field": 1}"#,
+            "bogus_field",
+        ),
+        (
+            r#"{"id": "bad/a", "name": "a", "context_length": "long"}"#,
+            "context_length",
+        ),
+        (
+            r#"{"id": "bad/a", "name": "a", "runtime_args": "--x"}"#,
+            "runtime_args",
+        ),
+        (
+            r#"{"id": "bad/a", "name": "a", "enabled": "yes"}"#,
+            "enabled",
+        ),
+        (
+            r#"{"id": "bad/a", "name": "a", "memory": "lots"}"#,
+            "memory",
+        ),
+    ] {
+        b.expect_400("POST", MODELS, body, &[field]);
+    }
+    b.expect_400("POST", MODELS, r#"{"id": 7, "name": "a"}"#, &[]);
+    b.assert_unchanged(&["bad/a"]);
+}
 
-    // A 10 MB body: 413.
+#[test]
+fn bodies_over_the_size_limit_get_413_and_change_nothing() {
+    let b = BadInput::start();
+    // The server answers before it has read the body, and closes the connection.
+    let client = b.c.client(1).timeout(Duration::from_secs(30));
     let big_token = format!(
         r#"{{"huggingface_token": "hf_{}"}}"#,
         "A".repeat(10 * 1024 * 1024)
     );
-    let r = client
-        .with_timeout(Duration::from_secs(30))
-        .put_raw(SETTINGS, big_token.as_bytes())
-        .unwrap();
+    let r = client.send_oversized("PUT", SETTINGS, big_token.into_bytes());
     assert_eq!(
         r.status,
         413,
@@ -905,108 +875,75 @@ fn bad_input_is_rejected_and_changes_nothing() {
         r#"{{"id": "bad/big", "name": "big", "description": "{}"}}"#,
         "d".repeat(10 * 1024 * 1024)
     );
-    let r = client
-        .with_timeout(Duration::from_secs(30))
-        .post_raw(MODELS, big_model.as_bytes())
-        .unwrap();
+    let r = client.send_oversized("POST", MODELS, big_model.into_bytes());
     assert_eq!(r.status, 413, "10 MB model body: {} {}", r.status, r.text());
     r.error_message();
+    b.assert_unchanged(&["bad/big"]);
+}
 
-    // Nothing changed.
-    let settings_after = settings_ok(&c, 1);
-    assert_eq!(
-        settings_after, settings_before,
-        "settings changed after bad input"
-    );
-    c.wait_token_set(1, true);
-    let models_after = c.client(1).model_ids(false).unwrap();
-    assert_eq!(
-        models_after, models_before,
-        "models changed after bad input"
-    );
-    for id in ["bad/a", "bad/big"] {
-        let r = c.get(1, &format!("{MODELS}/{id}"));
-        assert_eq!(r.status, 404, "GET {id}: {}", r.text());
-        r.error_message();
-    }
-    // A duplicate id is a conflict, and also changes nothing.
-    let r = c.post_json(1, MODELS, &json!({ "id": "bad/existing", "name": "other" }));
+#[test]
+fn a_duplicate_model_id_is_a_conflict_and_changes_nothing() {
+    let b = BadInput::start();
+    let r =
+        b.c.client(1)
+            .post(MODELS, &json!({ "id": "bad/existing", "name": "other" }));
     assert_eq!(r.status, 409, "{}", r.text());
     r.error_message();
-    let r = c.get(1, &format!("{MODELS}/bad/existing"));
-    assert_eq!(r.json()["name"], "existing");
+    let m = b.c.client(1).get_ok(&format!("{MODELS}/bad/existing"));
+    assert_eq!(m["name"], "existing");
+    b.assert_unchanged(&[]);
+}
 
-    // A JSON array is not a settings object or a model (serde would happily read a struct
-    // from a sequence, field by field). Checked last: when it is wrongly accepted it changes
-    // the state, which would hide the checks above.
-    expect_400("PUT", SETTINGS, r#"["hf_from_an_array"]"#, &[]);
-    expect_400("POST", MODELS, r#"["bad/array", "array"]"#, &[]);
-    assert_eq!(
-        settings_ok(&c, 1),
-        settings_before,
-        "settings changed by an array body"
-    );
-    assert_eq!(
-        c.client(1).model_ids(false).unwrap(),
-        models_before,
-        "models changed by an array body"
-    );
+/// serde would happily read a struct from a sequence, field by field.
+#[test]
+fn a_json_array_is_neither_settings_nor_a_model() {
+    let b = BadInput::start();
+    b.expect_400("PUT", SETTINGS, r#"["hf_from_an_array"]"#, &[]);
+    b.expect_400("POST", MODELS, r#"["bad/array", "array"]"#, &[]);
+    b.assert_unchanged(&["bad/array"]);
 }
 
 // ---------------------------------------------------------------------------------------------
-// 8. Authentication.
+// Authentication
 
 #[test]
 fn requests_need_a_known_key() {
     let c = Cluster::new(1);
-    let anon = Client::new(&c.node(1).api_addr, None);
-    let unknown = Client::new(&c.node(1).api_addr, Some("helix-not-a-real-key-0123456789"));
+    let anon = c.caller(1, None, "no key");
+    let unknown = c.caller(1, Some("helix-not-a-real-key-0123456789"), "an unknown key");
 
     // Health endpoints are open.
-    assert_eq!(anon.get("/healthz").unwrap().status, 200);
-    assert_eq!(anon.get("/readyz").unwrap().status, 200);
+    assert_eq!(anon.get("/healthz").status, 200);
+    assert_eq!(anon.get("/readyz").status, 200);
 
     for cl in [&anon, &unknown] {
-        let who = if cl.key.is_some() {
-            "an unknown key"
-        } else {
-            "no key"
-        };
         let cases = [
             cl.get(SETTINGS),
-            cl.put_json(SETTINGS, &json!({ "huggingface_token": "hf_evil" })),
+            cl.put(SETTINGS, &hf_token("hf_evil")),
             cl.get(CONFIG),
             cl.get(MODELS),
-            cl.post_json(MODELS, &json!({ "id": "auth/x", "name": "x" })),
+            cl.post(MODELS, &json!({ "id": "auth/x", "name": "x" })),
             cl.get("/api/v1/cluster/status"),
             cl.get("/api/v1/nodes"),
         ];
         for (i, r) in cases.into_iter().enumerate() {
-            let r = r.unwrap();
             assert_eq!(
                 r.status,
                 401,
-                "request #{i} with {who}: {} {}",
+                "request #{i} with {}: {} {}",
+                cl.who,
                 r.status,
                 r.text()
             );
             r.error_message();
         }
     }
-    // A malformed Authorization header is no better.
-    let r = http_request(
-        &c.node(1).api_addr,
-        "GET",
-        SETTINGS,
-        &[("Authorization", c.admin_key.as_str())],
-        None,
-        REQ_TIMEOUT,
-    )
-    .unwrap();
+    // A malformed Authorization header (the key without `Bearer `) is no better.
+    let r = anon.clone().authorization(&c.admin_key).get(SETTINGS);
     assert_eq!(r.status, 401, "key without `Bearer `: {}", r.text());
 
     // Nothing was changed by the refused requests; the admin key works.
     assert_settings_shape(&settings_ok(&c, 1), false);
     c.wait_token_set(1, false);
-    assert_eq!(c.get(1, &format!("{MODELS}/auth/x")).status, 404);
+    assert_eq!(c.client(1).get(&format!("{MODELS}/auth/x")).status, 404);
 }

@@ -1,562 +1,316 @@
 //! Issue 4, tenancy and the whole token hierarchy, as users see it: real `helix` processes
 //! driven over the HTTP API.
 //!
-//! 1. For one model, tokens set level by level from the bottom (node environment, system,
-//!    organization, owner user, model) each reach the next launch of the vLLM test double
-//!    (`examples/fake_vllm`, which records the sha256 of the `HF_TOKEN` it got); cleared from
-//!    the top, resolution falls back level by level to the environment.
-//! 2. The permission table of `docs/security.md`: every route × no key / unknown key / revoked
-//!    key / plain user / org owner / admin.
-//! 3. A non-admin cannot read or change another user's or another org's token, cannot make
-//!    themselves admin, cannot issue or revoke keys of another user.
-//! 4. In every test: no token value appears in any file under any data dir, in any node's
-//!    output, in any vLLM log, or in any API response body the test received.
+//! - Where a launch's token comes from: tokens set level by level (node environment, system,
+//!   organization, owner user, model) reach the next launch of the vLLM test double, which
+//!   records the sha256 of the `HF_TOKEN` it got; clearing a level falls through to the next.
+//! - Who may do what: the permission table of `docs/security.md` (every route × no key /
+//!   unknown key / revoked key / plain user / org owner / admin), and what non-admins may not
+//!   do to other tenants.
+//! - In every test that sets a token: no token value appears in any file under any data dir,
+//!   in any node's output, in any vLLM log, or in any API response body the test received.
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
-const MODELS: &str = "/api/v1/helix-models";
-const SLOTS: &str = "/api/v1/slots";
-const SETTINGS: &str = "/api/v1/system/settings";
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: a recording API client, secrets, leak checks
+// Where a launch's token comes from
 
-/// Every response body a test received, with what produced it.
-#[derive(Clone, Default)]
-struct Transcript(Arc<Mutex<Vec<Seen>>>);
-
-/// What produced a response, and its body.
-type Seen = (String, Vec<u8>);
-
-impl Transcript {
-    fn record(&self, what: String, body: Vec<u8>) {
-        self.0.lock().unwrap().push((what, body));
-    }
-    fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
-    }
+/// Two nodes, each with its own `HF_TOKEN`: node 1 runs the model; node 2 has no GPU and
+/// takes the API calls, so tokens are sealed there and opened on node 1. Alice owns org
+/// `acme` and the prewarm model.
+struct TokenLevels {
+    c: Cluster,
+    env1: String,
+    env2: String,
+    org: String,
+    alice: NewUser,
+    model: &'static str,
+    /// The admin, on node 2.
+    admin: Client,
+    /// Alice, on node 2 and on node 1.
+    alice2: Client,
+    alice1: Client,
 }
 
-/// A client for one node and one key that records every response it gets.
-#[derive(Clone)]
-struct Api {
-    client: Client,
-    who: String,
-    seen: Transcript,
-}
-
-impl Api {
-    fn new(addr: &str, key: Option<&str>, who: &str, seen: &Transcript) -> Api {
-        Api {
-            client: Client::new(addr, key),
-            who: who.to_string(),
-            seen: seen.clone(),
-        }
-    }
-
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Resp {
-        let bytes = body.map(|b| b.to_string().into_bytes());
-        let r = self
-            .client
-            .request(method, path, bytes.as_deref())
-            .unwrap_or_else(|e| panic!("{method} {path} as {}: {e}", self.who));
-        self.seen.record(
-            format!("{method} {path} as {} -> {}", self.who, r.status),
-            r.body.clone(),
+impl TokenLevels {
+    fn start() -> TokenLevels {
+        let (env1, env2) = (secret("envone"), secret("envtwo"));
+        let c = Cluster::builder()
+            .node(NodeSpec::gpus("80GB").env("HF_TOKEN", &env1))
+            .node(NodeSpec::none().env("HF_TOKEN", &env2))
+            .start();
+        let admin = c.caller(2, Some(&c.admin_key), "admin");
+        let org = create_org(&admin, "acme");
+        let alice = create_user(
+            &admin,
+            json!({"name": "alice", "organization_id": org, "org_role": "owner"}),
         );
-        r
-    }
-
-    /// Sends the request and asserts its status; returns the JSON body (`null` when empty).
-    fn expect(&self, method: &str, path: &str, body: Option<&Value>, status: u16) -> Value {
-        let r = self.send(method, path, body);
-        assert_eq!(
-            r.status,
-            status,
-            "{method} {path} as {}: expected {status}, got {}: {}",
-            self.who,
-            r.status,
-            r.text()
-        );
-        if r.body.is_empty() {
-            Value::Null
-        } else {
-            r.json()
+        let alice2 = c.caller(2, Some(&alice.key), "alice");
+        let alice1 = c.caller(1, Some(&alice.key), "alice@1");
+        TokenLevels {
+            c,
+            env1,
+            env2,
+            org,
+            alice,
+            model: "acme/gated-model",
+            admin,
+            alice2,
+            alice1,
         }
     }
 
-    fn get_ok(&self, path: &str) -> Value {
-        self.expect("GET", path, None, 200)
-    }
-
-    /// GET that may fail while the cluster settles: for polling.
-    fn poll_json(&self, path: &str) -> Result<Value, String> {
-        let r = self.send("GET", path, None);
-        if r.status == 200 {
-            Ok(r.json())
-        } else {
-            Err(format!("GET {path}: {}: {}", r.status, r.text()))
-        }
-    }
-}
-
-/// A token value that cannot be mistaken for another one.
-fn secret(level: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("hf_tenancy{level}{:x}{:x}", std::process::id(), nanos)
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
-
-/// No secret in any file under any data dir (sled, Raft log, slot logs, ...), in `extra`
-/// files, in any node's output, or in any response body the test received.
-fn assert_no_leaks(c: &Cluster, seen: &Transcript, secrets: &[String], extra: &[PathBuf]) {
-    let mut files: Vec<PathBuf> = extra.to_vec();
-    for n in &c.nodes {
-        files.extend(files_under(&n.data_dir));
-        files.push(n.log_path.clone());
-    }
-    assert!(files.len() > 4, "expected data dirs and logs to scan");
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap_or_default();
-        for s in secrets {
-            assert!(
-                !contains_bytes(&bytes, s.as_bytes()),
-                "a token ({}...) was found in {}",
-                &s[..12],
-                f.display()
-            );
-        }
-    }
-    let bodies = seen.0.lock().unwrap();
-    assert!(!bodies.is_empty(), "no responses were recorded");
-    for (what, body) in bodies.iter() {
-        for s in secrets {
-            assert!(
-                !contains_bytes(body, s.as_bytes()),
-                "a token ({}...) was found in the response to {what}",
-                &s[..12]
-            );
-        }
-    }
-}
-
-/// Creates an organization; returns its id.
-fn create_org(admin: &Api, name: &str) -> String {
-    let v = admin.expect("POST", "/api/v1/orgs", Some(&json!({ "name": name })), 201);
-    assert_eq!(v["name"], json!(name), "{v}");
-    v["id"].as_str().expect("org id").to_string()
-}
-
-/// A user as created: id, key, key id.
-struct NewUser {
-    id: String,
-    key: String,
-    key_id: String,
-}
-
-fn create_user(admin: &Api, body: Value) -> NewUser {
-    let v = admin.expect("POST", "/api/v1/users", Some(&body), 201);
-    let s = |f: &str| {
-        v[f].as_str()
-            .unwrap_or_else(|| panic!("no {f} in {v}"))
-            .to_string()
-    };
-    NewUser {
-        id: s("id"),
-        key: s("api_key"),
-        key_id: s("api_key_id"),
-    }
-}
-
-/// Issues another key for `user_id`; returns (key id, key).
-fn issue_key(api: &Api, user_id: &str) -> (String, String) {
-    let v = api.expect(
-        "POST",
-        &format!("/api/v1/users/{user_id}/api-keys"),
-        None,
-        201,
-    );
-    (
-        v["id"].as_str().expect("key id").to_string(),
-        v["api_key"].as_str().expect("key").to_string(),
-    )
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers: nodes with declared GPUs and the vLLM test double
-
-/// The `fake_vllm` example, built for this profile (once per test process).
-fn fake_vllm() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let bin_dir = Path::new(helix_bin())
-            .parent()
-            .expect("bin dir")
-            .to_path_buf();
-        let path = bin_dir.join("examples").join("fake_vllm");
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/fake_vllm.rs");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        if let (Some(built), Some(written)) = (modified(&path), modified(&source)) {
-            if built >= written {
-                return path;
-            }
-        }
-        // `cargo test --test tenancy` does not build examples: build it.
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "fake_vllm",
-            "--manifest-path",
-        ])
-        .arg(&manifest);
-        if bin_dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target) = bin_dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target);
-        }
-        match cmd.status() {
-            Ok(st) if st.success() => {}
-            other => assert!(
-                path.exists(),
-                "cannot build examples/fake_vllm ({other:?}) and {} does not exist",
-                path.display()
-            ),
-        }
-        path
-    })
-}
-
-/// Starts node `k` (`node start`, or `node join` via `join_via`) with declared `gpus` and
-/// `vllm` as its vLLM command, waits for `ready`, and learns its id. The first node started
-/// this way provides the admin key and the join token.
-fn start_node(c: &mut Cluster, k: usize, join_via: Option<usize>, gpus: &str, vllm: &str) {
-    let mut args: Vec<String> = match join_via {
-        None => vec!["node".into(), "start".into()],
-        Some(via) => vec![
-            "node".into(),
-            "join".into(),
-            format!("http://{}", c.node(via).api_addr),
-            "--token".into(),
-            c.join_token.clone(),
-        ],
-    };
-    args.extend(c.args_with_gpus(k, gpus));
-    args.extend(["--vllm-command".into(), vllm.into()]);
-    c.spawn(k, &args);
-    c.wait_ready(k);
-    if join_via.is_none() {
-        let dd = c.node(k).data_dir.clone();
-        let read = |f: &str| {
-            std::fs::read_to_string(dd.join(f))
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        c.admin_key = read("admin.key");
-        c.join_token = read("join.token");
-    }
-    let client = c.client(k);
-    let id = wait_for(WAIT, &format!("node{k} reports its id"), || {
-        let v = client.get_json_ok("/api/v1/system/config")?;
-        v["node_id"].as_u64().ok_or_else(|| v.to_string())
-    });
-    c.node_mut(k).id = Some(id);
-}
-
-/// The launches of `model` the test double recorded, oldest first.
-fn launches(record_dir: &Path, model: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(record_dir.join("launches.jsonl")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["model"] == json!(model))
-        .collect()
-}
-
-/// Whether `pid` is a live (not exited) process.
-fn pid_alive(pid: u64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
-}
-
-/// The slot of `model`, if the cluster has one.
-fn slot_of(api: &Api, model: &str) -> Result<Option<Value>, String> {
-    let v = api.poll_json(SLOTS)?;
-    Ok(v.as_array()
-        .ok_or_else(|| format!("slots: {v}"))?
-        .iter()
-        .find(|s| s["model_id"] == json!(model))
-        .cloned())
-}
-
-// ---------------------------------------------------------------------------------------------
-// 1 + 4. The token hierarchy for one model, and no token anywhere
-
-/// Forces a fresh launch of `model` (prewarm off: its slot is removed and its process
-/// stopped; prewarm on: placed again, launched again), waits until it runs, and returns the
-/// new launch record and the slot.
-fn relaunch(admin: &Api, record_dir: &Path, model: &str) -> (Value, Value) {
-    let path = format!("{MODELS}/{model}");
-    let before = launches(record_dir, model);
-    let last_pid = before.last().and_then(|l| l["pid"].as_u64());
-    admin.expect("PUT", &path, Some(&json!({ "prewarm": false })), 200);
-    wait_for(
-        WAIT,
-        &format!("the slot of {model} is removed"),
-        || match slot_of(admin, model)? {
-            None => Ok(()),
-            Some(s) => Err(s.to_string()),
-        },
-    );
-    if let Some(pid) = last_pid {
-        wait_until(
-            WAIT,
-            &format!("the vLLM process {pid} of {model} is stopped"),
-            || !pid_alive(pid),
-        );
-    }
-    admin.expect("PUT", &path, Some(&json!({ "prewarm": true })), 200);
-    wait_running(admin, record_dir, model, before.len())
-}
-
-/// Waits for a launch of `model` after the first `after` ones, and for its slot to run.
-fn wait_running(admin: &Api, record_dir: &Path, model: &str, after: usize) -> (Value, Value) {
-    let launch = wait_for(WAIT, &format!("{model} is launched again"), || {
-        let all = launches(record_dir, model);
-        if all.len() > after {
-            Ok(all.last().cloned().unwrap())
-        } else {
-            Err(format!("{} launches recorded", all.len()))
-        }
-    });
-    let slot = wait_for(
-        WAIT,
-        &format!("the slot of {model} runs"),
-        || match slot_of(admin, model)? {
-            Some(s) if s["state"] == json!("running") => Ok(s),
-            other => Err(format!("{other:?}")),
-        },
-    );
-    // The last launch is the one that runs (a launch may have been retried meanwhile).
-    let launch = launches(record_dir, model)
-        .last()
-        .cloned()
-        .unwrap_or(launch);
-    (launch, slot)
-}
-
-#[test]
-fn each_token_level_reaches_the_launch_and_no_token_leaks() {
-    let tmp_records = tempfile::tempdir().expect("tempdir");
-    let record_dir = tmp_records.path().to_path_buf();
-    let vllm = fake_vllm().display().to_string();
-
-    let env1 = secret("envone");
-    let env2 = secret("envtwo");
-    let system = secret("system");
-    let org_token = secret("org");
-    let user_token = secret("user");
-    let model_token = secret("model");
-
-    // Node 1 runs the model. Node 2 has no GPUs: it takes the API calls, so tokens are sealed
-    // there and opened on node 1. Each node has its own HF_TOKEN; a launch must use the
-    // environment of the node that launches.
-    let mut c = Cluster::empty(None);
-    c.env = vec![
-        (
-            "FAKE_VLLM_RECORD_DIR".into(),
-            record_dir.display().to_string(),
-        ),
-        ("HF_TOKEN".into(), env1.clone()),
-    ];
-    let k1 = c.add_node();
-    start_node(&mut c, k1, None, "80GB", &vllm);
-    c.env[1].1 = env2.clone();
-    let k2 = c.add_node();
-    start_node(&mut c, k2, Some(k1), "none", &vllm);
-    c.wait_members_settled();
-
-    let seen = Transcript::default();
-    let admin = Api::new(&c.node(k2).api_addr, Some(&c.admin_key), "admin", &seen);
-    let org = create_org(&admin, "acme");
-    let alice = create_user(
-        &admin,
-        json!({"name": "alice", "organization_id": org, "org_role": "owner"}),
-    );
-    let alice_api = Api::new(&c.node(k2).api_addr, Some(&alice.key), "alice", &seen);
-    // Alice also talks to node 1.
-    let alice_api1 = Api::new(&c.node(k1).api_addr, Some(&alice.key), "alice@1", &seen);
-
-    let model = "acme/gated-model";
-    let created = admin.expect(
-        "POST",
-        MODELS,
-        Some(&json!({
-            "id": model, "name": "gated", "memory": "10GB", "prewarm": true,
-            "owner_user_id": alice.id, "organization_id": org,
-            // The double prints the token it got: the slot log must show it redacted.
+    /// Creates the model (prewarm, owned by Alice, in her org), with `token` as its own if
+    /// given; returns the answer.
+    fn create_model(&self, token: Option<&str>) -> Value {
+        let mut model = json!({
+            "id": self.model, "name": "gated", "memory": "10GB", "prewarm": true,
+            "owner_user_id": self.alice.id, "organization_id": self.org,
+            // The double prints the token it got: every vLLM log must show it redacted.
             "runtime_args": ["--fake-echo-token"],
-        })),
-        201,
-    );
-    assert_eq!(created["owner_user_id"], json!(alice.id), "{created}");
-    assert_eq!(created["organization_id"], json!(org), "{created}");
-    assert_eq!(created["huggingface_token_set"], json!(false), "{created}");
+        });
+        if let Some(token) = token {
+            model["huggingface_token"] = json!(token);
+        }
+        self.admin.expect("POST", MODELS, Some(&model), 201)
+    }
 
-    let token_source = format!("{MODELS}/{model}/token-source");
-    let expect_level = |source: &str, token: &str, launch: &Value, slot: &Value| {
+    fn model_path(&self) -> String {
+        format!("{MODELS}/{}", self.model)
+    }
+
+    fn org_settings(&self) -> String {
+        format!("/api/v1/orgs/{}/settings", self.org)
+    }
+
+    /// The first launch, once it runs.
+    fn first_launch(&self) -> (Value, Value) {
+        self.c.wait_launched_and_running(2, self.model, 0)
+    }
+
+    /// A fresh launch, once it runs.
+    fn relaunch(&self) -> (Value, Value) {
+        self.c.relaunch(2, self.model)
+    }
+
+    /// The launch got `token` from level `source`, on node 1, and token-source says so to
+    /// the owner and to an admin.
+    fn expect_level(&self, source: &str, token: &str, (launch, slot): (Value, Value)) {
         assert_eq!(
             launch["hf_token_sha256"],
             json!(sha256_hex(token)),
             "the launch should get the {source} token: {launch}"
         );
         assert_eq!(launch["hf_token_present"], json!(true), "{launch}");
+        assert!(
+            !launch["argv"].to_string().contains(token),
+            "the token must not be in argv"
+        );
         assert_eq!(slot["hf_token_source"], json!(source), "slot: {slot}");
         assert_eq!(
             slot["node_id"].as_u64(),
-            c.node(k1).id,
+            Some(self.c.id(1)),
             "the slot runs on node1: {slot}"
         );
-        let ts = alice_api.get_ok(&token_source);
-        assert_eq!(ts["source"], json!(source), "token-source (owner): {ts}");
-        let ts = admin.get_ok(&token_source);
-        assert_eq!(ts["source"], json!(source), "token-source (admin): {ts}");
-        match source {
-            "user" => assert_eq!(ts["user_id"], json!(alice.id), "{ts}"),
-            "organization" => assert_eq!(ts["organization_id"], json!(org), "{ts}"),
-            _ => {}
+        let token_source = format!("{}/token-source", self.model_path());
+        for caller in [&self.alice2, &self.admin] {
+            let ts = caller.get_ok(&token_source);
+            assert_eq!(
+                ts["source"],
+                json!(source),
+                "token-source ({}): {ts}",
+                caller.who
+            );
+            match source {
+                "user" => assert_eq!(ts["user_id"], json!(self.alice.id), "{ts}"),
+                "organization" => assert_eq!(ts["organization_id"], json!(self.org), "{ts}"),
+                _ => {}
+            }
         }
-    };
+    }
 
-    // Environment: the launching node's own HF_TOKEN.
-    let (launch, slot) = wait_running(&admin, &record_dir, model, 0);
-    expect_level("environment", &env1, &launch, &slot);
-    let argv = launch["argv"].to_string();
-    assert!(!argv.contains(&env1), "the token must not be in argv");
+    fn set_system(&self, token: &str) -> Value {
+        self.admin
+            .expect("PUT", SETTINGS, Some(&hf_token(token)), 200)
+    }
 
-    // Bottom up: system, organization, user, model.
-    let v = admin.expect(
-        "PUT",
-        SETTINGS,
-        Some(&json!({ "huggingface_token": system })),
-        200,
-    );
+    /// Alice, owner of the org, sets or clears its token.
+    fn set_org(&self, token: &str) -> Value {
+        self.alice2
+            .expect("PUT", &self.org_settings(), Some(&hf_token(token)), 200)
+    }
+
+    /// Alice sets or clears her own token, through node 1.
+    fn set_user(&self, token: &str) -> Value {
+        self.alice1.expect(
+            "PUT",
+            "/api/v1/users/me/settings",
+            Some(&hf_token(token)),
+            200,
+        )
+    }
+
+    fn set_model(&self, token: &str) -> Value {
+        self.admin
+            .expect("PUT", &self.model_path(), Some(&hf_token(token)), 200)
+    }
+}
+
+/// From the bottom up: each node's own `HF_TOKEN`, then system, organization, user, model.
+#[test]
+fn a_launch_takes_the_token_of_the_highest_level_set() {
+    let t = TokenLevels::start();
+    let [system, org, user, model] = ["system", "org", "user", "model"].map(secret);
+    let created = t.create_model(None);
+    assert_eq!(created["owner_user_id"], json!(t.alice.id), "{created}");
+    assert_eq!(created["organization_id"], json!(t.org), "{created}");
+    assert_eq!(created["huggingface_token_set"], json!(false), "{created}");
+    // Node 1 launches: its own HF_TOKEN, not node 2's.
+    t.expect_level("environment", &t.env1, t.first_launch());
+
+    let v = t.set_system(&system);
     assert_eq!(v["huggingface_token_source"], json!("database"), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("system", &system, &launch, &slot);
+    t.expect_level("system", &system, t.relaunch());
 
-    let org_settings = format!("/api/v1/orgs/{org}/settings");
-    let v = alice_api.expect(
-        "PUT",
-        &org_settings,
-        Some(&json!({ "huggingface_token": org_token })),
-        200,
-    );
+    let v = t.set_org(&org);
     assert_eq!(v["huggingface_token_set"], json!(true), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("organization", &org_token, &launch, &slot);
+    t.expect_level("organization", &org, t.relaunch());
 
-    let v = alice_api1.expect(
-        "PUT",
-        "/api/v1/users/me/settings",
-        Some(&json!({ "huggingface_token": user_token })),
-        200,
-    );
+    let v = t.set_user(&user);
     assert_eq!(v["huggingface_token_set"], json!(true), "{v}");
-    assert_eq!(v["id"], json!(alice.id), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("user", &user_token, &launch, &slot);
+    assert_eq!(v["id"], json!(t.alice.id), "{v}");
+    t.expect_level("user", &user, t.relaunch());
 
-    let v = admin.expect(
-        "PUT",
-        &format!("{MODELS}/{model}"),
-        Some(&json!({ "huggingface_token": model_token })),
-        200,
-    );
+    let v = t.set_model(&model);
     assert_eq!(v["huggingface_token_set"], json!(true), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("model", &model_token, &launch, &slot);
+    t.expect_level("model", &model, t.relaunch());
 
-    // Top down: clearing a level falls through to the next.
-    let v = admin.expect(
-        "PUT",
-        &format!("{MODELS}/{model}"),
-        Some(&json!({ "huggingface_token": "" })),
-        200,
-    );
+    // Reads that talk about tokens, to have their answers checked too.
+    for caller in [&t.admin, &t.alice2, &t.alice1] {
+        for path in [
+            t.model_path(),
+            MODELS.to_string(),
+            SLOTS.to_string(),
+            "/api/v1/users/me/settings".to_string(),
+            t.org_settings(),
+            USERS.to_string(),
+            ORGS.to_string(),
+            "/api/v1/nodes".to_string(),
+        ] {
+            caller.get_ok(&path);
+        }
+    }
+    t.admin.get_ok(SETTINGS);
+    t.admin.get_ok(CONFIG);
+    t.c.assert_no_leaks(&[&t.env1, &t.env2, &system, &org, &user, &model]);
+}
+
+#[test]
+fn clearing_a_level_falls_through_to_the_next() {
+    let t = TokenLevels::start();
+    let [system, org, user, model] = ["system", "org", "user", "model"].map(secret);
+    t.set_system(&system);
+    t.set_org(&org);
+    t.set_user(&user);
+    let created = t.create_model(Some(&model));
+    assert_eq!(created["huggingface_token_set"], json!(true), "{created}");
+    t.expect_level("model", &model, t.first_launch());
+
+    let v = t.set_model("");
     assert_eq!(v["huggingface_token_set"], json!(false), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("user", &user_token, &launch, &slot);
+    t.expect_level("user", &user, t.relaunch());
 
-    alice_api.expect(
+    // Through her id this time, not `me`.
+    t.alice2.expect(
         "PUT",
-        &format!("/api/v1/users/{}/settings", alice.id),
-        Some(&json!({ "huggingface_token": "" })),
+        &format!("{USERS}/{}/settings", t.alice.id),
+        Some(&hf_token("")),
         200,
     );
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("organization", &org_token, &launch, &slot);
+    t.expect_level("organization", &org, t.relaunch());
 
-    let v = admin.expect(
-        "PUT",
-        &org_settings,
-        Some(&json!({ "huggingface_token": "" })),
-        200,
-    );
+    // An admin may clear an org's token too.
+    let v = t
+        .admin
+        .expect("PUT", &t.org_settings(), Some(&hf_token("")), 200);
     assert_eq!(v["huggingface_token_set"], json!(false), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("system", &system, &launch, &slot);
+    t.expect_level("system", &system, t.relaunch());
 
-    let v = admin.expect(
-        "PUT",
-        SETTINGS,
-        Some(&json!({ "huggingface_token": "" })),
-        200,
-    );
+    let v = t.set_system("");
     assert_eq!(v["huggingface_token_source"], json!("environment"), "{v}");
-    let (launch, slot) = relaunch(&admin, &record_dir, model);
-    expect_level("environment", &env1, &launch, &slot);
+    t.expect_level("environment", &t.env1, t.relaunch());
+    t.c.assert_no_leaks(&[&t.env1, &t.env2, &system, &org, &user, &model]);
+}
 
-    // The vLLM log exists and shows the echoed token redacted.
-    let slot_id = slot["id"].as_str().expect("slot id").to_string();
+#[test]
+fn a_token_the_model_prints_is_redacted_in_its_vllm_log() {
+    let c = Cluster::builder().node(NodeSpec::gpus("80GB")).start();
+    let token = secret("echoed");
+    c.set_system_token(1, &token);
+    let m = "acme/echo-model";
+    // The double prints the token it got.
+    c.create_model(1, &model_json(m, "10GB", &["--fake-echo-token"]));
+    let slot = c.wait_running(1, m);
     let vllm_log = c
-        .node(k1)
+        .node(1)
         .data_dir
         .join("slots")
-        .join(&slot_id)
+        .join(slot["id"].as_str().expect("slot id"))
         .join("vllm.log");
-    let log = std::fs::read_to_string(&vllm_log)
-        .unwrap_or_else(|e| panic!("read {}: {e}", vllm_log.display()));
-    assert!(
-        log.contains("token is ***"),
-        "the echoed token should appear redacted in {}",
-        vllm_log.display()
+    wait_until(
+        WAIT,
+        &format!("{} shows the echoed token redacted", vllm_log.display()),
+        || std::fs::read_to_string(&vllm_log).is_ok_and(|l| l.contains("token is ***")),
     );
+    c.assert_no_leaks(&[&token]);
+}
 
-    // The audit log names every change of a token (who, what, which level), never the value.
+/// The audit log names every change of a token (who, what, which level), never the value.
+#[test]
+fn every_token_change_is_audited_without_its_value() {
+    let c = Cluster::new(1);
+    let admin = c.client(1);
+    let org = create_org(&admin, "audited");
+    let alice = create_user(
+        &admin,
+        json!({"name": "alice", "organization_id": org, "org_role": "owner"}),
+    );
+    let as_alice = c.caller(1, Some(&alice.key), "alice");
+    let model = "acme/audited-model";
+    admin.expect(
+        "POST",
+        MODELS,
+        Some(
+            &json!({"id": model, "name": "audited", "owner_user_id": alice.id,
+                     "organization_id": org}),
+        ),
+        201,
+    );
+    let tokens = ["system", "org", "user", "model"].map(secret);
+    let org_settings = format!("{ORGS}/{org}/settings");
+    let user_settings = format!("{USERS}/{}/settings", alice.id);
+    let model_path = format!("{MODELS}/{model}");
+    for (caller, path, token) in [
+        (&admin, SETTINGS, &tokens[0]),
+        (&as_alice, &org_settings, &tokens[1]),
+        (&as_alice, &user_settings, &tokens[2]),
+        (&admin, &model_path, &tokens[3]),
+        (&admin, &model_path, &String::new()),
+        (&as_alice, &user_settings, &String::new()),
+        (&admin, &org_settings, &String::new()),
+        (&admin, SETTINGS, &String::new()),
+    ] {
+        caller.expect("PUT", path, Some(&hf_token(token)), 200);
+    }
+
     let audit = admin.get_ok("/api/v1/audit");
     let entries = audit.as_array().expect("audit is an array");
     for (kind, level, target, actor) in [
@@ -578,12 +332,12 @@ fn each_token_level_reaches_the_launch_and_no_token_leaks() {
         assert!(found, "no audit entry {kind}/{level}/{target:?}: {audit}");
     }
     // Non-admins may not read it.
-    alice_api.expect("GET", "/api/v1/audit", None, 403);
+    as_alice.expect("GET", "/api/v1/audit", None, 403);
 
     // `helix audit list` shows the same, and no value.
     let out = Command::new(helix_bin())
         .args(["--output", "json", "audit", "list"])
-        .env("HELIX_URL", format!("http://{}", c.node(k1).api_addr))
+        .env("HELIX_URL", format!("http://{}", c.node(1).api_addr))
         .env("HELIX_API_KEY", &c.admin_key)
         .env_remove("HF_TOKEN")
         .output()
@@ -591,35 +345,138 @@ fn each_token_level_reaches_the_launch_and_no_token_leaks() {
     assert!(out.status.success(), "helix audit list: {out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("hf_token_cleared"), "{stdout}");
-    seen.record("helix audit list".into(), out.stdout.clone());
-    seen.record("helix audit list (stderr)".into(), out.stderr.clone());
+    c.transcript.record("helix audit list".into(), out.stdout);
+    c.transcript
+        .record("helix audit list (stderr)".into(), out.stderr);
+    c.assert_no_leaks(&tokens.each_ref().map(String::as_str));
+}
 
-    // A few more reads that talk about tokens, to have them checked too.
-    for api in [&admin, &alice_api, &alice_api1] {
-        api.get_ok(&format!("{MODELS}/{model}"));
-        api.get_ok(MODELS);
-        api.get_ok(SLOTS);
-        api.get_ok("/api/v1/users/me/settings");
-        api.get_ok(&org_settings);
-        api.get_ok("/api/v1/users");
-        api.get_ok("/api/v1/orgs");
-        api.get_ok("/api/v1/nodes");
+/// Token settings say when they last changed, for an org as for a user.
+#[test]
+fn token_settings_report_when_they_were_changed() {
+    let c = Cluster::new(1);
+    let admin = c.client(1);
+    let token = secret("dated");
+    let org = admin.expect("POST", ORGS, Some(&json!({"name": "dated"})), 201);
+    let user = admin.expect("POST", USERS, Some(&json!({"name": "dated"})), 201);
+    for (what, created, settings) in [
+        (
+            "org",
+            &org["created"],
+            format!("{ORGS}/{}/settings", org["id"].as_str().unwrap()),
+        ),
+        (
+            "user",
+            &user["created"],
+            format!("{USERS}/{}/settings", user["id"].as_str().unwrap()),
+        ),
+    ] {
+        let created = rfc3339(created);
+        // Times are in milliseconds: the change must come at least one later to differ.
+        wait_until(WAIT, "the clock has moved past the creation", || {
+            now() >= created + time::Duration::MILLISECOND
+        });
+        let put = admin.expect("PUT", &settings, Some(&hf_token(&token)), 200);
+        let get = admin.get_ok(&settings);
+        for (how, v) in [("PUT", &put), ("GET", &get)] {
+            assert_eq!(rfc3339(&v["created"]), created, "{what} {how}: {v}");
+            assert!(
+                rfc3339(&v["updated"]) > created,
+                "{what} settings ({how}) should say they were updated after they were \
+                 created: {v}"
+            );
+        }
     }
-    admin.get_ok(SETTINGS);
-    admin.get_ok("/api/v1/system/config");
+    c.assert_no_leaks(&[&token]);
+}
 
-    let records = record_dir.join("launches.jsonl");
-    assert_no_leaks(
-        &c,
-        &seen,
-        &[env1, env2, system, org_token, user_token, model_token],
-        &[records],
-    );
-    eprintln!("checked {} responses", seen.len());
+fn rfc3339(v: &Value) -> OffsetDateTime {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not an RFC 3339 string: {v}"));
+    OffsetDateTime::parse(s, &Rfc3339).unwrap_or_else(|e| panic!("{s:?} is not RFC 3339: {e}"))
+}
+
+fn now() -> OffsetDateTime {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    OffsetDateTime::UNIX_EPOCH + since_epoch
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. The permission table of docs/security.md
+// Read your writes, whichever node you ask
+
+/// Writes through the leader, each followed at once by writes through both followers that
+/// name what it created.
+const PAIRS: usize = 20;
+
+/// Runs `create` through the leader of a three-node cluster [`PAIRS`] times, each time
+/// followed at once, on both followers together, by `refer(follower, created id, name)`;
+/// returns the followers' refusals and how many writes they were asked for.
+fn refusals(
+    create: impl Fn(&Client, &str) -> String,
+    refer: impl Fn(&Client, &str, &str) -> Resp + Sync,
+) -> (Vec<String>, usize) {
+    let c = Cluster::new(3);
+    let leader = c.wait_leader(&[1, 2, 3]);
+    let followers: Vec<usize> = (1..=3).filter(|&k| k != leader).collect();
+    let mut refused = Vec::new();
+    for i in 0..PAIRS {
+        let id = create(&c.client(leader), &format!("ryw-{i}"));
+        std::thread::scope(|s| {
+            let answers: Vec<_> = followers
+                .iter()
+                .map(|&k| {
+                    let (client, id, refer) = (c.client(k), &id, &refer);
+                    s.spawn(move || (k, refer(&client, id, &format!("ryw-{i}-n{k}"))))
+                })
+                .collect();
+            for answer in answers {
+                let (k, r) = answer.join().expect("a follower write panicked");
+                if r.status != 201 {
+                    refused.push(format!("node{k}: {}: {}", r.status, r.text()));
+                }
+            }
+        });
+    }
+    (refused, PAIRS * followers.len())
+}
+
+#[test]
+fn a_user_can_join_an_org_created_through_another_node_a_moment_ago() {
+    let (refused, asked) = refusals(create_org, |follower, org, name| {
+        follower.post(USERS, &json!({"name": name, "organization_id": org}))
+    });
+    assert!(
+        refused.is_empty(),
+        "{} of {asked} users naming an org just created through the leader were refused by a \
+         follower, e.g. {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+}
+
+#[test]
+fn a_model_can_name_an_owner_created_through_another_node_a_moment_ago() {
+    let (refused, asked) = refusals(
+        |leader, name| create_user(leader, json!({ "name": name })).id,
+        |follower, owner, name| {
+            follower.post(
+                MODELS,
+                &json!({"id": format!("ryw/{name}"), "name": name, "owner_user_id": owner}),
+            )
+        },
+    );
+    assert!(
+        refused.is_empty(),
+        "{} of {asked} models naming an owner just created through the leader were refused by \
+         a follower, e.g. {:?}",
+        refused.len(),
+        &refused[..refused.len().min(3)]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who may do what: the permission table of docs/security.md
 
 /// Who calls, in the order of the table's columns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -937,18 +794,14 @@ fn table() -> Vec<Row> {
     ]
 }
 
-#[test]
-fn permission_table_holds_for_every_route_and_caller() {
-    let c = Cluster::new(2);
-    let seen = Transcript::default();
-    // The table is walked on node 2 (writes are carried out on the leader wherever it is).
-    let addr2 = c.node(2).api_addr.clone();
-    let admin = Api::new(&c.node(1).api_addr, Some(&c.admin_key), "admin", &seen);
+/// Two orgs and the users of the table: a plain member and an owner of org A, a user whose
+/// key gets revoked, and a victim in org B. Walked on node 2 of two.
+fn table_fixture(c: &Cluster) -> Fixture {
+    let admin = c.client(1);
     let admin_id = admin.get_ok("/api/v1/users/me")["id"]
         .as_str()
         .unwrap()
         .to_string();
-
     let org_a = create_org(&admin, "table-a");
     let org_b = create_org(&admin, "table-b");
     let user = create_user(
@@ -968,49 +821,33 @@ fn permission_table_holds_for_every_route_and_caller() {
         json!({"name": "table-victim", "organization_id": org_b}),
     );
     let owned_model = "table/owned".to_string();
-    admin.expect(
-        "POST",
-        MODELS,
-        Some(
-            &json!({"id": owned_model, "name": "owned", "owner_user_id": owner.id,
-                      "organization_id": org_a}),
-        ),
-        201,
-    );
     let admin_model = "table/admins".to_string();
-    admin.expect(
-        "POST",
-        MODELS,
-        Some(&json!({"id": admin_model, "name": "admins", "organization_id": org_a})),
-        201,
-    );
     let users_model = "table/users".to_string();
-    admin.expect(
-        "POST",
-        MODELS,
-        Some(
-            &json!({"id": users_model, "name": "users", "owner_user_id": user.id,
-                      "organization_id": org_a}),
-        ),
-        201,
-    );
+    for body in [
+        json!({"id": owned_model, "name": "owned", "owner_user_id": owner.id,
+               "organization_id": org_a}),
+        json!({"id": admin_model, "name": "admins", "organization_id": org_a}),
+        json!({"id": users_model, "name": "users", "owner_user_id": user.id,
+               "organization_id": org_a}),
+    ] {
+        admin.expect("POST", MODELS, Some(&body), 201);
+    }
     for i in 0..CALLERS.len() {
         let id = format!("table/doomed-{i}");
         admin.expect("POST", MODELS, Some(&json!({"id": id, "name": id})), 201);
     }
-    let mut own_spare = Vec::new();
-    let mut others_key = Vec::new();
     let (victim_spare, _) = issue_key(&admin, &victim.id);
     let (victim_spare_for_admin, _) = issue_key(&admin, &victim.id);
     let (member_spare_for_owner, _) = issue_key(&admin, &user.id);
+    let mut own_spare = Vec::new();
+    let mut others_key = Vec::new();
     for who in CALLERS {
-        let own = match who {
+        own_spare.push(match who {
             Who::User => issue_key(&admin, &user.id).0,
             Who::OrgOwner => issue_key(&admin, &owner.id).0,
             Who::Admin => issue_key(&admin, &admin_id).0,
             _ => victim_spare.clone(),
-        };
-        own_spare.push(own);
+        });
         others_key.push(match who {
             Who::Admin => victim_spare_for_admin.clone(),
             Who::OrgOwner => member_spare_for_owner.clone(),
@@ -1018,34 +855,19 @@ fn permission_table_holds_for_every_route_and_caller() {
         });
     }
 
-    // Revocation: through node 1; a linearizable read and a write on node 2 refuse the key
-    // at once, without waiting.
-    let revoked_on_2 = Api::new(&addr2, Some(&revoked.key), "revoked@2", &seen);
-    revoked_on_2.get_ok(MODELS);
     admin.expect(
         "DELETE",
         &format!("/api/v1/api-keys/{}", revoked.key_id),
         None,
         204,
     );
-    revoked_on_2.expect("GET", MODELS, None, 401);
-    revoked_on_2.expect("PUT", "/api/v1/users/me/settings", Some(&json!({})), 401);
     // Local-only reads check node 2's replica, which follows within a moment.
+    let revoked_on_2 = c.caller(2, Some(&revoked.key), "revoked@2");
     wait_until(WAIT, "node2 refuses the revoked key everywhere", || {
-        revoked_on_2
-            .send("GET", "/api/v1/cluster/status", None)
-            .status
-            == 401
+        revoked_on_2.get("/api/v1/cluster/status").status == 401
     });
-    // Revoking twice: the key is gone.
-    admin.expect(
-        "DELETE",
-        &format!("/api/v1/api-keys/{}", revoked.key_id),
-        None,
-        404,
-    );
 
-    let fixture = Fixture {
+    Fixture {
         org_a,
         org_b,
         owned_model,
@@ -1058,9 +880,16 @@ fn permission_table_holds_for_every_route_and_caller() {
         victim,
         own_spare,
         others_key,
-    };
+    }
+}
+
+#[test]
+fn permission_table_holds_for_every_route_and_caller() {
+    let c = Cluster::new(2);
+    let fixture = table_fixture(&c);
     let unknown_key = format!("hx_{}", "5a".repeat(32));
-    let callers: Vec<Api> = CALLERS
+    // The table is walked on node 2 (writes are carried out on the leader wherever it is).
+    let callers: Vec<Client> = CALLERS
         .iter()
         .map(|who| {
             let key = match who {
@@ -1071,7 +900,7 @@ fn permission_table_holds_for_every_route_and_caller() {
                 Who::OrgOwner => Some(fixture.owner.key.as_str()),
                 Who::Admin => Some(c.admin_key.as_str()),
             };
-            Api::new(&addr2, key, &format!("{who:?}"), &seen)
+            c.caller(2, key, &format!("{who:?}"))
         })
         .collect();
 
@@ -1105,32 +934,51 @@ fn permission_table_holds_for_every_route_and_caller() {
     );
 
     // The writes the table allowed took effect, the refused ones did not.
-    let models = admin.get_ok(MODELS);
-    let ids: Vec<&str> = models
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["id"].as_str())
-        .collect();
+    let ids = c.client(1).model_ids(false).unwrap();
     for (i, who) in CALLERS.iter().enumerate() {
         let admin_ok = *who == Who::Admin;
         assert_eq!(
-            ids.contains(&format!("table/new-{i}").as_str()),
+            ids.contains(&format!("table/new-{i}")),
             admin_ok,
             "model created by {who:?}"
         );
         assert_eq!(
-            ids.contains(&format!("table/doomed-{i}").as_str()),
+            ids.contains(&format!("table/doomed-{i}")),
             !admin_ok,
             "model deleted by {who:?}"
         );
     }
+}
 
-    // The join route takes the peer credential derived from the join token.
+/// Revoked through one node, a key is refused by a linearizable read and a write on another
+/// at once, without waiting; its local-only reads follow within a moment.
+#[test]
+fn a_revoked_key_is_refused_at_once_through_every_node() {
+    let c = Cluster::new(2);
+    let admin = c.client(1);
+    let doomed = create_user(&admin, json!({"name": "doomed"}));
+    let on_2 = c.caller(2, Some(&doomed.key), "doomed@2");
+    on_2.get_ok(MODELS);
+    let revoke = format!("/api/v1/api-keys/{}", doomed.key_id);
+    admin.expect("DELETE", &revoke, None, 204);
+    on_2.expect("GET", MODELS, None, 401);
+    on_2.expect("PUT", "/api/v1/users/me/settings", Some(&json!({})), 401);
+    wait_until(WAIT, "node2 refuses the revoked key everywhere", || {
+        on_2.get("/api/v1/cluster/status").status == 401
+    });
+    // Revoking twice: the key is gone.
+    admin.expect("DELETE", &revoke, None, 404);
+}
+
+/// The join route takes the peer credential derived from the join token, which is no API
+/// key; the peer port takes no API key, not even an admin's.
+#[test]
+fn the_join_route_takes_the_peer_credential_and_the_peer_port_no_api_key() {
+    let c = Cluster::new(2);
     let credential = helix::crypto::ClusterSecret::from_join_token(&c.join_token)
         .expect("join token")
         .peer_credential();
-    let peer_cred = Api::new(&addr2, Some(&credential), "peer-credential", &seen);
+    let peer_cred = c.caller(2, Some(&credential), "peer-credential");
     let v = peer_cred.expect(
         "POST",
         "/api/v1/cluster/join",
@@ -1138,150 +986,214 @@ fn permission_table_holds_for_every_route_and_caller() {
         200,
     );
     assert!(v["node_id"].as_u64().is_some(), "{v}");
-    // ... and the credential is no API key.
     peer_cred.expect("GET", MODELS, None, 401);
-    // The peer port refuses API keys, even an admin's.
-    let peer_addr = c.node(2).peer_addr.clone();
-    for key in [None, Some(c.admin_key.as_str())] {
-        let r = Api::new(&peer_addr, key, "api-key@peer", &seen).send(
-            "POST",
-            "/raft/write",
-            Some(&json!({})),
-        );
-        assert_eq!(r.status, 401, "peer port with {key:?}: {}", r.text());
+    let peer = Client::new(&c.node(2).peer_addr).recording(&c.transcript);
+    for caller in [peer.clone(), peer.key(&c.admin_key).who("admin")] {
+        let r = caller.post("/raft/write", &json!({}));
+        assert_eq!(r.status, 401, "peer port as {}: {}", caller.who, r.text());
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. Non-admins stay in their lane
+// Non-admins stay in their lane
 
-#[test]
-fn non_admins_cannot_touch_other_tenants_or_become_admin() {
-    let c = Cluster::new(1);
-    let seen = Transcript::default();
-    let addr = c.node(1).api_addr.clone();
-    let admin = Api::new(&addr, Some(&c.admin_key), "admin", &seen);
+/// Org A (Alice owns it, Carol is a member), org B (Bob owns it), Dave in no org; each
+/// token set by its rightful owner.
+struct Tenants {
+    c: Cluster,
+    org_a: String,
+    org_b: String,
+    alice: NewUser,
+    carol: NewUser,
+    bob: NewUser,
+    admin: Client,
+    as_alice: Client,
+    as_carol: Client,
+    as_bob: Client,
+    as_dave: Client,
+    /// Bob's, org B's, org A's and Carol's.
+    tokens: [String; 4],
+    /// What the intruders try to set.
+    attempt: String,
+    audit_len: usize,
+}
 
-    let org_a = create_org(&admin, "lane-a");
-    let org_b = create_org(&admin, "lane-b");
-    let alice = create_user(
-        &admin,
-        json!({"name": "alice", "organization_id": org_a, "org_role": "owner"}),
-    );
-    let carol = create_user(&admin, json!({"name": "carol", "organization_id": org_a}));
-    let bob = create_user(
-        &admin,
-        json!({"name": "bob", "organization_id": org_b, "org_role": "owner"}),
-    );
-    let dave = create_user(&admin, json!({"name": "dave"}));
-    let as_alice = Api::new(&addr, Some(&alice.key), "alice", &seen);
-    let as_carol = Api::new(&addr, Some(&carol.key), "carol", &seen);
-    let as_bob = Api::new(&addr, Some(&bob.key), "bob", &seen);
-    let as_dave = Api::new(&addr, Some(&dave.key), "dave", &seen);
+fn user_settings(id: &str) -> String {
+    format!("{USERS}/{id}/settings")
+}
 
-    // Tokens the attackers will go after, set by their rightful owners.
-    let bob_token = secret("bob");
-    let org_b_token = secret("orgb");
-    let org_a_token = secret("orga");
-    let carol_token = secret("carol");
-    let attempt = secret("attack");
-    let user_settings = |id: &str| format!("/api/v1/users/{id}/settings");
-    let org_settings = |id: &str| format!("/api/v1/orgs/{id}/settings");
-    let set = |t: &str| json!({ "huggingface_token": t });
-    as_bob.expect("PUT", &user_settings(&bob.id), Some(&set(&bob_token)), 200);
-    as_bob.expect("PUT", &org_settings(&org_b), Some(&set(&org_b_token)), 200);
-    as_alice.expect("PUT", &org_settings(&org_a), Some(&set(&org_a_token)), 200);
-    as_carol.expect(
-        "PUT",
-        "/api/v1/users/me/settings",
-        Some(&set(&carol_token)),
-        200,
-    );
-    let audit_len = admin.get_ok("/api/v1/audit").as_array().unwrap().len();
+fn org_settings(id: &str) -> String {
+    format!("{ORGS}/{id}/settings")
+}
 
-    // Another user's token: neither readable nor changeable (set or clear), not even by
-    // the owner of the org the user belongs to.
-    for (api, target) in [
-        (&as_carol, &alice.id),
-        (&as_carol, &bob.id),
-        (&as_alice, &bob.id),
-        (&as_alice, &carol.id),
-        (&as_dave, &carol.id),
-        (&as_bob, &alice.id),
-    ] {
-        api.expect("GET", &user_settings(target), None, 403);
-        api.expect("PUT", &user_settings(target), Some(&set(&attempt)), 403);
-        api.expect("PUT", &user_settings(target), Some(&set("")), 403);
-        api.expect("GET", &format!("/api/v1/users/{target}"), None, 403);
-        // ... nor can they issue a key for them.
-        api.expect(
-            "POST",
-            &format!("/api/v1/users/{target}/api-keys"),
-            None,
-            403,
+impl Tenants {
+    fn start() -> Tenants {
+        let c = Cluster::new(1);
+        let admin = c.client(1);
+        let org_a = create_org(&admin, "lane-a");
+        let org_b = create_org(&admin, "lane-b");
+        let alice = create_user(
+            &admin,
+            json!({"name": "alice", "organization_id": org_a, "org_role": "owner"}),
         );
-    }
-    // Another org's token; a plain member's own org token; a user with no org at all.
-    for (api, org) in [
-        (&as_alice, &org_b),
-        (&as_bob, &org_a),
-        (&as_carol, &org_a),
-        (&as_carol, &org_b),
-        (&as_dave, &org_a),
-    ] {
-        api.expect("GET", &org_settings(org), None, 403);
-        api.expect("PUT", &org_settings(org), Some(&set(&attempt)), 403);
-        api.expect("PUT", &org_settings(org), Some(&set("")), 403);
-    }
-    // Nobody else's key can be revoked by a non-admin.
-    for (api, key_id) in [
-        (&as_carol, &alice.key_id),
-        (&as_alice, &carol.key_id),
-        (&as_dave, &bob.key_id),
-    ] {
-        api.expect("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, 403);
+        let carol = create_user(&admin, json!({"name": "carol", "organization_id": org_a}));
+        let bob = create_user(
+            &admin,
+            json!({"name": "bob", "organization_id": org_b, "org_role": "owner"}),
+        );
+        let dave = create_user(&admin, json!({"name": "dave"}));
+        let as_alice = c.caller(1, Some(&alice.key), "alice");
+        let as_carol = c.caller(1, Some(&carol.key), "carol");
+        let as_bob = c.caller(1, Some(&bob.key), "bob");
+        let as_dave = c.caller(1, Some(&dave.key), "dave");
+        let tokens = ["bob", "orgb", "orga", "carol"].map(secret);
+        as_bob.expect(
+            "PUT",
+            &user_settings(&bob.id),
+            Some(&hf_token(&tokens[0])),
+            200,
+        );
+        as_bob.expect(
+            "PUT",
+            &org_settings(&org_b),
+            Some(&hf_token(&tokens[1])),
+            200,
+        );
+        as_alice.expect(
+            "PUT",
+            &org_settings(&org_a),
+            Some(&hf_token(&tokens[2])),
+            200,
+        );
+        as_carol.expect(
+            "PUT",
+            "/api/v1/users/me/settings",
+            Some(&hf_token(&tokens[3])),
+            200,
+        );
+        let audit_len = admin.get_ok("/api/v1/audit").as_array().unwrap().len();
+        Tenants {
+            c,
+            org_a,
+            org_b,
+            alice,
+            carol,
+            bob,
+            admin,
+            as_alice,
+            as_carol,
+            as_bob,
+            as_dave,
+            tokens,
+            attempt: secret("attack"),
+            audit_len,
+        }
     }
 
-    // Nothing changed: every token is still set, no audit entry was written, every key works.
-    for (path, who) in [
-        (user_settings(&bob.id), "bob"),
-        (user_settings(&carol.id), "carol"),
-        (org_settings(&org_a), "org a"),
-        (org_settings(&org_b), "org b"),
-    ] {
-        let v = admin.get_ok(&path);
-        assert_eq!(v["huggingface_token_set"], json!(true), "{who}: {v}");
-    }
-    assert_eq!(
-        admin.get_ok("/api/v1/audit").as_array().unwrap().len(),
-        audit_len,
-        "refused calls must not change anything"
-    );
-    for api in [&as_alice, &as_carol, &as_bob, &as_dave] {
-        api.get_ok("/api/v1/users/me");
+    /// Every token is still set, no audit entry was written, every key works, and no token
+    /// leaked.
+    fn assert_nothing_changed(&self) {
+        for (path, who) in [
+            (user_settings(&self.bob.id), "bob"),
+            (user_settings(&self.carol.id), "carol"),
+            (org_settings(&self.org_a), "org a"),
+            (org_settings(&self.org_b), "org b"),
+        ] {
+            let v = self.admin.get_ok(&path);
+            assert_eq!(v["huggingface_token_set"], json!(true), "{who}: {v}");
+        }
+        assert_eq!(
+            self.admin.get_ok("/api/v1/audit").as_array().unwrap().len(),
+            self.audit_len,
+            "refused calls must not change anything"
+        );
+        for caller in [&self.as_alice, &self.as_carol, &self.as_bob, &self.as_dave] {
+            caller.get_ok("/api/v1/users/me");
+        }
+        self.assert_no_leaks();
     }
 
-    // Nobody makes themselves admin: creating users is for admins, with or without `admin`,
-    // and no route changes the flag of an existing user.
-    for api in [&as_carol, &as_alice, &as_dave] {
-        api.expect(
+    fn assert_no_leaks(&self) {
+        let mut secrets: Vec<&str> = self.tokens.iter().map(String::as_str).collect();
+        secrets.push(&self.attempt);
+        self.c.assert_no_leaks(&secrets);
+    }
+}
+
+/// Not even the owner of the org a user belongs to may read or change their token or keys.
+#[test]
+fn a_user_cannot_read_or_change_another_users_token_or_keys() {
+    let t = Tenants::start();
+    for (caller, target) in [
+        (&t.as_carol, &t.alice.id),
+        (&t.as_carol, &t.bob.id),
+        (&t.as_alice, &t.bob.id),
+        (&t.as_alice, &t.carol.id),
+        (&t.as_dave, &t.carol.id),
+        (&t.as_bob, &t.alice.id),
+    ] {
+        let settings = user_settings(target);
+        caller.expect("GET", &settings, None, 403);
+        caller.expect("PUT", &settings, Some(&hf_token(&t.attempt)), 403);
+        caller.expect("PUT", &settings, Some(&hf_token("")), 403);
+        caller.expect("GET", &format!("{USERS}/{target}"), None, 403);
+        caller.expect("POST", &format!("{USERS}/{target}/api-keys"), None, 403);
+    }
+    for (caller, key_id) in [
+        (&t.as_carol, &t.alice.key_id),
+        (&t.as_alice, &t.carol.key_id),
+        (&t.as_dave, &t.bob.key_id),
+    ] {
+        caller.expect("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, 403);
+    }
+    t.assert_nothing_changed();
+}
+
+/// Another org's token; a plain member's own org token; a user with no org at all.
+#[test]
+fn only_an_owner_of_an_org_reads_or_changes_its_token() {
+    let t = Tenants::start();
+    for (caller, org) in [
+        (&t.as_alice, &t.org_b),
+        (&t.as_bob, &t.org_a),
+        (&t.as_carol, &t.org_a),
+        (&t.as_carol, &t.org_b),
+        (&t.as_dave, &t.org_a),
+    ] {
+        let settings = org_settings(org);
+        caller.expect("GET", &settings, None, 403);
+        caller.expect("PUT", &settings, Some(&hf_token(&t.attempt)), 403);
+        caller.expect("PUT", &settings, Some(&hf_token("")), 403);
+    }
+    t.assert_nothing_changed();
+}
+
+/// Creating users is for admins, with or without `admin`, and no route changes the flag of
+/// an existing user.
+#[test]
+fn nobody_makes_themselves_admin() {
+    let t = Tenants::start();
+    for caller in [&t.as_carol, &t.as_alice, &t.as_dave] {
+        caller.expect(
             "POST",
-            "/api/v1/users",
+            USERS,
             Some(&json!({"name": "escalate", "admin": true})),
             403,
         );
-        api.expect(
+        caller.expect(
             "POST",
-            "/api/v1/users",
-            Some(&json!({"name": "escalate", "organization_id": org_a, "org_role": "owner"})),
+            USERS,
+            Some(&json!({"name": "escalate", "organization_id": t.org_a, "org_role": "owner"})),
             403,
         );
-        api.expect("POST", "/api/v1/orgs", Some(&json!({"name": "mine"})), 403);
-        api.expect("PUT", SETTINGS, Some(&set(&attempt)), 403);
-        api.expect("GET", "/api/v1/cluster/join-token", None, 403);
+        caller.expect("POST", ORGS, Some(&json!({"name": "mine"})), 403);
+        caller.expect("PUT", SETTINGS, Some(&hf_token(&t.attempt)), 403);
+        caller.expect("GET", "/api/v1/cluster/join-token", None, 403);
     }
     for method in ["PUT", "PATCH", "POST"] {
-        let r = as_carol.send(method, "/api/v1/users/me", Some(&json!({"admin": true})));
+        let r = t
+            .as_carol
+            .send(method, "/api/v1/users/me", Some(&json!({"admin": true})));
         assert!(
             r.status == 404 || r.status == 405,
             "{method} /api/v1/users/me: expected no such route, got {}: {}",
@@ -1289,85 +1201,76 @@ fn non_admins_cannot_touch_other_tenants_or_become_admin() {
             r.text()
         );
     }
-    let r = as_carol.send(
-        "PUT",
-        "/api/v1/users/me/settings",
-        Some(&json!({"admin": true})),
-    );
+    let r = t
+        .as_carol
+        .put("/api/v1/users/me/settings", &json!({"admin": true}));
     assert_eq!(r.status, 400, "unknown field `admin`: {}", r.text());
-    let me = as_carol.get_ok("/api/v1/users/me");
+    let me = t.as_carol.get_ok("/api/v1/users/me");
     assert_eq!(me["admin"], json!(false), "{me}");
     assert_eq!(me["org_role"], json!("member"), "{me}");
+    t.assert_nothing_changed();
+}
 
-    // Non-admins see only themselves and their own org.
-    let users = as_carol.get_ok("/api/v1/users");
-    let ids: Vec<&str> = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|u| u["id"].as_str())
-        .collect();
-    assert_eq!(ids, vec![carol.id.as_str()], "carol lists users: {users}");
-    let orgs = as_carol.get_ok("/api/v1/orgs");
-    let ids: Vec<&str> = orgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o["id"].as_str())
-        .collect();
-    assert_eq!(ids, vec![org_a.as_str()], "carol lists orgs: {orgs}");
-    assert!(
-        as_dave
-            .get_ok("/api/v1/orgs")
-            .as_array()
+#[test]
+fn non_admins_see_only_themselves_and_their_own_org() {
+    let t = Tenants::start();
+    let ids = |list: Value| -> Vec<String> {
+        list.as_array()
             .unwrap()
-            .is_empty(),
-        "dave has no org"
+            .iter()
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        ids(t.as_carol.get_ok(USERS)),
+        vec![t.carol.id.clone()],
+        "carol lists users"
     );
+    assert_eq!(
+        ids(t.as_carol.get_ok(ORGS)),
+        vec![t.org_a.clone()],
+        "carol lists orgs"
+    );
+    assert!(ids(t.as_dave.get_ok(ORGS)).is_empty(), "dave has no org");
+    t.assert_nothing_changed();
+}
 
-    // A model's token source is for admins and the model's owner only.
-    admin.expect(
+/// A model's token source is for admins and the model's owner; only admins write models,
+/// a model's token included.
+#[test]
+fn a_models_token_source_is_for_its_owner_and_its_token_for_admins() {
+    let t = Tenants::start();
+    t.admin.expect(
         "POST",
         MODELS,
         Some(
-            &json!({"id": "lane/alices", "name": "a", "owner_user_id": alice.id,
-                      "organization_id": org_a}),
+            &json!({"id": "lane/alices", "name": "a", "owner_user_id": t.alice.id,
+                     "organization_id": t.org_a}),
         ),
         201,
     );
-    as_alice.get_ok(&format!("{MODELS}/lane/alices/token-source"));
-    as_carol.expect(
-        "GET",
-        &format!("{MODELS}/lane/alices/token-source"),
-        None,
-        403,
-    );
-    as_bob.expect(
-        "GET",
-        &format!("{MODELS}/lane/alices/token-source"),
-        None,
-        403,
-    );
-    // ... and only admins write models (a model's token included).
-    as_alice.expect(
+    let token_source = format!("{MODELS}/lane/alices/token-source");
+    t.as_alice.get_ok(&token_source);
+    t.as_carol.expect("GET", &token_source, None, 403);
+    t.as_bob.expect("GET", &token_source, None, 403);
+    t.as_alice.expect(
         "PUT",
         &format!("{MODELS}/lane/alices"),
-        Some(&set(&attempt)),
+        Some(&hf_token(&t.attempt)),
         403,
     );
+    t.assert_nothing_changed();
+}
 
-    // What a user may do with their own keys: issue one, use it, revoke it.
-    let (key_id, key) = issue_key(&as_carol, "me");
-    let as_carol2 = Api::new(&addr, Some(&key), "carol-key2", &seen);
+#[test]
+fn a_user_can_issue_use_and_revoke_their_own_keys() {
+    let t = Tenants::start();
+    let (key_id, key) = issue_key(&t.as_carol, "me");
+    let as_carol2 = t.c.caller(1, Some(&key), "carol-key2");
     as_carol2.get_ok("/api/v1/users/me");
-    as_carol.expect("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, 204);
+    t.as_carol
+        .expect("DELETE", &format!("/api/v1/api-keys/{key_id}"), None, 204);
     as_carol2.expect("GET", "/api/v1/users/me", None, 401);
-    as_carol.get_ok("/api/v1/users/me");
-
-    assert_no_leaks(
-        &c,
-        &seen,
-        &[bob_token, org_b_token, org_a_token, carol_token, attempt],
-        &[],
-    );
+    t.as_carol.get_ok("/api/v1/users/me");
+    t.assert_no_leaks();
 }
