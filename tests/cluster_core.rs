@@ -670,9 +670,11 @@ fn a_join_with_a_wrong_token_is_refused() {
 
     // It fails, exits 1 and never says `ready`.
     let k = c.add_node(NodeSpec::none());
+    // Another last hex digit: a different secret (hex is read in either case, so the digit
+    // must differ as a number, not just as a letter).
     let mut wrong = c.join_token.clone();
     let last = wrong.pop().unwrap();
-    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    wrong.push(if last == '0' { '1' } else { '0' });
     c.spawn_join(k, 1, &wrong);
     let st = c.wait_exit(k, Duration::from_secs(60));
     assert!(!st.success(), "a join with a wrong token succeeded: {st}");
