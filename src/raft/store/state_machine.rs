@@ -236,6 +236,22 @@ mod tests {
         Ok(())
     }
 
+    /// The database at `dir` once the last handle's files are released: sled's own
+    /// background threads may hold its lock a moment after the handles are dropped.
+    async fn reopen(dir: &std::path::Path) -> Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Db::open(dir) {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "sled still locked; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot reopen sled at {}: {e}", dir.display()),
+            }
+        }
+    }
+
     /// Every command, applied one entry at a time, then the store is reopened: what sled
     /// holds (only the records each apply said it touched) is the state that was in memory,
     /// and the applied id survives, so a restart resumes exactly where it stopped.
@@ -254,7 +270,7 @@ mod tests {
             db.flush().await.map_err(super::super::write_err)?;
             sm.view().read(State::clone)
         };
-        let mut reopened = StateMachine::open(Db::open(dir.path()).expect("reopen sled"))?;
+        let mut reopened = StateMachine::open(reopen(dir.path()).await)?;
         assert_eq!(reopened.view().read(State::clone), in_memory);
         assert_eq!(reopened.applied_state().await?.0, Some(log_id(last)));
         Ok(())
