@@ -8,8 +8,9 @@
 //! - `--fake-crash-after-ms N`: exit with code 3 after N ms of serving.
 //! - `--fake-gated`: exit 1 with a Hugging Face gated-repo error, before serving, when
 //!   `HF_TOKEN` is absent or its sha256 differs from `FAKE_VLLM_GATED_TOKEN_SHA256` (if set).
-//! - `--fake-gated-delay-ms N`: with `--fake-gated`, take N ms before failing, as real vLLM
-//!   takes seconds to reach Hugging Face's 401.
+//! - `--fake-gated-after FILE`: with `--fake-gated`, fail only once FILE exists (waiting at
+//!   most a minute), as real vLLM takes seconds to reach Hugging Face's 401: the test decides
+//!   when the attempt fails.
 //! - `--fake-echo-token`: print `token is $HF_TOKEN` at start (to test redaction).
 //!
 //! SIGTERM ends it with code 0; failing to bind, with code 1.
@@ -94,8 +95,11 @@ fn main() {
             (Some(_), Err(_)) => true,
         };
         if !allowed {
-            if let Some(ms) = number("--fake-gated-delay-ms") {
-                std::thread::sleep(Duration::from_millis(ms));
+            if let Some(gate) = value("--fake-gated-after") {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !std::path::Path::new(&gate).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
             }
             eprintln!(
                 "huggingface_hub.errors.GatedRepoError: 401 Client Error. Cannot access gated repo \

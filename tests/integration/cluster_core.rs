@@ -1,16 +1,14 @@
 //! Issue 2, the cluster core, as a user sees it: real `helix` processes, each node on its
 //! own 127.0.0.N, driven over the HTTP API.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::membership::members;
-use common::*;
+use crate::common::membership::members;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn settings_ok(c: &Cluster, k: usize) -> Value {

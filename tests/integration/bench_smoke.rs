@@ -1,14 +1,12 @@
 //! A short run of `helix bench` against a one-node cluster, so the tool keeps working.
 //! Not a performance test: nothing here depends on how fast the machine is.
 
-mod common;
-
 use std::process::Command;
 
 use serde_json::Value;
 
-use common::net::{alloc_ip, free_port};
-use common::{helix_bin, Cluster, MODELS};
+use crate::common::net::{alloc_ip, free_port};
+use crate::common::{helix_bin, Cluster, MODELS};
 
 /// Runs `helix bench ARGS --output json` against node 1 and returns the parsed report.
 fn bench(cluster: &Cluster, args: &[&str]) -> Value {

@@ -10,12 +10,10 @@
 //! - In every test that sets a token: no token value appears in any file under any data dir,
 //!   in any node's output, in any vLLM log, or in any API response body the test received.
 
-mod common;
-
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -3,12 +3,10 @@
 //! slots the committed state places on them. The double records every launch; `/proc` shows
 //! which of its processes live.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const QWEN: &str = "Qwen/Qwen2.5-VL-7B-Instruct";
@@ -606,13 +604,19 @@ fn a_gated_model_whose_token_is_set_while_it_starts_is_retried_with_it() {
     let good = secret("good");
     let c = gated_cluster(&good);
     let m = "acme/slow-gated-model";
-    // Long enough to set the token while the first attempt is still starting.
+    // The first attempt fails only when the test says so: after the token is set.
+    let gate = tempfile::tempdir().expect("tempdir");
+    let fail_now = gate.path().join("fail-now");
     c.create_model(
         1,
         &model_json(
             m,
             "10GB",
-            &["--fake-gated", "--fake-gated-delay-ms", "2500"],
+            &[
+                "--fake-gated",
+                "--fake-gated-after",
+                &fail_now.display().to_string(),
+            ],
         ),
     );
     let first = wait_for(WAIT, "the first attempt is launched", || {
@@ -625,8 +629,9 @@ fn a_gated_model_whose_token_is_set_while_it_starts_is_retried_with_it() {
     c.set_system_token(1, &good);
     assert!(
         pid_alive(pid_of(&first)),
-        "test setup: the first attempt ended before the token was set; raise its delay"
+        "the first attempt ended before it was told to fail"
     );
+    std::fs::write(&fail_now, b"").expect("open the gate");
 
     let s = c.wait_running(1, m);
     assert_eq!(s["hf_token_source"], "system", "{s}");

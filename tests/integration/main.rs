@@ -1,0 +1,10 @@
+//! The integration tests, as users see helix: real `helix` processes, each node on its own
+//! 127.0.0.N, driven over the HTTP API and the command line. One test binary, so the rig is
+//! built and linked once.
+
+mod common;
+
+mod bench_smoke;
+mod cluster_core;
+mod runner;
+mod tenancy;
