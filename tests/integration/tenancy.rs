@@ -1233,6 +1233,45 @@ fn non_admins_see_only_themselves_and_their_own_org() {
     t.assert_nothing_changed();
 }
 
+/// `token-source` judges the environment level on the node that runs the model (or would run
+/// it), not on the node that answers: here only the GPU node has an `HF_TOKEN`.
+#[test]
+fn token_source_judges_the_environment_on_the_node_that_runs_the_model() {
+    let env_token = secret("runner-env");
+    let c = Cluster::builder()
+        .node(NodeSpec::gpus("80GB").env("HF_TOKEN", &env_token))
+        .node(NodeSpec::none())
+        .start();
+    let admin2 = c.client(2);
+    let source = |model: &str| admin2.get_ok(&format!("{MODELS}/{model}/token-source"));
+
+    // Running on node 1, asked of node 2 (which has no HF_TOKEN of its own).
+    c.create_model(2, &model_json("env/running", "10GB", &[]));
+    let slot = c.wait_running(2, "env/running");
+    assert_eq!(slot["node_id"].as_u64(), Some(c.id(1)), "{slot}");
+    assert_eq!(slot["hf_token_source"], "environment", "{slot}");
+    let v = source("env/running");
+    assert_eq!(v["source"], "environment", "{v}");
+    assert_eq!(v["node_id"].as_u64(), Some(c.id(1)), "{v}");
+
+    // Not placed (not prewarm): judged on the node it would be placed on.
+    let mut idle = model_json("env/idle", "10GB", &[]);
+    idle["prewarm"] = json!(false);
+    c.create_model(2, &idle);
+    let v = source("env/idle");
+    assert_eq!(v["source"], "environment", "{v}");
+    assert_eq!(v["node_id"].as_u64(), Some(c.id(1)), "{v}");
+
+    // Fits on no node: no node's environment applies.
+    let mut huge = model_json("env/huge", "500GB", &[]);
+    huge["prewarm"] = json!(false);
+    c.create_model(2, &huge);
+    let v = source("env/huge");
+    assert_eq!(v["source"], "none", "{v}");
+    assert!(v.get("node_id").is_none(), "{v}");
+    c.assert_no_leaks(&[&env_token]);
+}
+
 /// A model's token source is for admins and the model's owner; only admins write models,
 /// a model's token included.
 #[test]
