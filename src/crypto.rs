@@ -1,10 +1,11 @@
-//! The cluster secret and everything derived from it.
+//! The cluster key, join tokens, and the sealing of secrets.
 //!
-//! One random 32-byte secret is created when a cluster bootstraps and handed to joining nodes
-//! inside the join token. From it we derive, each bound to its purpose:
-//! - the peer credential every Raft/peer request must present;
-//! - the data key that seals Hugging Face tokens before they are proposed, so plaintext never
-//!   reaches the Raft log, a snapshot or sled.
+//! One random 32-byte cluster key is created when a cluster bootstraps and kept by every
+//! member (`cluster.key`, 0600). A joining node gets it only over mutual TLS, after the
+//! leader admitted it with a join token: nothing a joining node is handed derives it. From
+//! it we derive, each bound to its purpose, the key that seals Hugging Face tokens before
+//! they are proposed (so plaintext never reaches the Raft log, a snapshot or sled), and the
+//! key that seals the cluster CA's private key in the replicated state.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -13,13 +14,25 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-const JOIN_TOKEN_PREFIX: &str = "helix-join-v1-";
+const JOIN_TOKEN_PREFIX: &str = "helix-join";
+const OLD_JOIN_TOKEN_PREFIX: &str = "helix-join-v1-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
-    #[error("join token is malformed (expected {JOIN_TOKEN_PREFIX}<64 hex digits>)")]
+    #[error(
+        "join token is malformed: expected {JOIN_TOKEN_PREFIX}.<id>.<secret>.<CA fingerprint> \
+         (from `helix cluster join-token create`)"
+    )]
     MalformedJoinToken,
+    #[error(
+        "this join token is from an older helix, which put the cluster key in it; create a \
+         new one with `helix cluster join-token create`"
+    )]
+    OldJoinToken,
+    #[error("cluster key is malformed (expected 64 hex digits)")]
+    MalformedClusterKey,
     #[error("sealed secret cannot be opened with this cluster's key")]
     Unseal,
 }
@@ -41,20 +54,16 @@ impl ClusterSecret {
         ClusterSecret(bytes)
     }
 
-    /// The join token carries the secret itself: whoever holds it may become a member.
-    pub fn join_token(&self) -> String {
-        format!("{JOIN_TOKEN_PREFIX}{}", hex::encode(self.0))
+    /// The form kept in the data dir and sent to an admitted node (over mTLS only).
+    pub fn to_hex(&self) -> SecretString {
+        SecretString::from(hex::encode(self.0))
     }
 
-    pub fn from_join_token(token: &str) -> Result<Self, CryptoError> {
-        let hex_part = token
-            .trim()
-            .strip_prefix(JOIN_TOKEN_PREFIX)
-            .ok_or(CryptoError::MalformedJoinToken)?;
-        let bytes = hex::decode(hex_part).map_err(|_| CryptoError::MalformedJoinToken)?;
+    pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
+        let bytes = hex::decode(text.trim()).map_err(|_| CryptoError::MalformedClusterKey)?;
         let bytes: [u8; 32] = bytes
             .try_into()
-            .map_err(|_| CryptoError::MalformedJoinToken)?;
+            .map_err(|_| CryptoError::MalformedClusterKey)?;
         Ok(ClusterSecret(bytes))
     }
 
@@ -65,16 +74,93 @@ impl ClusterSecret {
         mac.finalize().into_bytes().into()
     }
 
-    /// The bearer credential peers present to each other (hex).
-    pub fn peer_credential(&self) -> String {
-        hex::encode(self.derive("peer-credential"))
-    }
-
     pub fn data_key(&self) -> DataKey {
         DataKey(XChaCha20Poly1305::new(
             &self.derive("hf-token-encryption").into(),
         ))
     }
+
+    /// Seals the cluster CA's private key in the replicated state.
+    pub fn ca_key_sealer(&self) -> DataKey {
+        DataKey(XChaCha20Poly1305::new(
+            &self.derive("ca-key-encryption").into(),
+        ))
+    }
+}
+
+/// A join token: `helix-join.<id>.<secret>.<CA fingerprint hex>`. The cluster stores only
+/// the hash of the secret; the fingerprint lets the joining node check the cluster's
+/// certificate before it sends anything.
+pub struct JoinToken {
+    pub id: String,
+    secret: SecretString,
+    /// `sha256:<hex>` of the cluster CA's certificate.
+    pub ca_fingerprint: String,
+}
+
+impl std::fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JoinToken({}, ***)", self.id)
+    }
+}
+
+impl JoinToken {
+    pub fn generate(ca_fingerprint: &str) -> JoinToken {
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut id);
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        JoinToken {
+            id: hex::encode(id),
+            secret: SecretString::from(hex::encode(secret)),
+            ca_fingerprint: ca_fingerprint.to_string(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<JoinToken, CryptoError> {
+        let text = text.trim();
+        if text.starts_with(OLD_JOIN_TOKEN_PREFIX) {
+            return Err(CryptoError::OldJoinToken);
+        }
+        let parts: Vec<&str> = text.split('.').collect();
+        let is_hex =
+            |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        match parts.as_slice() {
+            [JOIN_TOKEN_PREFIX, id, secret, fingerprint]
+                if is_hex(id, 16) && is_hex(secret, 32) && is_hex(fingerprint, 64) =>
+            {
+                Ok(JoinToken {
+                    id: id.to_ascii_lowercase(),
+                    secret: SecretString::from(secret.to_ascii_lowercase()),
+                    ca_fingerprint: format!("sha256:{}", fingerprint.to_ascii_lowercase()),
+                })
+            }
+            _ => Err(CryptoError::MalformedJoinToken),
+        }
+    }
+
+    /// The whole token, to show once to whoever created it.
+    pub fn reveal(&self) -> SecretString {
+        let fingerprint = self
+            .ca_fingerprint
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.ca_fingerprint);
+        SecretString::from(format!(
+            "{JOIN_TOKEN_PREFIX}.{}.{}.{fingerprint}",
+            self.id,
+            self.secret.expose_secret()
+        ))
+    }
+
+    /// What the cluster stores and compares: hex SHA-256 of the secret part.
+    pub fn secret_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.secret.expose_secret().as_bytes()))
+    }
+}
+
+/// Compare two strings in time that depends only on their length.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// A secret encrypted with the cluster's data key. This is the only form a token takes in
@@ -164,12 +250,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn join_token_round_trips() {
-        let s = ClusterSecret::generate();
-        let back = ClusterSecret::from_join_token(&s.join_token()).unwrap();
-        assert_eq!(s.peer_credential(), back.peer_credential());
-        assert!(ClusterSecret::from_join_token("helix-join-v1-zz").is_err());
-        assert!(ClusterSecret::from_join_token("nope").is_err());
+    fn join_token_round_trips_and_names_what_is_wrong() {
+        let fingerprint = format!("sha256:{}", "ab".repeat(32));
+        let token = JoinToken::generate(&fingerprint);
+        let back = JoinToken::parse(token.reveal().expose_secret()).unwrap();
+        assert_eq!(back.id, token.id);
+        assert_eq!(back.ca_fingerprint, fingerprint);
+        assert_eq!(back.secret_hash(), token.secret_hash());
+        assert!(!format!("{token:?}").contains(&token.secret_hash()[..8]));
+        assert!(matches!(
+            JoinToken::parse(&format!("helix-join-v1-{}", "00".repeat(32))),
+            Err(CryptoError::OldJoinToken)
+        ));
+        assert!(matches!(
+            JoinToken::parse("helix-join.zz.yy.xx"),
+            Err(CryptoError::MalformedJoinToken)
+        ));
+        let key = ClusterSecret::generate();
+        let back = ClusterSecret::from_hex(key.to_hex().expose_secret()).unwrap();
+        assert_eq!(back.0, key.0);
+        assert!(ClusterSecret::from_hex("nope").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio::time::{timeout, Instant};
 
 use super::{Cluster, ClusterError};
 use crate::peer::{PeerClient, TransportError};
+use crate::raft::NodeId;
 
 impl Cluster {
     /// Run `local` if we lead, else `remote` against the leader's peer address, until the
@@ -21,7 +22,7 @@ impl Cluster {
     where
         L: Fn(Cluster) -> LF,
         LF: Future<Output = Result<Resp, ClusterError>>,
-        R: Fn(PeerClient, String, Duration) -> RF,
+        R: Fn(PeerClient, NodeId, String, Duration) -> RF,
         RF: Future<Output = Result<Result<Resp, ClusterError>, TransportError>>,
     {
         let write_timeout = self.inner.tuning.write_timeout;
@@ -37,24 +38,26 @@ impl Cluster {
                     }
                 }
                 Some(leader) => match self.inner.raft.peer_addr(leader) {
-                    Some(addr) => match remote(self.inner.peers.clone(), addr, remaining).await {
-                        Ok(answer) => answer,
-                        // Never delivered: safe to try again (the leader may be moving).
-                        Err(TransportError::Unreachable { .. }) => {
-                            Err(ClusterError::NotLeader { leader_id: None })
-                        }
-                        Err(TransportError::Timeout { .. }) => {
-                            return Err(no_quorum(write_timeout))
-                        }
-                        // Delivered or not, we cannot tell: the caller must check.
-                        Err(TransportError::Broken { message, .. }) => {
-                            return Err(ClusterError::Unavailable(format!(
-                                "the leader went away before answering ({message}); the \
+                    Some(addr) => {
+                        match remote(self.inner.peers.clone(), leader, addr, remaining).await {
+                            Ok(answer) => answer,
+                            // Never delivered: safe to try again (the leader may be moving).
+                            Err(TransportError::Unreachable { .. }) => {
+                                Err(ClusterError::NotLeader { leader_id: None })
+                            }
+                            Err(TransportError::Timeout { .. }) => {
+                                return Err(no_quorum(write_timeout))
+                            }
+                            // Delivered or not, we cannot tell: the caller must check.
+                            Err(TransportError::Broken { message, .. }) => {
+                                return Err(ClusterError::Unavailable(format!(
+                                    "the leader went away before answering ({message}); the \
                                  request may or may not have been carried out"
-                            )))
+                                )))
+                            }
+                            Err(e) => return Err(ClusterError::Internal(e.to_string())),
                         }
-                        Err(e) => return Err(ClusterError::Internal(e.to_string())),
-                    },
+                    }
                     None => Err(ClusterError::NotLeader { leader_id: None }),
                 },
                 None => Err(ClusterError::NotLeader { leader_id: None }),

@@ -9,7 +9,7 @@ use tokio::time::{timeout, Instant};
 
 use super::forward::no_quorum;
 use super::{Cluster, ClusterError};
-use crate::peer::{JoinReply, JoinRequest, MemberProgress, Progress};
+use crate::peer::{AddLearnerRequest, MemberProgress, Progress};
 use crate::raft::{MembershipChange, NodeId, RaftError};
 use crate::state::{Command, NodeAnnouncement};
 
@@ -113,31 +113,18 @@ impl Cluster {
             .collect()
     }
 
-    /// Join, forwarded to the leader.
-    pub async fn join(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
-        self.on_leader(
-            |c| {
-                let request = request.clone();
-                async move { c.join_local(request).await }
-            },
-            |peers, addr, remaining| {
-                let request = request.clone();
-                async move { peers.join(&addr, &request, remaining).await }
-            },
-        )
-        .await
-    }
-
     /// Remove a member, forwarded to the leader.
     pub async fn remove(&self, node_id: NodeId) -> Result<(), ClusterError> {
         self.on_leader(
             |c| async move { c.remove_local(node_id).await },
-            |peers, addr, remaining| async move { peers.remove(&addr, node_id, remaining).await },
+            |peers, leader, addr, remaining| async move {
+                peers.remove(leader, &addr, node_id, remaining).await
+            },
         )
         .await
     }
 
-    fn require_leader(&self) -> Result<(), ClusterError> {
+    pub(super) fn require_leader(&self) -> Result<(), ClusterError> {
         if self.is_leader() {
             Ok(())
         } else {
@@ -147,34 +134,23 @@ impl Cluster {
         }
     }
 
-    /// On the leader: hand out an id, or add the node as a learner and record its addresses.
-    pub(super) async fn join_local(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
+    /// On the leader: add an admitted node as a learner and record its addresses. The node
+    /// asks the leader itself (its certificate must name the node it adds), trying members
+    /// until it finds the leader. A node that asks again (it lost the answer) is done.
+    pub(super) async fn add_learner_local(
+        &self,
+        request: AddLearnerRequest,
+    ) -> Result<(), ClusterError> {
         self.require_leader()?;
+        let node_id = request.node_id;
         let membership = self.inner.raft.status().membership;
-        // A node that lost its reply and asks again gets the same id.
-        if let Some(id) = membership
-            .members()
-            .find(|id| membership.peer_addr(*id) == Some(request.peer_addr.as_str()))
-        {
-            if request.node_id.is_none_or(|want| want == id) {
-                return Ok(JoinReply { node_id: id });
+        if let Some(existing) = membership.peer_addr(node_id) {
+            if existing == request.peer_addr {
+                return Ok(());
             }
-        }
-        let node_id = match request.node_id {
-            Some(id) => {
-                if let Some(existing) = membership.peer_addr(id) {
-                    if existing != request.peer_addr {
-                        return Err(ClusterError::Conflict(format!(
-                            "node id {id} is already a member at {existing}"
-                        )));
-                    }
-                }
-                id
-            }
-            None => self.next_free_id(membership.members().max()),
-        };
-        if !request.add {
-            return Ok(JoinReply { node_id });
+            return Err(ClusterError::Conflict(format!(
+                "node id {node_id} is already a member at {existing}"
+            )));
         }
         self.change_membership(
             MembershipChange::AddLearner {
@@ -193,22 +169,50 @@ impl Cluster {
             gpus: Vec::new(),
         }))
         .await?;
-        Ok(JoinReply { node_id })
+        Ok(())
     }
 
-    /// The next id nobody has: not a member, not a known node, not handed out by this
-    /// leader to a node still joining (a new leader starts that list afresh).
-    fn next_free_id(&self, highest_member: Option<NodeId>) -> NodeId {
-        let highest_known = self.replica().read(|s| s.nodes.keys().max().copied());
+    /// An id for a joining node: the one it asks for if nobody else has it, else the next
+    /// nobody ever had (not a member, not a known, certified or removed node, not handed
+    /// out by this leader to a node still joining: a new leader starts that list afresh).
+    pub(super) fn id_for_joiner(
+        &self,
+        wanted: Option<NodeId>,
+        peer_addr: &str,
+    ) -> Result<NodeId, ClusterError> {
+        let membership = self.inner.raft.status().membership;
+        let (highest_used, taken) = self.replica().read(|s| {
+            let taken = wanted.and_then(|id| {
+                (s.trust.retired_nodes.contains(&id)
+                    || s.trust.certificates.values().any(|c| c.node_id == id))
+                .then_some(id)
+            });
+            (s.highest_node_id_used(), taken)
+        });
+        if let Some(id) = wanted {
+            if let Some(existing) = membership.peer_addr(id) {
+                if existing != peer_addr {
+                    return Err(ClusterError::Conflict(format!(
+                        "node id {id} is already a member at {existing}"
+                    )));
+                }
+            }
+            if taken.is_some() && membership.peer_addr(id).is_none() {
+                return Err(ClusterError::Conflict(format!(
+                    "node id {id} was already given to another node; leave it out to get a \
+                     new one"
+                )));
+            }
+            return Ok(id);
+        }
         let mut handed_out = self.inner.handed_out_ids.lock().expect("id lock poisoned");
-        let highest_handed = handed_out.iter().next_back().copied();
-        let id = highest_known
-            .max(highest_member)
-            .max(highest_handed)
+        let id = highest_used
+            .max(membership.members().max())
+            .max(handed_out.iter().next_back().copied())
             .unwrap_or(0)
             + 1;
         handed_out.insert(id);
-        id
+        Ok(id)
     }
 
     /// On the leader: remove a member. A voter is first replaced by a healthy learner.
@@ -351,7 +355,7 @@ impl Cluster {
         let addr = self.inner.raft.peer_addr(leader)?;
         self.inner
             .peers
-            .progress(&addr, Duration::from_secs(1))
+            .progress(leader, &addr, Duration::from_secs(1))
             .await
             .ok()?
             .ok()

@@ -4,10 +4,12 @@
 //! - writes go to the leader (`write.rs`): the cluster's own bookkeeping with
 //!   [`Cluster::propose_system`], a user's with [`Cluster::commit_as`];
 //! - reads choose their [`Consistency`] (`read.rs`);
+//! - admission: join tokens, certificates, the peer check (`admission.rs`);
 //! - membership: joining, removal, learner promotion, the status view (`membership.rs`);
 //! - elections with pre-vote (`election/`);
 //! - the peer calls other nodes make on this one (`service.rs`).
 
+mod admission;
 mod election;
 mod forward;
 mod membership;
@@ -20,13 +22,14 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+pub use admission::{certificate_names, Signing, CA_KEY_SCOPE};
 pub use membership::{MemberView, MembershipView, QuorumView};
 pub use read::Consistency;
 
 use self::election::LeaderContact;
 use crate::config::RaftTuning;
 use crate::peer::PeerClient;
-pub use crate::peer::{ClusterError, JoinReply, JoinRequest};
+pub use crate::peer::{AddLearnerRequest, AdmitRequest, ClusterError, JoinReply, JoinRequest};
 use crate::raft::{NodeId, Raft, StateView, StatusWatch};
 
 /// This node's handle on the cluster. Cheap to clone.
@@ -45,6 +48,8 @@ struct Inner {
     /// When we last heard from a leader (elections start only after a long enough silence).
     leader_contact: LeaderContact,
     tuning: RaftTuning,
+    /// The cluster key and certificate lifetime: signing certificates when leading.
+    signing: Signing,
     /// Membership changes (join, promotion, removal) run one at a time: openraft refuses a
     /// change while another is in flight, and interleaving them can strand a joint config.
     membership_lock: tokio::sync::Mutex<()>,
@@ -66,6 +71,7 @@ impl Cluster {
         replica: StateView,
         peers: PeerClient,
         tuning: RaftTuning,
+        signing: Signing,
     ) -> Cluster {
         Cluster {
             inner: Arc::new(Inner {
@@ -75,6 +81,7 @@ impl Cluster {
                 peers,
                 leader_contact: LeaderContact::default(),
                 tuning,
+                signing,
                 membership_lock: tokio::sync::Mutex::new(()),
                 handed_out_ids: std::sync::Mutex::default(),
             }),

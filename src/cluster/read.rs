@@ -47,7 +47,9 @@ impl Cluster {
         let read_index = self
             .on_leader(
                 |c| async move { c.read_index_local().await },
-                |peers, addr, remaining| async move { peers.read_index(&addr, remaining).await },
+                |peers, leader, addr, remaining| async move {
+                    peers.read_index(leader, &addr, remaining).await
+                },
             )
             .await?;
         let Some(index) = read_index else {

@@ -2,7 +2,8 @@
 
 use super::{Cluster, ClusterError};
 use crate::peer::{
-    JoinReply, JoinRequest, PeerHandler, PreVoteRequest, PreVoteResponse, Progress, Written,
+    AddLearnerRequest, AdmitRequest, JoinReply, PeerHandler, PreVoteRequest, PreVoteResponse,
+    Progress, RenewRequest, Written,
 };
 use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer, VoteRequest,
@@ -10,6 +11,10 @@ use crate::raft::{
 use crate::state::Proposal;
 
 impl PeerHandler for Cluster {
+    fn check_peer(&self, node: NodeId, serial: &str) -> Result<(), String> {
+        Cluster::check_peer(self, node, serial)
+    }
+
     async fn append(&self, rpc: AppendRequest) -> AppendAnswer {
         self.inner
             .raft
@@ -40,8 +45,20 @@ impl PeerHandler for Cluster {
         self.read_index_local().await
     }
 
-    async fn join(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
-        self.join_local(request).await
+    async fn admit(&self, request: AdmitRequest) -> Result<JoinReply, ClusterError> {
+        self.admit_local(request).await
+    }
+
+    async fn add_learner(&self, request: AddLearnerRequest) -> Result<(), ClusterError> {
+        self.add_learner_local(request).await
+    }
+
+    fn cluster_key(&self) -> Result<String, ClusterError> {
+        Ok(self.cluster_key_hex())
+    }
+
+    async fn renew(&self, node: NodeId, request: RenewRequest) -> Result<String, ClusterError> {
+        self.renew_local(node, request).await
     }
 
     async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {

@@ -63,9 +63,9 @@ impl Cluster {
                 let proposal = proposal.clone();
                 async move { c.write_local(proposal).await }
             },
-            |peers, addr, remaining| {
+            |peers, leader, addr, remaining| {
                 let proposal = proposal.clone();
-                async move { peers.write(&addr, &proposal, remaining).await }
+                async move { peers.write(leader, &addr, &proposal, remaining).await }
             },
         )
         .await

@@ -1,60 +1,56 @@
-//! Who may use the peer protocol: holders of the cluster credential, presented as bearer.
+//! Who is calling: the node named in the certificate its TLS connection presented (the
+//! handshake already checked that the cluster CA issued it), unless the replicated state
+//! says that certificate must be refused (its node was removed, it was revoked).
 
-use std::net::SocketAddr;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::Request;
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use subtle::ConstantTimeEq;
 
-use crate::server::bearer;
+use super::server::PeerHandler;
+use crate::raft::NodeId;
+use crate::server::{PeerCertificate, WarnLimiter};
 
-/// The request carries `expected` as its bearer credential (compared in constant time).
-pub fn credential_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = bearer(headers).unwrap_or("");
-    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
-}
+/// The node a peer request came from, for handlers that check whom an RPC speaks for.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Caller(pub NodeId);
 
-/// Middleware: refuse (401, and a log line naming the caller) any request without the
-/// cluster credential.
-pub(super) async fn require_credential(expected: String, req: Request, next: Next) -> Response {
-    if credential_matches(req.headers(), &expected) {
-        return next.run(req).await;
-    }
-    let from = req
+/// One warning every few seconds at most: refused requests are what a flood looks like.
+static REFUSALS: LazyLock<WarnLimiter> = LazyLock::new(|| WarnLimiter::new(Duration::from_secs(5)));
+
+/// Middleware: refuse (403) a request whose certificate names no node or a refused one;
+/// otherwise pass it on with its [`Caller`].
+pub(super) async fn identify<H: PeerHandler>(handler: H, mut req: Request, next: Next) -> Response {
+    let leaf = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    tracing::warn!(
-        from = %from,
-        path = %req.uri().path(),
-        "rejected peer request without a valid cluster credential"
-    );
-    (
-        StatusCode::UNAUTHORIZED,
-        "missing or wrong cluster credential",
-    )
-        .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::header;
-
-    #[test]
-    fn only_the_exact_credential_matches() {
-        let with = |value: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::AUTHORIZATION, value.parse().unwrap());
-            h
-        };
-        assert!(credential_matches(&with("Bearer abc"), "abc"));
-        assert!(!credential_matches(&with("Bearer abd"), "abc"));
-        assert!(!credential_matches(&with("Bearer ab"), "abc"));
-        assert!(!credential_matches(&with("abc"), "abc"));
-        assert!(!credential_matches(&HeaderMap::new(), "abc"));
+        .get::<PeerCertificate>()
+        .map(|c| crate::tls::leaf_info(c.0.as_ref()));
+    let verdict = match leaf {
+        None => Err("no client certificate".to_string()),
+        Some(Err(e)) => Err(format!("unreadable client certificate: {e}")),
+        Some(Ok(info)) => match info.node_id {
+            None => Err("the client certificate names no node".to_string()),
+            Some(node) => handler.check_peer(node, &info.serial).map(|()| node),
+        },
+    };
+    match verdict {
+        Ok(node) => {
+            req.extensions_mut().insert(Caller(node));
+            next.run(req).await
+        }
+        Err(reason) => {
+            if let Some(suppressed) = REFUSALS.allow() {
+                tracing::warn!(
+                    path = %req.uri().path(),
+                    reason = %reason,
+                    suppressed,
+                    "refused a peer request"
+                );
+            }
+            (StatusCode::FORBIDDEN, reason).into_response()
+        }
     }
 }

@@ -1,10 +1,14 @@
-//! The peer protocol, client side: HTTP with pooled keep-alive connections and bincode
-//! bodies, every request with the cluster credential.
+//! The peer protocol, client side: HTTPS with mutual TLS, pooled keep-alive connections and
+//! bincode bodies. We present our node certificate, and accept a server only if its
+//! certificate comes from the cluster CA and names the node we meant to reach.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 
 use super::contact::PeerContact;
 use super::message::*;
@@ -13,11 +17,12 @@ use crate::raft::{
     SnapshotRequest, VoteAnswer, VoteRequest,
 };
 use crate::state::{codec, Proposal};
+use crate::tls::NodeIdentity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    /// No connection could be made: the peer is down or partitioned away. The request was
-    /// certainly not delivered.
+    /// No connection could be made: the peer is down or partitioned away (or its
+    /// certificate was not the one we expect). The request was certainly not delivered.
     #[error("peer {addr} unreachable: {message}")]
     Unreachable { addr: String, message: String },
     /// The connection broke after the request may have been delivered: outcome unknown.
@@ -25,8 +30,8 @@ pub enum TransportError {
     Broken { addr: String, message: String },
     #[error("peer {addr} did not answer in time")]
     Timeout { addr: String },
-    #[error("peer {addr} refused our cluster credential")]
-    Unauthorized { addr: String },
+    #[error("peer {addr} refused our certificate: {message}")]
+    Refused { addr: String, message: String },
     #[error("peer {addr} answered {status}: {message}")]
     BadResponse {
         addr: String,
@@ -35,29 +40,51 @@ pub enum TransportError {
     },
 }
 
-/// A cheap-to-clone client for talking to peers. One connection pool per process.
+/// A cheap-to-clone client for talking to peers.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: reqwest::Client,
-    /// `Bearer <peer credential>`, derived from the cluster secret.
-    authorization: String,
+    /// Our certificate and key; renewed while we run.
+    identity: watch::Receiver<Arc<NodeIdentity>>,
+    /// One connection pool per peer, each verifying that the server is that node; built
+    /// with the certificate whose serial it is keyed with, and rebuilt after a renewal.
+    pools: Arc<Mutex<HashMap<NodeId, (String, reqwest::Client)>>>,
     contact: PeerContact,
 }
 
 impl PeerClient {
-    pub fn new(peer_credential: &str) -> PeerClient {
-        let http = reqwest::Client::builder()
+    pub fn new(identity: watch::Receiver<Arc<NodeIdentity>>) -> PeerClient {
+        PeerClient {
+            identity,
+            pools: Arc::default(),
+            contact: PeerContact::default(),
+        }
+    }
+
+    fn pool(&self, target: NodeId, addr: &str) -> Result<reqwest::Client, TransportError> {
+        let identity = self.identity.borrow().clone();
+        let serial = &identity.info().serial;
+        let mut pools = self.pools.lock().expect("peer pool lock poisoned");
+        if let Some((built_with, client)) = pools.get(&target) {
+            if built_with == serial {
+                return Ok(client.clone());
+            }
+        }
+        let unreachable = |message: String| TransportError::Unreachable {
+            addr: addr.into(),
+            message,
+        };
+        let tls = crate::tls::peer_client_config(&identity, target)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
-            .expect("the HTTP client configuration is static and valid");
-        PeerClient {
-            http,
-            authorization: format!("Bearer {peer_credential}"),
-            contact: PeerContact::default(),
-        }
+            .map_err(|e| unreachable(e.to_string()))?;
+        pools.insert(target, (serial.clone(), client.clone()));
+        Ok(client)
     }
 
     /// When each peer last answered a Raft RPC of ours.
@@ -68,69 +95,111 @@ impl PeerClient {
     /// Forward a write to the leader at `addr`.
     pub async fn write(
         &self,
+        target: NodeId,
         addr: &str,
         proposal: &Proposal,
         timeout: Duration,
     ) -> Result<Result<Written, ClusterError>, TransportError> {
-        self.call(addr, WRITE_PATH, proposal, timeout).await
+        self.call(target, addr, WRITE_PATH, proposal, timeout).await
     }
 
     /// Ask the leader at `addr` for a read index.
     pub async fn read_index(
         &self,
+        target: NodeId,
         addr: &str,
         timeout: Duration,
     ) -> Result<Result<Option<u64>, ClusterError>, TransportError> {
-        self.call(addr, READ_INDEX_PATH, &(), timeout).await
+        self.call(target, addr, READ_INDEX_PATH, &(), timeout).await
     }
 
-    pub async fn join(
+    /// Forward a join to the leader.
+    pub async fn admit(
         &self,
+        target: NodeId,
         addr: &str,
-        request: &JoinRequest,
+        request: &AdmitRequest,
         timeout: Duration,
     ) -> Result<Result<JoinReply, ClusterError>, TransportError> {
-        self.call(addr, JOIN_PATH, request, timeout).await
+        self.call(target, addr, ADMIT_PATH, request, timeout).await
+    }
+
+    pub async fn add_learner(
+        &self,
+        target: NodeId,
+        addr: &str,
+        request: &AddLearnerRequest,
+        timeout: Duration,
+    ) -> Result<Result<(), ClusterError>, TransportError> {
+        self.call(target, addr, ADD_LEARNER_PATH, request, timeout)
+            .await
+    }
+
+    /// The cluster key, from any member: only an admitted node's certificate gets it.
+    pub async fn cluster_key(
+        &self,
+        target: NodeId,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<Result<String, ClusterError>, TransportError> {
+        self.call(target, addr, CLUSTER_KEY_PATH, &(), timeout)
+            .await
+    }
+
+    /// A new certificate for our new key pair, from the leader.
+    pub async fn renew(
+        &self,
+        target: NodeId,
+        addr: &str,
+        request: &RenewRequest,
+        timeout: Duration,
+    ) -> Result<Result<String, ClusterError>, TransportError> {
+        self.call(target, addr, RENEW_PATH, request, timeout).await
     }
 
     pub async fn remove(
         &self,
+        target: NodeId,
         addr: &str,
         node: NodeId,
         timeout: Duration,
     ) -> Result<Result<(), ClusterError>, TransportError> {
-        self.call(addr, REMOVE_PATH, &node, timeout).await
+        self.call(target, addr, REMOVE_PATH, &node, timeout).await
     }
 
     pub async fn progress(
         &self,
+        target: NodeId,
         addr: &str,
         timeout: Duration,
     ) -> Result<Result<Progress, ClusterError>, TransportError> {
-        self.call(addr, PROGRESS_PATH, &(), timeout).await
+        self.call(target, addr, PROGRESS_PATH, &(), timeout).await
     }
 
     pub async fn pre_vote(
         &self,
+        target: NodeId,
         addr: &str,
         request: &PreVoteRequest,
         timeout: Duration,
     ) -> Result<PreVoteResponse, TransportError> {
-        self.call(addr, PRE_VOTE_PATH, request, timeout).await
+        self.call(target, addr, PRE_VOTE_PATH, request, timeout)
+            .await
     }
 
-    /// POST `request` to `http://{addr}{path}` and decode the answer.
+    /// POST `request` to `https://{addr}{path}`, which must be node `target`, and decode the
+    /// answer.
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
+        target: NodeId,
         addr: &str,
         path: &str,
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, TransportError> {
         let result = self
-            .http
-            .post(format!("http://{addr}{path}"))
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .pool(target, addr)?
+            .post(format!("https://{addr}{path}"))
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .timeout(timeout)
             .body(codec::encode(request))
@@ -139,8 +208,11 @@ impl PeerClient {
         let response = result.map_err(|e| classify(addr, e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| classify(addr, e))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            return Err(TransportError::Unauthorized { addr: addr.into() });
+        if status == reqwest::StatusCode::FORBIDDEN {
+            return Err(TransportError::Refused {
+                addr: addr.into(),
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
         if !status.is_success() {
             return Err(TransportError::BadResponse {
@@ -156,18 +228,24 @@ impl PeerClient {
         })
     }
 
-    /// A Raft RPC: an answer from the peer's Raft counts as contact.
-    async fn raft_rpc<Req: Serialize, Resp: DeserializeOwned>(
+    /// A Raft RPC: only a successful answer from the peer's Raft counts as contact (a peer
+    /// whose Raft stopped answers too, with an error, and is not reachable for that).
+    async fn raft_rpc<Req: Serialize, T: DeserializeOwned, E: DeserializeOwned>(
         &self,
         target: NodeId,
         addr: &str,
         path: &str,
         request: &Req,
         ttl: Duration,
-    ) -> Result<Resp, RpcFailure> {
-        match self.call(addr, path, request, ttl).await {
+    ) -> Result<Result<T, E>, RpcFailure> {
+        match self
+            .call::<Req, Result<T, E>>(target, addr, path, request, ttl)
+            .await
+        {
             Ok(answer) => {
-                self.contact.record(target);
+                if answer.is_ok() {
+                    self.contact.record(target);
+                }
                 Ok(answer)
             }
             Err(e @ (TransportError::Unreachable { .. } | TransportError::Broken { .. })) => {

@@ -17,6 +17,10 @@ pub(super) const READ_INDEX_PATH: &str = "/raft/read-index";
 pub(super) const JOIN_PATH: &str = "/raft/join";
 pub(super) const REMOVE_PATH: &str = "/raft/remove";
 pub(super) const PROGRESS_PATH: &str = "/raft/progress";
+pub(super) const ADMIT_PATH: &str = "/raft/admit";
+pub(super) const ADD_LEARNER_PATH: &str = "/raft/add-learner";
+pub(super) const CLUSTER_KEY_PATH: &str = "/raft/cluster-key";
+pub(super) const RENEW_PATH: &str = "/raft/renew";
 
 /// Why a cluster operation did not happen.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
@@ -45,21 +49,72 @@ pub struct Written {
     pub outcome: Outcome,
 }
 
-/// Ask the leader for an id (`add: false`), then, once this node's Raft is listening, to be
-/// added as a learner (`add: true`). Also the JSON body of `POST /api/v1/cluster/join`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What a joining node sends to any member's API (`POST /api/v1/cluster/join`): its join
+/// token, a certificate request for the key pair it made (the private key never leaves it),
+/// and its addresses.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
-    pub node_id: Option<NodeId>,
+    pub token: String,
+    pub csr_pem: String,
     pub api_addr: String,
     pub peer_addr: String,
+    /// The id it asks for; the leader picks one when `None`.
     #[serde(default)]
-    pub add: bool,
+    pub node_id: Option<NodeId>,
+    /// Extra names for its certificate (`--advertise-name`), besides its API address.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
+impl std::fmt::Debug for JoinRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinRequest")
+            .field("token", &"***")
+            .field("api_addr", &self.api_addr)
+            .field("peer_addr", &self.peer_addr)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A join as the member that took it forwards it to the leader: the token reduced to its id
+/// and the hash of its secret, which is what the state holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmitRequest {
+    pub token_id: String,
+    pub secret_hash: String,
+    pub csr_pem: String,
+    pub api_addr: String,
+    pub peer_addr: String,
+    pub node_id: Option<NodeId>,
+    pub names: Vec<String>,
+}
+
+/// The admitted node's id and certificate, the CA to trust, and whom to ask next (the
+/// cluster key and its place in the membership, over mutual TLS).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinReply {
     pub node_id: NodeId,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    /// Members by id and peer address.
+    pub members: Vec<(NodeId, String)>,
+}
+
+/// An admitted node, listening now, asks to be added as a learner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddLearnerRequest {
+    pub node_id: NodeId,
+    pub api_addr: String,
+    pub peer_addr: String,
+}
+
+/// A member asks for a new certificate for a new key pair before its own expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+    pub names: Vec<String>,
 }
 
 /// The leader's view of replication, for status pages.

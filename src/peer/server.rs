@@ -1,10 +1,13 @@
-//! The peer protocol, server side: decode each call, hand it to the node's [`PeerHandler`],
-//! encode its answer. Every route demands the cluster credential.
+//! The peer protocol, server side: mutual TLS (a client certificate from the cluster CA is
+//! required at the handshake), then each request is checked against the replicated state
+//! (a removed node's certificate is refused), decoded, handed to the node's
+//! [`PeerHandler`], and its answer encoded. Raft RPCs must come from the node they speak for.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -15,11 +18,13 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::auth::require_credential;
+use super::auth::{identify, Caller};
 use super::message::*;
 use crate::raft::{
-    AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer, VoteRequest,
+    AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, Speaker, VoteAnswer,
+    VoteRequest,
 };
+use crate::server::Limits;
 use crate::state::{codec, Proposal};
 
 /// Snapshot chunks and append batches can be large; this only bounds a runaway peer.
@@ -27,6 +32,8 @@ const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What a node does with each peer call.
 pub trait PeerHandler: Clone + Send + Sync + 'static {
+    /// Why the certificate (node id, serial) of a connection must be refused, if it must.
+    fn check_peer(&self, node: NodeId, serial: &str) -> Result<(), String>;
     fn append(&self, rpc: AppendRequest) -> impl Future<Output = AppendAnswer> + Send;
     fn vote(&self, rpc: VoteRequest) -> impl Future<Output = VoteAnswer> + Send;
     fn install_snapshot(&self, rpc: SnapshotRequest)
@@ -38,21 +45,38 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
         proposal: Proposal,
     ) -> impl Future<Output = Result<Written, ClusterError>> + Send;
     fn read_index(&self) -> impl Future<Output = Result<Option<u64>, ClusterError>> + Send;
-    fn join(
+    /// On the leader: admit a node with a join token and sign its certificate.
+    fn admit(
         &self,
-        request: JoinRequest,
+        request: AdmitRequest,
     ) -> impl Future<Output = Result<JoinReply, ClusterError>> + Send;
+    /// An admitted node asks to be added as a learner (forwarded to the leader).
+    fn add_learner(
+        &self,
+        request: AddLearnerRequest,
+    ) -> impl Future<Output = Result<(), ClusterError>> + Send;
+    /// The cluster key (hex), for an admitted node.
+    fn cluster_key(&self) -> Result<String, ClusterError>;
+    /// On the leader: a new certificate for member `node`.
+    fn renew(
+        &self,
+        node: NodeId,
+        request: RenewRequest,
+    ) -> impl Future<Output = Result<String, ClusterError>> + Send;
     fn remove(&self, node: NodeId) -> impl Future<Output = Result<(), ClusterError>> + Send;
     fn progress(&self) -> Result<Progress, ClusterError>;
 }
 
-/// Serve the peer protocol on `listener` until `shutdown`, for holders of `credential`.
+/// Serve the peer protocol on `listener` until `shutdown`, with the node's current TLS
+/// configuration (it changes when the certificate is renewed).
 pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     handler: H,
-    credential: String,
+    tls: watch::Receiver<Arc<rustls::ServerConfig>>,
+    limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
+    let checker = handler.clone();
     let router = Router::new()
         .route(APPEND_PATH, post(append::<H>))
         .route(VOTE_PATH, post(vote::<H>))
@@ -60,15 +84,18 @@ pub async fn serve<H: PeerHandler>(
         .route(SNAPSHOT_PATH, post(snapshot::<H>))
         .route(WRITE_PATH, post(write::<H>))
         .route(READ_INDEX_PATH, post(read_index::<H>))
-        .route(JOIN_PATH, post(join::<H>))
+        .route(ADMIT_PATH, post(admit::<H>))
+        .route(ADD_LEARNER_PATH, post(add_learner::<H>))
+        .route(CLUSTER_KEY_PATH, post(cluster_key::<H>))
+        .route(RENEW_PATH, post(renew::<H>))
         .route(REMOVE_PATH, post(remove::<H>))
         .route(PROGRESS_PATH, post(progress::<H>))
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .layer(middleware::from_fn(move |req, next| {
-            require_credential(credential.clone(), req, next)
+            identify(checker.clone(), req, next)
         }))
         .with_state(handler);
-    crate::server::serve(listener, router, shutdown).await
+    crate::server::serve(listener, router, Some(tls), limits, "peer", shutdown).await
 }
 
 /// Decode the call in `body` and answer with what `handle` makes of it; 400 when the body
@@ -85,6 +112,40 @@ where
     }
 }
 
+/// A Raft RPC, answered only when it speaks for the node whose certificate carried it.
+async fn raft_call<T, R, Fut>(
+    caller: Caller,
+    body: &Bytes,
+    handle: impl FnOnce(T) -> Fut,
+) -> Response
+where
+    T: DeserializeOwned + Speaker,
+    R: Serialize,
+    Fut: Future<Output = R>,
+{
+    match codec::decode::<T>(body) {
+        Ok(rpc) if rpc.speaker() == Some(caller.0) => encode(&handle(rpc).await),
+        Ok(rpc) => impersonation(caller, rpc.speaker()),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+fn impersonation(caller: Caller, claimed: Option<NodeId>) -> Response {
+    tracing::warn!(
+        from_node = caller.0,
+        claimed = ?claimed,
+        "refused a peer request speaking for another node"
+    );
+    (
+        StatusCode::FORBIDDEN,
+        format!(
+            "this connection's certificate is node {}'s, not node {claimed:?}'s",
+            caller.0
+        ),
+    )
+        .into_response()
+}
+
 fn encode<T: Serialize>(value: &T) -> Response {
     (
         [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -93,23 +154,40 @@ fn encode<T: Serialize>(value: &T) -> Response {
         .into_response()
 }
 
-async fn append<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
-    call(&body, |rpc| h.append(rpc)).await
+async fn append<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    raft_call(caller, &body, |rpc| h.append(rpc)).await
 }
 
-async fn vote<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
-    call(&body, |rpc| h.vote(rpc)).await
+async fn vote<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    raft_call(caller, &body, |rpc| h.vote(rpc)).await
 }
 
-async fn snapshot<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
-    call(&body, |rpc| h.install_snapshot(rpc)).await
+async fn snapshot<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    raft_call(caller, &body, |rpc| h.install_snapshot(rpc)).await
 }
 
-async fn pre_vote<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
-    call(&body, |request: PreVoteRequest| async move {
-        h.pre_vote(&request)
-    })
-    .await
+async fn pre_vote<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    match codec::decode::<PreVoteRequest>(&body) {
+        Ok(request) if request.candidate == caller.0 => encode(&h.pre_vote(&request)),
+        Ok(request) => impersonation(caller, Some(request.candidate)),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
 }
 
 async fn write<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
@@ -120,8 +198,32 @@ async fn read_index<H: PeerHandler>(State(h): State<H>) -> Response {
     encode(&h.read_index().await)
 }
 
-async fn join<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
-    call(&body, |request| h.join(request)).await
+async fn admit<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {
+    call(&body, |request| h.admit(request)).await
+}
+
+async fn add_learner<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    match codec::decode::<AddLearnerRequest>(&body) {
+        Ok(request) if request.node_id == caller.0 => encode(&h.add_learner(request).await),
+        Ok(request) => impersonation(caller, Some(request.node_id)),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+async fn cluster_key<H: PeerHandler>(State(h): State<H>) -> Response {
+    encode(&h.cluster_key())
+}
+
+async fn renew<H: PeerHandler>(
+    State(h): State<H>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    call(&body, |request| h.renew(caller.0, request)).await
 }
 
 async fn remove<H: PeerHandler>(State(h): State<H>, body: Bytes) -> Response {

@@ -17,6 +17,6 @@ pub use network::{RaftTransport, RpcFailure};
 pub use status::{Membership, MembershipChange, RaftStatus, StatusWatch};
 pub use store::{Db, StateView};
 pub use types::{
-    AppendAnswer, AppendRequest, LogPosition, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer,
-    VoteRequest,
+    AppendAnswer, AppendRequest, LogPosition, NodeId, SnapshotAnswer, SnapshotRequest, Speaker,
+    VoteAnswer, VoteRequest,
 };

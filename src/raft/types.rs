@@ -50,6 +50,30 @@ pub type SnapshotAnswer = Result<
     openraft::error::RaftError<NodeId, openraft::error::InstallSnapshotError>,
 >;
 
+/// The node a Raft RPC speaks for: the leader or candidate named in its vote. The peer
+/// server checks it against the certificate of the connection it came on.
+pub trait Speaker {
+    fn speaker(&self) -> Option<NodeId>;
+}
+
+impl Speaker for AppendRequest {
+    fn speaker(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Speaker for VoteRequest {
+    fn speaker(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
+impl Speaker for SnapshotRequest {
+    fn speaker(&self) -> Option<NodeId> {
+        self.vote.leader_id().voted_for()
+    }
+}
+
 /// Where a node's log ends, as pre-vote compares it: the last entry's term and index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct LogPosition {

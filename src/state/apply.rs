@@ -5,6 +5,7 @@ use super::nodes::{Slot, SlotStatus};
 use super::records::StateKey;
 use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
 use super::tokens::{TokenLevel, TokenUpdate};
+use super::trust::JoinTokenRecord;
 use super::State;
 
 impl State {
@@ -172,6 +173,7 @@ impl State {
             Command::RemoveNode { id } => {
                 self.nodes.remove(id);
                 touched.push(StateKey::Node(*id));
+                self.retire_node(*id, touched);
                 Ok(Reply::Done)
             }
             Command::CreateOrg(org) => {
@@ -336,6 +338,51 @@ impl State {
                     let level = TokenLevel::Model.name();
                     self.audit(ctx, "hf_token_cleared", level, Some(id), touched);
                 }
+                Ok(Reply::Done)
+            }
+            Command::InitCa(ca) => {
+                self.init_ca(ca, touched);
+                Ok(Reply::Done)
+            }
+            Command::CreateJoinToken {
+                id,
+                secret_hash,
+                ttl_ms,
+                max_uses,
+            } => {
+                self.create_join_token(
+                    JoinTokenRecord {
+                        id: id.clone(),
+                        secret_hash: secret_hash.clone(),
+                        created_ms: at_ms,
+                        expires_ms: at_ms.saturating_add(*ttl_ms),
+                        max_uses: *max_uses,
+                        uses: 0,
+                        revoked: false,
+                        created_by: ctx.actor.clone(),
+                    },
+                    touched,
+                )?;
+                self.audit(ctx, "join_token_created", "cluster", Some(id), touched);
+                Ok(Reply::Done)
+            }
+            Command::RevokeJoinToken { id } => {
+                self.revoke_join_token(id, touched)?;
+                self.audit(ctx, "join_token_revoked", "cluster", Some(id), touched);
+                Ok(Reply::Done)
+            }
+            Command::AdmitNode {
+                token_id,
+                secret_hash,
+                certificate,
+            } => {
+                self.admit_node(token_id, secret_hash, certificate, at_ms, touched)?;
+                let node = certificate.node_id.to_string();
+                self.audit(ctx, "node_admitted", "cluster", Some(&node), touched);
+                Ok(Reply::Done)
+            }
+            Command::RecordCertificate(certificate) => {
+                self.record_certificate(certificate, at_ms, touched)?;
                 Ok(Reply::Done)
             }
         }

@@ -108,13 +108,18 @@ impl State {
             | Command::PublishGpus { .. }
             | Command::PublishEnvToken { .. }
             | Command::Schedule(_)
-            | Command::ReportSlot { .. } => Rule::Cluster,
+            | Command::ReportSlot { .. }
+            | Command::InitCa(_)
+            | Command::AdmitNode { .. }
+            | Command::RecordCertificate(_) => Rule::Cluster,
             Command::UpdateSystemSettings { .. }
             | Command::CreateOrg(_)
             | Command::CreateUser { .. }
             | Command::CreateModel(_)
             | Command::UpdateModel { .. }
-            | Command::DeleteModel { .. } => Rule::Admin,
+            | Command::DeleteModel { .. }
+            | Command::CreateJoinToken { .. }
+            | Command::RevokeJoinToken { .. } => Rule::Admin,
             Command::IssueApiKey { user_id, .. } => Rule::AdminOrSelf { user_id },
             Command::RevokeApiKey { key_id } => Rule::AdminOrKeyOwner { key_id },
             Command::UpdateOrgSettings { org_id, .. } => Rule::AdminOrOrgOwner { org_id },

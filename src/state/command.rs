@@ -8,6 +8,7 @@ use super::catalog::{Model, ModelType, Runtime};
 use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
 use super::tenancy::{NewUser, Org, User};
 use super::tokens::TokenUpdate;
+use super::trust::{CaRecord, IssuedCertificate};
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,27 @@ pub enum Command {
         node_id: u64,
         present: bool,
     },
+    /// The cluster CA, made at bootstrap. Ignored once there is one.
+    InitCa(CaRecord),
+    /// A join token; it expires `ttl_ms` after the leader's stamp.
+    CreateJoinToken {
+        id: String,
+        secret_hash: String,
+        ttl_ms: i64,
+        max_uses: Option<u32>,
+    },
+    RevokeJoinToken {
+        id: String,
+    },
+    /// The leader admitted a node with a join token and issued it a certificate: one use of
+    /// the token is spent (refused if it no longer admits) and the certificate recorded.
+    AdmitNode {
+        token_id: String,
+        secret_hash: String,
+        certificate: IssuedCertificate,
+    },
+    /// A certificate the leader issued to a member (bootstrap, renewal).
+    RecordCertificate(IssuedCertificate),
 }
 
 /// One placement decision. `expect_generation` makes a decision taken on an older view (say,

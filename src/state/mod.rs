@@ -10,6 +10,7 @@ mod nodes;
 mod records;
 mod tenancy;
 mod tokens;
+mod trust;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub use nodes::{
 pub use records::StateKey;
 pub use tenancy::{ApiKey, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
+pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +38,8 @@ pub struct State {
     pub orgs: BTreeMap<String, Org>,
     /// Changes of secrets and permissions, oldest first, the last [`AUDIT_KEEP`] of them.
     pub audit: BTreeMap<u64, AuditEntry>,
+    /// The cluster CA, join tokens and issued certificates.
+    pub trust: Trust,
 }
 
 #[cfg(test)]

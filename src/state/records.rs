@@ -12,6 +12,7 @@ use super::catalog::Model;
 use super::codec::{self, CodecError};
 use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
 use super::tenancy::{ApiKey, AuditEntry, NewUser, Org, SystemSettings, User};
+use super::trust::{CaRecord, CertRecord, JoinTokenRecord};
 use super::State;
 
 /// One record of the state.
@@ -25,6 +26,10 @@ pub enum StateKey {
     Slot(String),
     Org(String),
     Audit(u64),
+    Ca,
+    JoinToken(String),
+    Certificate(String),
+    RetiredNode(u64),
 }
 
 /// The stored value behind a [`StateKey`].
@@ -42,6 +47,10 @@ enum StateValue {
     Audit(AuditEntry),
     User(User),
     Node(NodeRecord),
+    Ca(CaRecord),
+    JoinToken(JoinTokenRecord),
+    Certificate(CertRecord),
+    RetiredNode(u64),
 }
 
 impl StateKey {
@@ -55,6 +64,10 @@ impl StateKey {
             StateKey::Slot(id) => format!("slot/{id}").into_bytes(),
             StateKey::Org(id) => format!("org/{id}").into_bytes(),
             StateKey::Audit(seq) => format!("audit/{seq:020}").into_bytes(),
+            StateKey::Ca => b"ca".to_vec(),
+            StateKey::JoinToken(id) => format!("jointoken/{id}").into_bytes(),
+            StateKey::Certificate(serial) => format!("cert/{serial}").into_bytes(),
+            StateKey::RetiredNode(id) => format!("retired/{id:020}").into_bytes(),
         }
     }
 }
@@ -73,6 +86,16 @@ impl State {
             StateKey::Slot(id) => StateValue::Slot(self.slots.get(id)?.clone()),
             StateKey::Org(id) => StateValue::Org(self.orgs.get(id)?.clone()),
             StateKey::Audit(seq) => StateValue::Audit(self.audit.get(seq)?.clone()),
+            StateKey::Ca => StateValue::Ca(self.trust.ca.clone()?),
+            StateKey::JoinToken(id) => {
+                StateValue::JoinToken(self.trust.join_tokens.get(id)?.clone())
+            }
+            StateKey::Certificate(serial) => {
+                StateValue::Certificate(self.trust.certificates.get(serial)?.clone())
+            }
+            StateKey::RetiredNode(id) => {
+                StateValue::RetiredNode(*self.trust.retired_nodes.get(id)?)
+            }
         };
         Some(codec::encode(&value))
     }
@@ -121,6 +144,16 @@ impl State {
                 StateValue::Audit(a) => {
                     state.audit.insert(a.seq, a);
                 }
+                StateValue::Ca(ca) => state.trust.ca = Some(ca),
+                StateValue::JoinToken(t) => {
+                    state.trust.join_tokens.insert(t.id.clone(), t);
+                }
+                StateValue::Certificate(c) => {
+                    state.trust.certificates.insert(c.serial.clone(), c);
+                }
+                StateValue::RetiredNode(id) => {
+                    state.trust.retired_nodes.insert(id);
+                }
             }
         }
         Ok(state)
@@ -136,6 +169,28 @@ impl State {
         keys.extend(self.slots.keys().cloned().map(StateKey::Slot));
         keys.extend(self.orgs.keys().cloned().map(StateKey::Org));
         keys.extend(self.audit.keys().copied().map(StateKey::Audit));
+        keys.extend(self.trust.ca.iter().map(|_| StateKey::Ca));
+        keys.extend(
+            self.trust
+                .join_tokens
+                .keys()
+                .cloned()
+                .map(StateKey::JoinToken),
+        );
+        keys.extend(
+            self.trust
+                .certificates
+                .keys()
+                .cloned()
+                .map(StateKey::Certificate),
+        );
+        keys.extend(
+            self.trust
+                .retired_nodes
+                .iter()
+                .copied()
+                .map(StateKey::RetiredNode),
+        );
         keys
     }
 
@@ -164,6 +219,7 @@ impl State {
             slots: s.slots,
             orgs: s.orgs,
             audit: s.audit,
+            trust: Default::default(),
         })
     }
 }

@@ -318,7 +318,7 @@ async fn ask_for_pre_votes(
         let request = request.clone();
         let wait = cluster.inner.tuning.leader_lease();
         asks.spawn(async move {
-            let answer = peers.pre_vote(&addr, &request, wait).await;
+            let answer = peers.pre_vote(voter, &addr, &request, wait).await;
             (voter, answer.ok())
         });
     }
