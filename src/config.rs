@@ -38,6 +38,26 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     pub raft: RaftTuning,
     pub runner: RunnerTuning,
+    /// How the API port speaks: TLS unless it is a loopback address.
+    pub api_tls: ApiTls,
+    /// Extra names (DNS or IP) this node's certificate carries besides its API address.
+    pub advertise_names: Vec<String>,
+    /// How long the certificates this node signs as leader are valid; members renew theirs
+    /// when two thirds of that have passed.
+    pub certificate_lifetime: Duration,
+}
+
+/// How the API port is served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiTls {
+    /// Plain HTTP on a loopback address.
+    Plain,
+    /// Plain HTTP on another address, because the operator said `--insecure-http`.
+    Insecure,
+    /// TLS with this node's certificate from the cluster CA.
+    ClusterCertificate,
+    /// TLS with the operator's own certificate chain and key (PEM files).
+    OwnCertificate { cert: PathBuf, key: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -106,6 +126,8 @@ pub struct FileConfig {
     pub raft: FileRaft,
     #[serde(default)]
     pub runner: FileRunner,
+    #[serde(default)]
+    pub tls: FileTls,
 }
 
 /// A node's own options: the config file's `[node]` table, and the same again as flags of
@@ -133,6 +155,25 @@ pub struct NodeOptions {
     pub vllm_command: Option<String>,
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Serve the API over TLS on a loopback address too (it always does on others).
+    #[arg(long)]
+    #[serde(default)]
+    pub api_tls: bool,
+    /// The API's certificate chain (PEM), instead of one from the cluster CA.
+    #[arg(long, requires = "api_key_file")]
+    pub api_cert: Option<PathBuf>,
+    /// The private key (PEM) for `--api-cert`.
+    #[arg(long = "api-key-file", requires = "api_cert")]
+    pub api_key_file: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback API address: anyone on the path sees API keys.
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure_http: bool,
+    /// A DNS name or IP clients use to reach this node's API; repeat for several. Goes
+    /// into its certificate.
+    #[arg(long = "advertise-name")]
+    #[serde(default)]
+    pub advertise_names: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +193,12 @@ pub struct FileRunner {
     pub node_lost_after_ms: Option<u64>,
     pub port_range: Option<String>,
     pub stop_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub certificate_lifetime_s: Option<u64>,
 }
 
 impl FileConfig {
@@ -175,10 +222,25 @@ impl NodeConfig {
             "api_addr",
             flags
                 .api_addr
-                .or(n.api_addr)
+                .clone()
+                .or(n.api_addr.clone())
                 .as_deref()
                 .unwrap_or("127.0.0.1:8080"),
         )?;
+        let api_tls = resolve_api_tls(&flags, &n, api_addr)?;
+        let mut advertise_names = n.advertise_names.clone();
+        advertise_names.extend(flags.advertise_names.iter().cloned());
+        let certificate_lifetime = Duration::from_secs(
+            file.tls
+                .certificate_lifetime_s
+                .unwrap_or(DEFAULT_CERTIFICATE_LIFETIME_S),
+        );
+        if certificate_lifetime < Duration::from_secs(10) {
+            return Err(invalid(
+                "tls.certificate_lifetime_s",
+                "must be at least 10 (seconds)",
+            ));
+        }
         let peer_addr = parse_addr(
             "peer_addr",
             flags
@@ -241,7 +303,42 @@ impl NodeConfig {
             log_format: flags.log_format.or(n.log_format).unwrap_or(LogFormat::Text),
             raft,
             runner,
+            api_tls,
+            advertise_names,
+            certificate_lifetime,
         })
+    }
+}
+
+/// 30 days.
+const DEFAULT_CERTIFICATE_LIFETIME_S: u64 = 30 * 24 * 3600;
+
+fn resolve_api_tls(
+    flags: &NodeOptions,
+    file: &NodeOptions,
+    api_addr: SocketAddr,
+) -> Result<ApiTls, ConfigError> {
+    let cert = flags.api_cert.clone().or(file.api_cert.clone());
+    let key = flags.api_key_file.clone().or(file.api_key_file.clone());
+    let insecure = flags.insecure_http || file.insecure_http;
+    let forced = flags.api_tls || file.api_tls;
+    match (cert, key) {
+        (Some(_), Some(_)) if insecure => Err(invalid(
+            "insecure_http",
+            "cannot be combined with api_cert: choose TLS or plain HTTP",
+        )),
+        (Some(cert), Some(key)) => Ok(ApiTls::OwnCertificate { cert, key }),
+        (Some(_), None) | (None, Some(_)) => Err(invalid(
+            "api_cert",
+            "api_cert and api_key_file go together",
+        )),
+        (None, None) if insecure && forced => Err(invalid(
+            "insecure_http",
+            "cannot be combined with api_tls",
+        )),
+        (None, None) if api_addr.ip().is_loopback() && !forced => Ok(ApiTls::Plain),
+        (None, None) if insecure => Ok(ApiTls::Insecure),
+        (None, None) => Ok(ApiTls::ClusterCertificate),
     }
 }
 

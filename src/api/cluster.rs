@@ -9,10 +9,9 @@ use axum::Json;
 use secrecy::SecretString;
 
 use super::request::parse_json;
-use super::types::{GpuView, JoinTokenView, MemberRole, MemberView, RemovedView, StatusView};
+use super::types::{GpuView, MemberRole, MemberView, RemovedView, StatusView};
 use super::{ApiContext, ApiError, ReadMode};
-use crate::cluster::{JoinReply, JoinRequest, MembershipView};
-use crate::peer::credential_matches;
+use crate::cluster::MembershipView;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
@@ -119,41 +118,4 @@ pub async fn remove_node(
         .map_err(|_| ApiError::BadRequest(format!("node id {id:?} is not a number")))?;
     ctx.cluster.remove(id).await?;
     Ok(Json(RemovedView { removed: id }))
-}
-
-/// Called by `helix node join`: the bearer is the peer credential derived from the join
-/// token, so only holders of the token can join.
-pub async fn join(
-    State(ctx): State<ApiContext>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<JoinReply>, ApiError> {
-    if !credential_matches(&headers, &ctx.secret.peer_credential()) {
-        tracing::warn!("rejected a join request with a wrong join token");
-        return Err(ApiError::Unauthorized(
-            "join token is not valid for this cluster".into(),
-        ));
-    }
-    let request: JoinRequest = parse_json(body)?;
-    for (field, addr) in [
-        ("api_addr", &request.api_addr),
-        ("peer_addr", &request.peer_addr),
-    ] {
-        addr.parse::<std::net::SocketAddr>()
-            .map_err(|_| ApiError::BadRequest(format!("{field} {addr:?} is not HOST:PORT")))?;
-    }
-    Ok(Json(ctx.cluster.join(request).await?))
-}
-
-pub async fn join_token(
-    State(ctx): State<ApiContext>,
-    headers: HeaderMap,
-) -> Result<Json<JoinTokenView>, ApiError> {
-    // The cluster secret: only for a key that is valid as of now, not as of this replica.
-    ctx.reader(&headers, ReadMode::default())
-        .await?
-        .require_admin()?;
-    Ok(Json(JoinTokenView {
-        join_token: SecretString::from(ctx.secret.join_token()),
-    }))
 }

@@ -9,7 +9,10 @@ mod slots;
 mod system;
 mod tenancy;
 mod token_settings;
+mod trust;
 pub mod types;
+
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -21,8 +24,9 @@ pub use error::ApiError;
 pub use request::{Caller, ReadMode};
 
 use crate::cluster::Cluster;
-use crate::crypto::{ClusterSecret, DataKey};
+use crate::crypto::DataKey;
 use crate::runner::tokens::Tokens;
+use crate::server::Limits;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -36,13 +40,19 @@ pub struct ApiContext {
     pub tokens: Tokens,
     /// Seals tokens before they are proposed.
     pub data_key: DataKey,
-    /// For the join token (admins may read it) and the credential joining nodes present.
-    pub secret: ClusterSecret,
 }
 
-/// Serve the admin API on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, ctx: ApiContext, shutdown: watch::Receiver<bool>) {
-    crate::server::serve(listener, router(ctx), shutdown).await
+/// Serve the admin API on `listener` until `shutdown`: over TLS with the current
+/// configuration in `tls` (renewed certificates take effect), or plain HTTP (loopback, or
+/// an operator's explicit `--insecure-http`).
+pub async fn serve(
+    listener: TcpListener,
+    ctx: ApiContext,
+    tls: Option<watch::Receiver<Arc<rustls::ServerConfig>>>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    crate::server::serve(listener, router(ctx), tls, limits, "api", shutdown).await
 }
 
 fn router(ctx: ApiContext) -> Router {
@@ -55,8 +65,16 @@ fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/system/config", get(system::get_config))
         .route("/api/v1/cluster/status", get(cluster::status))
-        .route(crate::peer::JOIN_API_PATH, post(cluster::join))
-        .route("/api/v1/cluster/join-token", get(cluster::join_token))
+        .route(crate::peer::JOIN_API_PATH, post(trust::join))
+        .route(crate::peer::CA_API_PATH, get(trust::ca))
+        .route(
+            "/api/v1/cluster/join-tokens",
+            get(trust::list_join_tokens).post(trust::create_join_token),
+        )
+        .route(
+            "/api/v1/cluster/join-tokens/{id}",
+            axum::routing::delete(trust::revoke_join_token),
+        )
         .route("/api/v1/nodes", get(cluster::list_nodes))
         .route("/api/v1/slots", get(slots::list))
         .route(

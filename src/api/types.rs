@@ -283,11 +283,38 @@ pub struct RemovedView {
     pub removed: u64,
 }
 
-/// The cluster's join token, for admins: whoever holds it can add nodes.
-#[derive(Debug, Serialize, Deserialize)]
+/// `POST /api/v1/cluster/join-tokens`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenInput {
+    /// How long it admits nodes: `90s`, `30m`, `1h`, `7d` [default: 1h].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// How many nodes may join with it [default: any number until it expires].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<u32>,
+}
+
+/// A join token: whoever holds it may add one node (or `max_uses`) until it expires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinTokenView {
+    pub id: String,
+    pub created: String,
+    pub expires: String,
+    pub uses: u32,
+    pub max_uses: Option<u32>,
+    /// `active`, `expired`, `used up` or `revoked`.
+    pub status: String,
+    pub created_by: Option<String>,
+}
+
+/// A new join token, shown this once (only a hash of its secret is stored).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewJoinTokenView {
+    #[serde(flatten)]
+    pub view: JoinTokenView,
     #[serde(serialize_with = "expose")]
-    pub join_token: SecretString,
+    pub token: SecretString,
 }
 
 /// A model instance: what runs where.

@@ -51,9 +51,10 @@ pub enum NodeCommand {
     Start(NodeFlags),
     /// Run a node that joins the cluster reachable at URL.
     Join {
-        /// Any member's API address, e.g. http://10.0.0.1:8080.
+        /// Any member's API address, e.g. https://10.0.0.1:8080 (http:// only on loopback).
         url: String,
-        /// The cluster's join token (`helix cluster join-token`).
+        /// A join token (`helix cluster join-token create`). Prefer the environment
+        /// variable: command lines are visible to other users of the machine.
         #[arg(long, env = "HELIX_JOIN_TOKEN", hide_env_values = true)]
         token: String,
         #[command(flatten)]
@@ -78,8 +79,26 @@ pub struct NodeFlags {
 pub enum ClusterCommand {
     /// Leader, term, commit index, members, quorum health.
     Status,
-    /// Print the join token (admin).
-    JoinToken,
+    /// Join tokens: what a new node shows to be admitted (admin).
+    #[command(subcommand)]
+    JoinToken(JoinTokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JoinTokenCommand {
+    /// Create a join token; it is shown this once.
+    Create {
+        /// How long it admits nodes: 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// How many nodes may join with it [default: any number until it expires].
+        #[arg(long)]
+        uses: Option<u32>,
+    },
+    /// Join tokens and whether each still admits nodes.
+    List,
+    /// Revoke a join token: it admits no one from now on.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,12 +1,15 @@
 //! The CLI's HTTP client: tries each `--url` in turn on a connection failure, like
 //! `etcdctl --endpoints`, and turns `{"error": ...}` answers into a readable failure.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+use super::failure::{failed, usage, Failure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -34,20 +37,30 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(urls: &str, api_key: Option<String>) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("static client configuration"),
+    /// A client for the API at `urls`; https:// addresses are verified with the CA in
+    /// `ca_cert` when given, else with the system's trusted roots.
+    pub fn new(urls: &str, api_key: Option<String>, ca_cert: Option<&Path>) -> Result<Client, Failure> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read_to_string(path).map_err(|e| {
+                usage(format!("cannot read the CA certificate {}: {e}", path.display()))
+            })?;
+            let tls = crate::tls::ca_client_config(&pem).map_err(|e| {
+                usage(format!("{} is not a usable CA certificate: {e}", path.display()))
+            })?;
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        Ok(Client {
+            http: builder.build().map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?,
             urls: urls
                 .split(',')
                 .map(|u| u.trim().trim_end_matches('/').to_string())
                 .filter(|u| !u.is_empty())
                 .collect(),
             api_key,
-        }
+        })
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, ClientError> {

@@ -2,11 +2,13 @@
 
 use secrecy::ExposeSecret;
 
-use super::args::{ClusterCommand, OutputFormat};
+use super::args::{ClusterCommand, JoinTokenCommand, OutputFormat};
 use super::client::Client;
 use super::failure::Failure;
 use super::output::{self, cell, table_row};
-use crate::api::types::{JoinTokenView, MemberView, RemovedView, StatusView};
+use crate::api::types::{
+    JoinTokenInput, JoinTokenView, MemberView, NewJoinTokenView, RemovedView, StatusView,
+};
 
 table_row!(MemberView {
     id,
@@ -16,6 +18,15 @@ table_row!(MemberView {
     leader,
     reachable,
     applied_index
+});
+
+table_row!(JoinTokenView {
+    id,
+    status,
+    uses,
+    max_uses,
+    expires,
+    created_by
 });
 
 pub async fn run(cmd: ClusterCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
@@ -40,14 +51,40 @@ pub async fn run(cmd: ClusterCommand, client: &Client, out: OutputFormat) -> Res
             );
             output::table(&status.members);
         }
-        ClusterCommand::JoinToken => {
-            let answer = client
-                .get::<JoinTokenView>("/api/v1/cluster/join-token")
-                .await?;
+        ClusterCommand::JoinToken(cmd) => join_token(cmd, client, out).await?,
+    }
+    Ok(())
+}
+
+async fn join_token(cmd: JoinTokenCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
+    const PATH: &str = "/api/v1/cluster/join-tokens";
+    match cmd {
+        JoinTokenCommand::Create { ttl, uses } => {
+            let input = JoinTokenInput {
+                ttl: Some(ttl),
+                uses,
+            };
+            let answer = client.post::<_, NewJoinTokenView>(PATH, &input).await?;
             match out {
-                OutputFormat::Json => println!("{}", answer.json),
-                OutputFormat::Table => println!("{}", answer.body.join_token.expose_secret()),
+                OutputFormat::Json => output::json(&answer.json),
+                OutputFormat::Table => {
+                    let view = &answer.body.view;
+                    let uses = view.max_uses.map_or("any number of".to_string(), |n| n.to_string());
+                    eprintln!(
+                        "join token {} admits {uses} node(s) until {}; shown this once:",
+                        view.id, view.expires
+                    );
+                    println!("{}", answer.body.token.expose_secret());
+                }
             }
+        }
+        JoinTokenCommand::List => {
+            let answer = client.get::<Vec<JoinTokenView>>(PATH).await?;
+            output::list(out, &answer);
+        }
+        JoinTokenCommand::Revoke { id } => {
+            let answer = client.delete::<JoinTokenView>(&format!("{PATH}/{id}")).await?;
+            output::object(out, &answer);
         }
     }
     Ok(())

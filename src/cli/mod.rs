@@ -19,6 +19,8 @@ mod slot;
 mod system;
 mod user;
 
+use std::path::PathBuf;
+
 use clap::Parser;
 
 use args::{Command, NodeCommand, OutputFormat};
@@ -39,6 +41,10 @@ pub struct Cli {
     /// API key (`Authorization: Bearer`).
     #[arg(long, env = "HELIX_API_KEY", global = true, hide_env_values = true)]
     api_key: Option<String>,
+    /// The cluster CA's certificate (a node's DATA_DIR/ca.pem) to verify https:// API
+    /// addresses with, instead of the system's trusted roots.
+    #[arg(long, env = "HELIX_CA_CERT", global = true)]
+    ca_cert: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
     output: OutputFormat,
     #[command(subcommand)]
@@ -46,7 +52,7 @@ pub struct Cli {
 }
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let client = Client::new(&cli.url, cli.api_key.clone());
+    let client = Client::new(&cli.url, cli.api_key.clone(), cli.ca_cert.as_deref())?;
     let out = cli.output;
     if !matches!(
         cli.command,

@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use super::args::NodeFlags;
 use super::failure::{failed, usage, Failure};
 use crate::config::{FileConfig, NodeConfig};
-use crate::crypto::ClusterSecret;
+use crate::crypto::JoinToken;
 use crate::daemon::Launch;
 
 /// Bootstrap a new cluster on an empty data dir, or resume the one there.
@@ -15,7 +15,7 @@ pub async fn start(flags: NodeFlags) -> Result<(), Failure> {
 
 /// Join the cluster reachable at `url`; a malformed token is refused before anything starts.
 pub async fn join(url: String, token: String, flags: NodeFlags) -> Result<(), Failure> {
-    ClusterSecret::from_join_token(&token).map_err(|e| usage(e.to_string()))?;
+    JoinToken::parse(&token).map_err(|e| usage(e.to_string()))?;
     let launch = Launch::Join {
         url,
         token: SecretString::from(token),

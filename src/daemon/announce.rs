@@ -1,15 +1,22 @@
-//! Once the node knows a leader: finish a bootstrap (the first admin), and keep this node's
-//! addresses, GPUs and `HF_TOKEN` flag current in the replicated state.
+//! Once the node knows a leader: finish a bootstrap (the cluster CA, the first admin, the
+//! first join token), and keep this node's addresses, GPUs and `HF_TOKEN` flag current in
+//! the replicated state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
 use super::files::DataDir;
-use crate::cluster::Cluster;
-use crate::crypto::{generate_api_key, hash_api_key, random_id, ClusterSecret};
-use crate::state::{Command, NewUser, NodeAnnouncement};
+use crate::cluster::{Cluster, CA_KEY_SCOPE};
+use crate::crypto::{generate_api_key, hash_api_key, random_id, ClusterSecret, JoinToken};
+use crate::state::{CaRecord, Command, IssuedCertificate, NewUser, NodeAnnouncement};
+use crate::tls::NodeIdentity;
+
+/// How long the first join token, made at bootstrap for the quick start, admits nodes.
+const FIRST_JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// What this node tells the cluster about itself.
 pub struct Announcement {
@@ -23,6 +30,7 @@ pub async fn announce(
     cluster: Cluster,
     dir: DataDir,
     secret: ClusterSecret,
+    identity: Arc<NodeIdentity>,
     me: Announcement,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -31,7 +39,7 @@ pub async fn announce(
             _ = cluster.wait_member_with_leader() => {}
             _ = shutdown.changed() => return,
         }
-        match announce_once(&cluster, &dir, &secret, &me).await {
+        match announce_once(&cluster, &dir, &secret, &identity, &me).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "could not record this node in the cluster state yet")
@@ -48,12 +56,17 @@ async fn announce_once(
     cluster: &Cluster,
     dir: &DataDir,
     secret: &ClusterSecret,
+    identity: &NodeIdentity,
     me: &Announcement,
 ) -> anyhow::Result<()> {
+    // Only the node that bootstrapped holds the CA key in a file, until the state has it.
+    if let Some(ca_key) = dir.pending_ca_key()? {
+        bootstrap_trust(cluster, dir, secret, identity, &ca_key).await?;
+    }
     // Only the node that bootstrapped has no users yet and joined nobody.
     let no_users = cluster.replica().read(|s| s.users.is_empty());
     if no_users && dir.join_url()?.is_none() && cluster.is_leader() {
-        bootstrap(cluster, dir, secret).await?;
+        bootstrap(cluster, dir, identity).await?;
     }
     let id = me.node.id;
     let known = cluster.replica().read(|s| s.nodes.get(&id).cloned());
@@ -88,9 +101,47 @@ async fn announce_once(
     Ok(())
 }
 
-/// Create the first admin: its key is printed once, here, and kept only in a file
-/// readable by this user (so a crash before the command commits reuses it).
-async fn bootstrap(cluster: &Cluster, dir: &DataDir, secret: &ClusterSecret) -> anyhow::Result<()> {
+/// Put the cluster CA (its key sealed with the cluster key) and this node's certificate in
+/// the replicated state; then the CA key file is no longer needed.
+async fn bootstrap_trust(
+    cluster: &Cluster,
+    dir: &DataDir,
+    secret: &ClusterSecret,
+    identity: &NodeIdentity,
+    ca_key: &secrecy::SecretString,
+) -> anyhow::Result<()> {
+    let fingerprint = crate::tls::fingerprint_of_pem(identity.ca_pem())?;
+    cluster
+        .propose_system(Command::InitCa(CaRecord {
+            cert_pem: identity.ca_pem().to_string(),
+            fingerprint,
+            sealed_key: secret.ca_key_sealer().seal(ca_key, CA_KEY_SCOPE),
+        }))
+        .await?;
+    let info = identity.info();
+    let recorded = cluster
+        .replica()
+        .read(|s| s.trust.certificates.contains_key(&info.serial));
+    if !recorded {
+        cluster
+            .propose_system(Command::RecordCertificate(IssuedCertificate {
+                node_id: identity.node_id(),
+                serial: info.serial.clone(),
+                not_after_ms: info.not_after_ms,
+            }))
+            .await?;
+    }
+    dir.forget_pending_ca_key()?;
+    Ok(())
+}
+
+/// Create the first admin and the first join token: each printed once, here, and kept only
+/// in a file readable by this user (so a crash before the command commits reuses it).
+async fn bootstrap(
+    cluster: &Cluster,
+    dir: &DataDir,
+    identity: &NodeIdentity,
+) -> anyhow::Result<()> {
     let key = match dir.admin_key()? {
         Some(key) => key,
         None => {
@@ -101,14 +152,10 @@ async fn bootstrap(cluster: &Cluster, dir: &DataDir, secret: &ClusterSecret) -> 
                 dir.admin_key_path().display(),
                 key.expose_secret()
             );
-            println!(
-                "join token (saved in {}): {}",
-                dir.join_token_path().display(),
-                secret.join_token()
-            );
             key
         }
     };
+    let key_hash = hash_api_key(key.expose_secret());
     cluster
         .propose_system(Command::Bootstrap {
             admin: NewUser {
@@ -121,8 +168,27 @@ async fn bootstrap(cluster: &Cluster, dir: &DataDir, secret: &ClusterSecret) -> 
                 hf_token: None,
             },
             key_id: random_id(),
-            key_hash: hash_api_key(key.expose_secret()),
+            key_hash: key_hash.clone(),
         })
         .await?;
+    let token = JoinToken::generate(&crate::tls::fingerprint_of_pem(identity.ca_pem())?);
+    dir.keep_join_token(&token.reveal())?;
+    cluster
+        .commit_as(
+            &key_hash,
+            Command::CreateJoinToken {
+                id: token.id.clone(),
+                secret_hash: token.secret_hash(),
+                ttl_ms: FIRST_JOIN_TOKEN_TTL.as_millis() as i64,
+                max_uses: None,
+            },
+        )
+        .await
+        .context("cannot create the first join token")?;
+    println!(
+        "join token, valid 24h (saved in {}): {}",
+        dir.join_token_path().display(),
+        token.reveal().expose_secret()
+    );
     Ok(())
 }

@@ -1,6 +1,9 @@
-//! What a node keeps in its data dir besides its database: the cluster secret
-//! (`join.token`), the bootstrap admin key (`admin.key`), and whom it asked to join
-//! (`join.url`). Secrets are written 0600, atomically, in a 0700 directory.
+//! What a node keeps in its data dir besides its database: its certificate and private key
+//! (`node.pem`), the cluster CA's certificate (`ca.pem`), the cluster key (`cluster.key`);
+//! on the node that bootstrapped, the first join token (`join.token`), the admin key
+//! (`admin.key`) and, until the replicated state holds it, the CA key (`ca.key`); on a node
+//! that joined, whom it asked (`join.url`) and the members it was told of
+//! (`join.members`). Secrets are written 0600, atomically, in a 0700 directory.
 
 use std::path::{Path, PathBuf};
 
@@ -8,8 +11,15 @@ use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::crypto::ClusterSecret;
+use crate::raft::NodeId;
+use crate::tls::NodeIdentity;
 
 const JOIN_TOKEN_FILE: &str = "join.token";
+const CLUSTER_KEY_FILE: &str = "cluster.key";
+const NODE_PEM_FILE: &str = "node.pem";
+const CA_PEM_FILE: &str = "ca.pem";
+const CA_KEY_FILE: &str = "ca.key";
+const JOIN_MEMBERS_FILE: &str = "join.members";
 const ADMIN_KEY_FILE: &str = "admin.key";
 const JOIN_URL_FILE: &str = "join.url";
 const DATABASE_DIR: &str = "sled";
@@ -42,19 +52,92 @@ impl DataDir {
         self.root.join(DATABASE_DIR)
     }
 
-    /// The cluster secret kept by every member, if this dir has one yet.
-    pub fn cluster_secret(&self) -> anyhow::Result<Option<ClusterSecret>> {
-        let path = self.join_token_path();
+    /// The cluster key kept by every member, if this dir has one yet.
+    pub fn cluster_key(&self) -> anyhow::Result<Option<ClusterSecret>> {
+        let path = self.root.join(CLUSTER_KEY_FILE);
         let Some(text) = read_if_there(&path)? else {
             return Ok(None);
         };
-        let secret = ClusterSecret::from_join_token(&text)
-            .with_context(|| format!("{} is damaged", path.display()))?;
-        Ok(Some(secret))
+        let key =
+            ClusterSecret::from_hex(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        Ok(Some(key))
     }
 
-    pub fn keep_cluster_secret(&self, secret: &ClusterSecret) -> anyhow::Result<()> {
-        write_private(&self.join_token_path(), &secret.join_token())
+    pub fn keep_cluster_key(&self, key: &ClusterSecret) -> anyhow::Result<()> {
+        write_private(&self.root.join(CLUSTER_KEY_FILE), key.to_hex().expose_secret())
+    }
+
+    /// This node's certificate, key and CA, once it has them.
+    pub fn identity(&self) -> anyhow::Result<Option<NodeIdentity>> {
+        let node_path = self.root.join(NODE_PEM_FILE);
+        let Some(node_pem) = read_if_there(&node_path)? else {
+            return Ok(None);
+        };
+        let ca_path = self.ca_path();
+        let ca_pem = read_if_there(&ca_path)?
+            .with_context(|| format!("{} is there but {} is missing", node_path.display(), ca_path.display()))?;
+        let damaged = || format!("{} is damaged", node_path.display());
+        let split = node_pem.find("-----BEGIN PRIVATE KEY-----").with_context(damaged)?;
+        let (cert_pem, key_pem) = node_pem.split_at(split);
+        let identity = NodeIdentity::new(&ca_pem, cert_pem, SecretString::from(key_pem.to_string()))
+            .with_context(damaged)?;
+        Ok(Some(identity))
+    }
+
+    /// Keep the node's identity: the certificate and key together in one file, so a renewal
+    /// replaces both at once.
+    pub fn keep_identity(&self, identity: &NodeIdentity) -> anyhow::Result<()> {
+        write_private(&self.ca_path(), identity.ca_pem())?;
+        let node_pem = format!(
+            "{}\n{}",
+            identity.cert_pem().trim(),
+            identity.key_pem().expose_secret().trim()
+        );
+        write_private(&self.root.join(NODE_PEM_FILE), &node_pem)
+    }
+
+    /// The cluster CA's certificate: what clients verify the API with (`--ca-cert`).
+    pub fn ca_path(&self) -> PathBuf {
+        self.root.join(CA_PEM_FILE)
+    }
+
+    /// The CA key the bootstrap made, until the replicated state holds it (sealed).
+    pub fn pending_ca_key(&self) -> anyhow::Result<Option<SecretString>> {
+        Ok(read_if_there(&self.root.join(CA_KEY_FILE))?.map(SecretString::from))
+    }
+
+    pub fn keep_pending_ca_key(&self, key: &SecretString) -> anyhow::Result<()> {
+        write_private(&self.root.join(CA_KEY_FILE), key.expose_secret())
+    }
+
+    pub fn forget_pending_ca_key(&self) -> anyhow::Result<()> {
+        match std::fs::remove_file(self.root.join(CA_KEY_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first join token, written at bootstrap for the quick start.
+    pub fn keep_join_token(&self, token: &SecretString) -> anyhow::Result<()> {
+        write_private(&self.join_token_path(), token.expose_secret())
+    }
+
+    /// The members a joining node was told of when it was admitted.
+    pub fn join_members(&self) -> anyhow::Result<Vec<(NodeId, String)>> {
+        let path = self.root.join(JOIN_MEMBERS_FILE);
+        match read_if_there(&path)? {
+            Some(text) => {
+                serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    pub fn keep_join_members(&self, members: &[(NodeId, String)]) -> anyhow::Result<()> {
+        write_private(
+            &self.root.join(JOIN_MEMBERS_FILE),
+            &serde_json::to_string(members)?,
+        )
     }
 
     pub fn join_token_path(&self) -> PathBuf {

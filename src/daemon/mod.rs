@@ -1,30 +1,34 @@
 //! A node's life in one place: start everything in the order each part needs the one
 //! before, run until told to stop, and stop in reverse.
 //!
-//! Start: data dir and storage → who we are (cluster secret, node id) → Raft → peer server
-//! → API server → runner (token watch, scheduler, reconciler) → join or bootstrap →
-//! elections and membership upkeep → announce → ready. Stop: runner (its vLLM processes
+//! Start: data dir and storage → who we are (certificate, cluster key, node id: bootstrap,
+//! admission with a join token, or the data dir) → Raft → peer server (mutual TLS) → API
+//! server → runner (token watch, scheduler, reconciler) → become a learner or bootstrap →
+//! elections, membership upkeep, certificate renewal → announce → ready. Stop: runner (its vLLM processes
 //! first) → API and peer servers → Raft → a last flush of storage.
 
 mod announce;
+mod certificates;
 mod files;
+mod identity;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::announce::Announcement;
 use self::files::DataDir;
+use self::identity::Established;
 use crate::api::ApiContext;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
-use crate::crypto::ClusterSecret;
-use crate::peer::{request_join, JoinRequest, PeerClient};
-use crate::raft::{Db, NodeId};
+use crate::peer::{AddLearnerRequest, PeerClient};
+use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
 use crate::state::NodeAnnouncement;
@@ -47,10 +51,12 @@ pub async fn run(
     let dir = DataDir::create(&config.data_dir)?;
     let db = Db::open(&dir.database())
         .with_context(|| format!("cannot open the database in {}", dir.root().display()))?;
-    let secret = cluster_secret(&dir, &launch)?;
-    let peers = PeerClient::new(&secret.peer_credential());
-    let node_id = node_id(&config, &dir, &db, &launch, &secret).await?;
+    let Established { identity, secret } =
+        identity::establish(&config, &dir, &db, &launch).await?;
+    let node_id = identity.node_id();
     crate::logging::set_node_id(node_id);
+    let (identity_tx, identity_rx) = watch::channel(Arc::new(identity));
+    let peers = PeerClient::new(identity_rx.clone());
     // Bind before anything runs, so a busy port fails fast and cleanly.
     let api_listener = bind(config.api_addr, "api").await?;
     let peer_listener = bind(config.peer_addr, "peer").await?;
@@ -61,12 +67,20 @@ pub async fn run(
 
     // Raft, and the servers other nodes and users talk to.
     let (raft, replica) = crate::raft::start(node_id, &config.raft, peers.clone(), &db).await?;
-    let cluster = Cluster::new(node_id, raft, replica, peers, config.raft.clone());
+    let signing = Signing {
+        secret: secret.clone(),
+        cert_lifetime: config.certificate_lifetime,
+    };
+    let cluster = Cluster::new(node_id, raft, replica, peers.clone(), config.raft.clone(), signing);
     let (stop_tx, stop) = watch::channel(false);
+    let peer_tls = certificates::follow(identity_rx.clone(), crate::tls::peer_server_config, stop.clone())?;
+    let api_tls = certificates::api_tls(&config.api_tls, &identity_rx, &stop)?;
+    let api_scheme = if api_tls.is_some() { "https" } else { "http" };
     let peer_server = tokio::spawn(crate::peer::serve(
         peer_listener,
         cluster.clone(),
-        secret.peer_credential(),
+        peer_tls,
+        config.server.limits(),
         stop.clone(),
     ));
     let env_token = std::env::var("HF_TOKEN")
@@ -82,12 +96,13 @@ pub async fn run(
             cluster: cluster.clone(),
             tokens: tokens.clone(),
             data_key: secret.data_key(),
-            secret: secret.clone(),
         },
+        api_tls,
+        config.server.limits(),
         stop.clone(),
     ));
     println!(
-        "helix node {node_id} listening: api=http://{} peer={}",
+        "helix node {node_id} listening: api={api_scheme}://{} peer={} (mutual TLS)",
         config.api_addr, config.peer_addr
     );
 
@@ -112,18 +127,30 @@ pub async fn run(
     let peer_addr = config.peer_addr.to_string();
     if !cluster.is_initialized().await? {
         match dir.join_url()? {
-            Some(url) => {
-                let request = join_request(&config, Some(node_id), true);
-                request_join(&url, &secret.peer_credential(), &request).await?;
+            Some(_) => {
+                let request = AddLearnerRequest {
+                    node_id,
+                    api_addr: config.api_addr.to_string(),
+                    peer_addr: peer_addr.clone(),
+                };
+                identity::become_learner(&peers, &dir.join_members()?, &request).await?;
             }
             None => cluster.initialize_alone(&peer_addr).await,
         }
     }
     cluster.start_upkeep(config.raft.max_voters, stop.clone());
-    tokio::spawn(announce::announce(
+    tokio::spawn(certificates::keep_renewed(
+        cluster.clone(),
+        dir.clone(),
+        identity_tx.clone(),
+        config.advertise_names.clone(),
+        stop.clone(),
+    ));
+    let announced = tokio::spawn(announce::announce(
         cluster.clone(),
         dir.clone(),
         secret.clone(),
+        identity_rx.borrow().clone(),
         Announcement {
             node: NodeAnnouncement {
                 id: node_id,
@@ -138,8 +165,10 @@ pub async fn run(
     ));
 
     let mut shutdown = std::pin::pin!(shutdown);
+    // Ready once a member with a leader that has recorded this node (and, on the node that
+    // bootstrapped, the first admin and join token).
     tokio::select! {
-        _ = cluster.wait_ready() => {
+        _ = async { cluster.wait_ready().await; let _ = announced.await; } => {
             println!("helix node {node_id} ready");
             shutdown.await;
         }
@@ -160,73 +189,6 @@ pub async fn run(
     db.flush().await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// The cluster secret: kept in `join.token` (0600) by every member; created at bootstrap,
-/// taken from the join token when joining.
-fn cluster_secret(dir: &DataDir, launch: &Launch) -> anyhow::Result<ClusterSecret> {
-    if let Some(secret) = dir.cluster_secret()? {
-        return Ok(secret);
-    }
-    let secret = match launch {
-        Launch::Start => ClusterSecret::generate(),
-        Launch::Join { token, .. } => ClusterSecret::from_join_token(token.expose_secret())?,
-    };
-    dir.keep_cluster_secret(&secret)?;
-    Ok(secret)
-}
-
-/// This node's id: the one it has, else one the cluster hands out (joining), else the
-/// configured one or 1 (bootstrap). Kept in the database before anything else runs.
-async fn node_id(
-    config: &NodeConfig,
-    dir: &DataDir,
-    db: &Db,
-    launch: &Launch,
-    secret: &ClusterSecret,
-) -> anyhow::Result<NodeId> {
-    let id = match (db.node_id()?, launch) {
-        (Some(id), launch) => {
-            if let Launch::Join { .. } = launch {
-                println!(
-                    "data dir {} already holds a member of a cluster; resuming it (the join URL is ignored)",
-                    dir.root().display()
-                );
-            }
-            id
-        }
-        (None, launch) => {
-            let url = match (dir.join_url()?, launch) {
-                // Crashed after asking to join but before learning its id: ask again.
-                (Some(url), _) => Some(url),
-                (None, Launch::Join { url, .. }) => {
-                    dir.keep_join_url(url)?;
-                    Some(url.clone())
-                }
-                (None, Launch::Start) => None,
-            };
-            match url {
-                Some(url) => {
-                    let request = join_request(config, config.node_id, false);
-                    request_join(&url, &secret.peer_credential(), &request)
-                        .await?
-                        .node_id
-                }
-                None => config.node_id.unwrap_or(1),
-            }
-        }
-    };
-    db.set_node_id(id).await?;
-    Ok(id)
-}
-
-fn join_request(config: &NodeConfig, node_id: Option<NodeId>, add: bool) -> JoinRequest {
-    JoinRequest {
-        node_id,
-        api_addr: config.api_addr.to_string(),
-        peer_addr: config.peer_addr.to_string(),
-        add,
-    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

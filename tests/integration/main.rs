@@ -8,3 +8,4 @@ mod bench_smoke;
 mod cluster_core;
 mod runner;
 mod tenancy;
+mod trust;

@@ -968,30 +968,6 @@ fn a_revoked_key_is_refused_at_once_through_every_node() {
     admin.expect("DELETE", &revoke, None, 404);
 }
 
-/// The join route takes the peer credential derived from the join token, which is no API
-/// key; the peer port takes no API key, not even an admin's.
-#[test]
-fn the_join_route_takes_the_peer_credential_and_the_peer_port_no_api_key() {
-    let c = Cluster::new(2);
-    let credential = helix::crypto::ClusterSecret::from_join_token(&c.join_token)
-        .expect("join token")
-        .peer_credential();
-    let peer_cred = c.caller(2, Some(&credential), "peer-credential");
-    let v = peer_cred.expect(
-        "POST",
-        "/api/v1/cluster/join",
-        Some(&json!({"api_addr": "127.0.0.1:1", "peer_addr": "127.0.0.1:2", "add": false})),
-        200,
-    );
-    assert!(v["node_id"].as_u64().is_some(), "{v}");
-    peer_cred.expect("GET", MODELS, None, 401);
-    let peer = Client::new(&c.node(2).peer_addr).recording(&c.transcript);
-    for caller in [peer.clone(), peer.key(&c.admin_key).who("admin")] {
-        let r = caller.post("/raft/write", &json!({}));
-        assert_eq!(r.status, 401, "peer port as {}: {}", caller.who, r.text());
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Non-admins stay in their lane
 

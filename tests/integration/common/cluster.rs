@@ -35,6 +35,8 @@ pub struct NodeSpec {
     pub gpus: String,
     /// Environment of this node's process, e.g. its own `HF_TOKEN`.
     pub env: Vec<(String, String)>,
+    /// More flags for `helix node start|join`, e.g. `--api-tls`.
+    pub args: Vec<String>,
 }
 
 impl NodeSpec {
@@ -48,7 +50,13 @@ impl NodeSpec {
         NodeSpec {
             gpus: list.to_string(),
             env: Vec::new(),
+            args: Vec::new(),
         }
+    }
+
+    pub fn arg(mut self, flag: &str) -> NodeSpec {
+        self.args.push(flag.to_string());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> NodeSpec {
@@ -81,6 +89,7 @@ pub struct Node {
 #[derive(Default)]
 pub struct ClusterBuilder {
     raft: Vec<String>,
+    sections: Vec<String>,
     env: Vec<(String, String)>,
     nodes: Vec<NodeSpec>,
 }
@@ -89,6 +98,13 @@ impl ClusterBuilder {
     /// A line of every node's `[raft]` config section, e.g. `snapshot_every = 50`.
     pub fn raft(mut self, line: &str) -> Self {
         self.raft.push(line.to_string());
+        self
+    }
+
+    /// A section of every node's config file besides `[raft]` and `[runner]`, e.g.
+    /// `"[tls]\ncertificate_lifetime_s = 12"`.
+    pub fn config(mut self, section: &str) -> Self {
+        self.sections.push(section.to_string());
         self
     }
 
@@ -123,6 +139,7 @@ impl ClusterBuilder {
             admin_key: String::new(),
             join_token: String::new(),
             raft_config: self.raft,
+            config_sections: self.sections,
             env: self.env,
             transcript: Transcript::default(),
         };
@@ -147,6 +164,7 @@ pub struct Cluster {
     pub admin_key: String,
     pub join_token: String,
     raft_config: Vec<String>,
+    config_sections: Vec<String>,
     env: Vec<(String, String)>,
     /// Every response body the test's clients received.
     pub transcript: Transcript,
@@ -181,11 +199,15 @@ impl Cluster {
         let records_dir = node_dir.join("records");
         fs::create_dir_all(&records_dir).unwrap();
         let (low, high) = alloc_port_range();
-        let config = format!(
+        let mut config = format!(
             "[raft]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
              port_range = \"{low}-{high}\"\nstop_grace_ms = 3000\n",
             self.raft_config.join("\n")
         );
+        for section in &self.config_sections {
+            config.push_str(section);
+            config.push('\n');
+        }
         let config_path = root.join(format!("node{k}.toml"));
         fs::write(&config_path, config).unwrap();
         self.nodes.push(Node {
@@ -292,6 +314,7 @@ impl Cluster {
             args.push("--vllm-command".into());
             args.push(fake_vllm().display().to_string());
         }
+        args.extend(n.spec.args.iter().cloned());
         args
     }
 

@@ -16,6 +16,7 @@ pub mod fake_vllm;
 pub mod http;
 pub mod membership;
 pub mod net;
+pub mod peer;
 pub mod process;
 pub mod secrets;
 pub mod slots;
