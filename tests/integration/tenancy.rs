@@ -576,7 +576,7 @@ const SELF: [u16; 6] = [401, 401, 401, 200, 200, 200];
 const SELF_201: [u16; 6] = [401, 401, 401, 201, 201, 201];
 const SELF_204: [u16; 6] = [401, 401, 401, 204, 204, 204];
 const ORG_OWNER: [u16; 6] = [401, 401, 401, 403, 200, 200];
-const NO_API_KEY: [u16; 6] = [401, 401, 401, 401, 401, 401];
+const JOIN_TOKENS: &str = "/api/v1/cluster/join-tokens";
 
 fn table() -> Vec<Row> {
     vec![
@@ -598,17 +598,30 @@ fn table() -> Vec<Row> {
             ANY_KEY,
             fixed("/api/v1/cluster/status"),
         ),
+        row("GET", "/api/v1/cluster/ca", OPEN, fixed("/api/v1/cluster/ca")),
+        row("GET", "/api/v1/cluster/join-tokens", ADMIN, fixed(JOIN_TOKENS)),
+        row("POST", "/api/v1/cluster/join-tokens", ADMIN, |_, _, _| {
+            (JOIN_TOKENS.into(), Some(json!({"ttl": "1m", "uses": 1})))
+        }),
+        // Admins pass the check; the id names no token, so they get 404 (not 2xx).
         row(
-            "GET",
-            "/api/v1/cluster/join-token",
-            ADMIN,
-            fixed("/api/v1/cluster/join-token"),
+            "DELETE",
+            "/api/v1/cluster/join-tokens/{id}",
+            [401, 401, 401, 403, 403, 404],
+            fixed("/api/v1/cluster/join-tokens/0000000000000000"),
         ),
-        // Takes the peer credential, not an API key: every API key is refused.
-        row("POST", "/api/v1/cluster/join", NO_API_KEY, |_, _, _| {
+        // Takes a join token, not an API key: one for another cluster is refused, whoever
+        // sends it.
+        row("POST", "/api/v1/cluster/join", [403; 6], |_, _, _| {
+            let token = format!("helix-join.{}.{}.{}", "0".repeat(16), "0".repeat(32), "ab".repeat(32));
             (
                 "/api/v1/cluster/join".into(),
-                Some(json!({"api_addr": "127.0.0.1:1", "peer_addr": "127.0.0.1:2"})),
+                Some(json!({
+                    "token": token,
+                    "csr_pem": "",
+                    "api_addr": "127.0.0.1:1",
+                    "peer_addr": "127.0.0.1:2",
+                })),
             )
         }),
         row("GET", "/api/v1/nodes", ANY_KEY, fixed("/api/v1/nodes")),
@@ -1162,7 +1175,8 @@ fn nobody_makes_themselves_admin() {
         );
         caller.expect("POST", ORGS, Some(&json!({"name": "mine"})), 403);
         caller.expect("PUT", SETTINGS, Some(&hf_token(&t.attempt)), 403);
-        caller.expect("GET", "/api/v1/cluster/join-token", None, 403);
+        caller.expect("GET", JOIN_TOKENS, None, 403);
+        caller.expect("POST", JOIN_TOKENS, Some(&json!({})), 403);
     }
     for method in ["PUT", "PATCH", "POST"] {
         let r = t
