@@ -13,6 +13,7 @@ use super::types::{GpuView, JoinTokenView, MemberRole, MemberView, RemovedView, 
 use super::{ApiContext, ApiError, ReadMode};
 use crate::cluster::{JoinReply, JoinRequest, MembershipView};
 use crate::peer::credential_matches;
+use crate::state::check_addr;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
@@ -135,13 +136,8 @@ pub async fn join(
         ));
     }
     let request: JoinRequest = parse_json(body)?;
-    for (field, addr) in [
-        ("api_addr", &request.api_addr),
-        ("peer_addr", &request.peer_addr),
-    ] {
-        addr.parse::<std::net::SocketAddr>()
-            .map_err(|_| ApiError::BadRequest(format!("{field} {addr:?} is not HOST:PORT")))?;
-    }
+    check_addr("api_addr", &request.api_addr)?;
+    check_addr("peer_addr", &request.peer_addr)?;
     Ok(Json(ctx.cluster.join(request).await?))
 }
 

@@ -10,6 +10,7 @@ mod nodes;
 mod records;
 mod tenancy;
 mod tokens;
+mod validate;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub use nodes::{
 pub use records::StateKey;
 pub use tenancy::{ApiKey, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
+pub use validate::{check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX};
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -36,6 +38,9 @@ pub struct State {
     pub orgs: BTreeMap<String, Org>,
     /// Changes of secrets and permissions, oldest first, the last [`AUDIT_KEEP`] of them.
     pub audit: BTreeMap<u64, AuditEntry>,
+    /// The latest time an applied proposal was stamped with: `apply` never goes back from
+    /// it, even when a new leader's clock is behind the last one's.
+    pub clock_ms: i64,
 }
 
 #[cfg(test)]
