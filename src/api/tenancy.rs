@@ -16,7 +16,6 @@ use crate::state::{
     check_name, invalid, AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User,
 };
 
-
 // ----------------------------------------------------------------------------- organizations
 
 impl From<&Org> for OrgView {

@@ -12,9 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::request::{parse_json, Caller};
 use super::types::{SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView};
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{
-    Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate, HF_TOKEN_MAX,
-};
+use crate::state::{Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate, HF_TOKEN_MAX};
 
 /// Whose token settings a request is about.
 #[derive(Debug, Clone, Copy)]

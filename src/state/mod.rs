@@ -45,3 +45,5 @@ pub struct State {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod trust_tests;

@@ -246,8 +246,7 @@ fn check_model_id_field(field: &str, id: &str) -> Result<(), StateError> {
         "must not contain whitespace or control characters".to_string()
     } else if id.contains("..") || id.split('/').any(|part| part == ".") {
         "must not contain '..'".to_string()
-    } else if id.starts_with('/') || id.ends_with('/') || id.contains("//") || id.starts_with('-')
-    {
+    } else if id.starts_with('/') || id.ends_with('/') || id.contains("//") || id.starts_with('-') {
         "must look like ORG/NAME or NAME".to_string()
     } else if let Some(last) = MODEL_SUB_RESOURCES
         .iter()
@@ -375,7 +374,9 @@ fn check_slot_id(field: &str, id: &str) -> Result<(), StateError> {
         name.len() <= 64
             && name.chars().all(readable)
             && hash.len() == 6
-            && hash.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            && hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     });
     if well_formed {
         Ok(())
