@@ -171,6 +171,20 @@ pub struct SealedSecret {
     ciphertext: Vec<u8>,
 }
 
+/// Nonce length of XChaCha20-Poly1305.
+const NONCE_LEN: usize = 24;
+/// Poly1305's tag, which every ciphertext carries.
+const TAG_LEN: usize = 16;
+
+impl SealedSecret {
+    /// Could this be a sealed token of at most `max_plaintext` bytes? Checked by `apply`,
+    /// which cannot open it, so a forged command cannot store an arbitrary blob.
+    pub fn is_well_formed(&self, max_plaintext: usize) -> bool {
+        self.nonce.len() == NONCE_LEN
+            && (TAG_LEN..=TAG_LEN + max_plaintext).contains(&self.ciphertext.len())
+    }
+}
+
 impl std::fmt::Debug for SealedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SealedSecret(***)")
@@ -184,7 +198,7 @@ pub struct DataKey(XChaCha20Poly1305);
 
 impl DataKey {
     pub fn seal(&self, plaintext: &SecretString, scope: &str) -> SealedSecret {
-        let mut nonce = [0u8; 24];
+        let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ciphertext = self
             .0
@@ -203,7 +217,7 @@ impl DataKey {
     }
 
     pub fn open(&self, sealed: &SealedSecret, scope: &str) -> Result<SecretString, CryptoError> {
-        if sealed.nonce.len() != 24 {
+        if sealed.nonce.len() != NONCE_LEN {
             return Err(CryptoError::Unseal);
         }
         let plain = self
@@ -286,5 +300,7 @@ mod tests {
         assert!(key.open(&sealed, "org:1").is_err());
         let other = ClusterSecret::generate().data_key();
         assert!(other.open(&sealed, "system").is_err());
+        assert!(sealed.is_well_formed(token.expose_secret().len()));
+        assert!(!sealed.is_well_formed(token.expose_secret().len() - 1));
     }
 }

@@ -1,4 +1,4 @@
-//! Wall-clock timestamps. The proposer stamps each command, so `apply` never reads a clock.
+//! Wall-clock timestamps. The leader stamps each proposal, so `apply` never reads a clock.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

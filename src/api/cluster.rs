@@ -1,14 +1,10 @@
 //! Health, cluster status, membership: what an operator looks at first.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use secrecy::SecretString;
 
-use super::request::parse_json;
 use super::types::{GpuView, MemberRole, MemberView, RemovedView, StatusView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::cluster::MembershipView;

@@ -81,6 +81,7 @@ impl From<StateError> for ApiError {
             StateError::Forbidden(m) => ApiError::Forbidden(m),
             StateError::NotFound(m) => ApiError::NotFound(m),
             StateError::Conflict(m) => ApiError::Conflict(m),
+            StateError::Invalid(m) => ApiError::BadRequest(m),
         }
     }
 }

@@ -11,8 +11,8 @@ use super::token_settings::{self, seal_token_update};
 use super::types::{Memory, ModelInput, ModelView, TokenSourceView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::state::{
-    parse_memory, resolve, Command, Model, ModelPatch, Reply, Rule, StateError, TokenScope,
-    TokenSource,
+    check_model_id, parse_memory, resolve, Command, Model, ModelPatch, Reply, Rule, StateError,
+    TokenScope, TokenSource,
 };
 
 impl From<&Model> for ModelView {
@@ -72,115 +72,16 @@ impl ModelInput {
 /// The owner and organization a model names must exist (on a current view: they may have
 /// been created a moment ago through another node).
 async fn check_tenancy(ctx: &ApiContext, m: &Model) -> Result<(), ApiError> {
-    ctx.cluster
-        .check_current(|s| {
-            if let Some(user) = &m.owner_user_id {
-                if !s.users.contains_key(user) {
-                    return Err(bad(
-                        "owner_user_id",
-                        format!("user {user:?} does not exist"),
-                    ));
-                }
-            }
-            if let Some(org) = &m.organization_id {
-                if !s.orgs.contains_key(org) {
-                    return Err(bad(
-                        "organization_id",
-                        format!("organization {org:?} does not exist"),
-                    ));
-                }
-            }
-            Ok(())
-        })
-        .await
+    Ok(ctx.cluster.check_current(|s| s.check_model_refs(m)).await?)
 }
 
 fn bad(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("invalid field `{field}`: {message}"))
 }
 
-/// What `/api/v1/helix-models/{id}/...` can name besides the model itself.
-const SUB_RESOURCES: &[&str] = &["token-source", "settings"];
-
-/// Model ids become paths on disk and arguments of vLLM: keep them tame.
-pub fn validate_model_id(id: &str) -> Result<(), ApiError> {
-    if id.is_empty() {
-        return Err(bad("id", "must not be empty"));
-    }
-    if id.len() > 256 {
-        return Err(bad("id", "is longer than 256 characters"));
-    }
-    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(bad(
-            "id",
-            "must not contain whitespace or control characters",
-        ));
-    }
-    if id.split('/').any(|part| part == ".." || part == ".") || id.contains("..") {
-        return Err(bad("id", "must not contain '..'"));
-    }
-    if id.starts_with('/') || id.ends_with('/') || id.contains("//") || id.starts_with('-') {
-        return Err(bad("id", "must look like ORG/NAME or NAME"));
-    }
-    if let Some(last) = SUB_RESOURCES
-        .iter()
-        .find(|r| id.ends_with(&format!("/{r}")))
-    {
-        return Err(bad(
-            "id",
-            format!("must not end in /{last}: that path names the model's {last}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Arguments helix sets itself (or that would escape the slot's isolation) are refused.
-const RESERVED_ARGS: &[&str] = &["--host", "--port"];
-
-pub fn validate_model(m: &Model) -> Result<(), ApiError> {
-    validate_model_id(&m.id)?;
-    if m.name.trim().is_empty() {
-        return Err(bad("name", "must not be empty"));
-    }
-    if m.name.len() > 256 || m.name.chars().any(char::is_control) {
-        return Err(bad("name", "must be at most 256 printable characters"));
-    }
-    if m.description.len() > 4096 {
-        return Err(bad("description", "is longer than 4096 characters"));
-    }
-    if m.prewarm && m.memory == 0 {
-        return Err(bad(
-            "memory",
-            "a prewarm model needs its GPU memory (e.g. \"39GB\") so it can be placed",
-        ));
-    }
-    if m.context_length == Some(0) {
-        return Err(bad("context_length", "must be at least 1"));
-    }
-    if m.runtime_args.len() > 256 {
-        return Err(bad("runtime_args", "has more than 256 arguments"));
-    }
-    for arg in &m.runtime_args {
-        if arg.chars().any(|c| c.is_control()) {
-            return Err(bad(
-                "runtime_args",
-                "arguments must not contain control characters",
-            ));
-        }
-        let flag = arg.split('=').next().unwrap_or("");
-        if RESERVED_ARGS.contains(&flag) {
-            return Err(bad(
-                "runtime_args",
-                format!("{flag} is set by helix for each slot and must not be given"),
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn model_id_from_path(raw: &str) -> Result<String, ApiError> {
     let id = raw.trim_start_matches('/').to_string();
-    validate_model_id(&id).map_err(|_| ApiError::NotFound(format!("model {id:?} not found")))?;
+    check_model_id(&id).map_err(|_| ApiError::NotFound(format!("model {id:?} not found")))?;
     Ok(id)
 }
 
@@ -270,13 +171,13 @@ pub async fn create(
     caller.require_admin()?;
     let input: ModelInput = parse_json(body)?;
     let id = input.id.clone().ok_or_else(|| bad("id", "is required"))?;
-    validate_model_id(&id)?;
+    check_model_id(&id)?;
     let mut model = Model::new(id.clone());
     // Owner and organization default to the creating key's.
     model.owner_user_id = Some(caller.user.id.clone());
     model.organization_id = caller.user.organization_id.clone();
     model.apply_patch(&input.patch(&ctx, &id)?);
-    validate_model(&model)?;
+    model.validate()?;
     check_tenancy(&ctx, &model).await?;
     match ctx.commit(&caller, Command::CreateModel(model)).await? {
         Reply::Model(m) => Ok((StatusCode::CREATED, Json(ModelView::from(&m)))),
@@ -313,7 +214,7 @@ pub async fn update(
         .read(|s| s.models.get(&id).cloned())
         .unwrap_or_else(|| Model::new(id.clone()));
     preview.apply_patch(&patch);
-    validate_model(&preview)?;
+    preview.validate()?;
     check_tenancy(&ctx, &preview).await?;
     match ctx
         .commit(&caller, Command::UpdateModel { id, patch })

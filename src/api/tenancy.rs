@@ -12,21 +12,9 @@ use super::request::parse_json;
 use super::types::{AuditView, IssuedKeyView, NewOrg, NewUserView, OrgView, UserInput, UserView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
-use crate::state::{AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User};
-
-fn bad(field: &str, message: &str) -> ApiError {
-    ApiError::BadRequest(format!("invalid field `{field}`: {message}"))
-}
-
-fn validate_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() {
-        return Err(bad(field, "must not be empty"));
-    }
-    if name.len() > 128 || name.chars().any(char::is_control) {
-        return Err(bad(field, "must be at most 128 printable characters"));
-    }
-    Ok(())
-}
+use crate::state::{
+    check_name, invalid, AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User,
+};
 
 // ----------------------------------------------------------------------------- organizations
 
@@ -50,7 +38,7 @@ pub async fn create_org(
     let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let input: NewOrg = parse_json(body)?;
-    validate_name("name", &input.name)?;
+    check_name("name", &input.name)?;
     let org = Org {
         id: random_id(),
         name: input.name,
@@ -103,19 +91,13 @@ pub async fn create_user(
     let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
     let input: UserInput = parse_json(body)?;
-    validate_name("name", &input.name)?;
+    check_name("name", &input.name)?;
     if input.org_role.is_some() && input.organization_id.is_none() {
-        return Err(bad("org_role", "needs organization_id"));
+        return Err(invalid("org_role", "needs organization_id").into());
     }
     if let Some(org) = &input.organization_id {
         ctx.cluster
-            .check_current(|s| match s.orgs.contains_key(org) {
-                true => Ok(()),
-                false => Err(bad(
-                    "organization_id",
-                    &format!("organization {org:?} does not exist"),
-                )),
-            })
+            .check_current(|s| s.check_org_exists(org))
             .await?;
     }
     let key = generate_api_key();

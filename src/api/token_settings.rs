@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::request::{parse_json, Caller};
 use super::types::{SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView};
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate};
+use crate::state::{Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate, HF_TOKEN_MAX};
 
 /// Whose token settings a request is about.
 #[derive(Debug, Clone, Copy)]
@@ -212,9 +212,9 @@ pub async fn put_model(
 /// Check a token's shape without ever echoing it back.
 fn validate_hf_token(field: &str, token: &SecretString) -> Result<(), ApiError> {
     let t = token.expose_secret();
-    if t.len() > 1024 {
+    if t.len() > HF_TOKEN_MAX {
         return Err(ApiError::BadRequest(format!(
-            "{field} is too long (at most 1024 characters)"
+            "{field} is too long (at most {HF_TOKEN_MAX} characters)"
         )));
     }
     if t.chars().any(|c| c.is_whitespace() || c.is_control()) {

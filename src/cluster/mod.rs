@@ -55,6 +55,8 @@ struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     /// Node ids this leader gave to joining nodes, so two nodes joining at once differ.
     handed_out_ids: std::sync::Mutex<BTreeSet<NodeId>>,
+    /// Stamps the time of every proposal this node appends as leader.
+    clock: write::LeaderClock,
 }
 
 /// Whether this node can serve: a member that knows a leader.
@@ -84,6 +86,7 @@ impl Cluster {
                 signing,
                 membership_lock: tokio::sync::Mutex::new(()),
                 handed_out_ids: std::sync::Mutex::default(),
+                clock: write::LeaderClock::default(),
             }),
         }
     }

@@ -1,4 +1,6 @@
-//! Writes: every change is a proposal committed through the leader.
+//! Writes: every change is a proposal committed through the leader, which stamps its time.
+
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::{Cluster, ClusterError};
 use crate::peer::Written;
@@ -39,11 +41,14 @@ impl Cluster {
 
     /// Commit `command` for the user whose API key hashes to `key_hash`, and wait until
     /// this node has applied it, so the caller's next read here shows it. Whether the user
-    /// may is checked here first (fail fast, before a Raft round) and again by `apply` at
-    /// commit time, where a key revoked meanwhile fails on every node alike.
+    /// may, and that the command is well formed, is checked here first (fail fast, before a
+    /// Raft round) and again by `apply` at commit time, where a key revoked meanwhile fails
+    /// on every node alike.
     pub async fn commit_as(&self, key_hash: &str, command: Command) -> Result<Reply, ClusterError> {
         self.check_current(|state| match state.user_by_key_hash(key_hash) {
-            Some(user) => state.authorize(user, &command),
+            Some(user) => state
+                .authorize(user, &command)
+                .and_then(|()| command.validate()),
             None => Err(StateError::Unauthenticated),
         })
         .await
@@ -71,9 +76,10 @@ impl Cluster {
         .await
     }
 
-    /// Propose on this node, which must be the leader. Concurrent proposals share a log
-    /// entry (group commit).
+    /// Propose on this node, which must be the leader: local writes and those forwarded by
+    /// other members all end here. Concurrent proposals share a log entry (group commit).
     pub(super) async fn write_local(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        let proposal = self.inner.clock.stamp(proposal, crate::time::now_ms());
         let proposed = self.inner.raft.propose(proposal).await?;
         Ok(Written {
             log_index: proposed.log_index,
@@ -100,12 +106,50 @@ impl Cluster {
     }
 }
 
-/// A proposal by `actor` (a key hash; `None`: the cluster itself), stamped now: the proposer
-/// chooses the time, so `apply` never reads a clock.
+/// A proposal by `actor` (a key hash; `None`: the cluster itself). Stamped now, though the
+/// leader stamps it again with its own clock: a leader of an older version does not.
 fn stamped(actor: Option<String>, command: Command) -> Proposal {
     Proposal {
         actor,
         at_ms: crate::time::now_ms(),
         command,
+    }
+}
+
+/// The times a leader stamps on proposals: its wall clock, never below a stamp it gave
+/// before (a clock stepped back). Whatever time the proposer sent is overwritten.
+#[derive(Debug, Default)]
+pub(super) struct LeaderClock {
+    last: AtomicI64,
+}
+
+impl LeaderClock {
+    /// `proposal` stamped at `now_ms`, or at the last stamp if the clock went back.
+    fn stamp(&self, mut proposal: Proposal, now_ms: i64) -> Proposal {
+        let last = self.last.fetch_max(now_ms, Ordering::Relaxed);
+        proposal.at_ms = now_ms.max(last);
+        proposal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proposal forwarded by a member whose clock is far off (or lying) gets the
+    /// leader's time, which never goes back.
+    #[test]
+    fn the_leader_restamps_forwarded_proposals() {
+        let clock = LeaderClock::default();
+        let forwarded = |at_ms| Proposal {
+            actor: None,
+            at_ms,
+            command: Command::RemoveNode { id: 9 },
+        };
+        assert_eq!(clock.stamp(forwarded(i64::MAX), 1_000).at_ms, 1_000);
+        assert_eq!(clock.stamp(forwarded(0), 2_000).at_ms, 2_000);
+        // The leader's clock steps back: its stamps stay put until it catches up.
+        assert_eq!(clock.stamp(forwarded(5_000), 1_500).at_ms, 2_000);
+        assert_eq!(clock.stamp(forwarded(-1), 2_500).at_ms, 2_500);
     }
 }

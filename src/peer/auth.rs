@@ -2,7 +2,6 @@
 //! handshake already checked that the cluster CA issued it), unless the replicated state
 //! says that certificate must be refused (its node was removed, it was revoked).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -19,7 +18,7 @@ use crate::server::{PeerCertificate, WarnLimiter};
 pub(super) struct Caller(pub NodeId);
 
 /// One warning every few seconds at most: refused requests are what a flood looks like.
-static REFUSALS: LazyLock<WarnLimiter> = LazyLock::new(|| WarnLimiter::new(Duration::from_secs(5)));
+static REFUSALS: WarnLimiter = WarnLimiter::new(Duration::from_secs(5));
 
 /// Middleware: refuse (403) a request whose certificate names no node or a refused one;
 /// otherwise pass it on with its [`Caller`].
@@ -42,7 +41,7 @@ pub(super) async fn identify<H: PeerHandler>(handler: H, mut req: Request, next:
             next.run(req).await
         }
         Err(reason) => {
-            if let Some(suppressed) = REFUSALS.allow() {
+            if let Some(suppressed) = REFUSALS.check() {
                 tracing::warn!(
                     path = %req.uri().path(),
                     reason = %reason,

@@ -1,7 +1,8 @@
 //! The pure, deterministic transition function of the replicated state.
 
+use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
-use super::nodes::{Slot, SlotStatus};
+use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
 use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
 use super::tokens::{TokenLevel, TokenUpdate};
@@ -10,29 +11,51 @@ use super::State;
 
 impl State {
     /// Apply one proposal. Returns the outcome for the caller and the keys it touched, which
-    /// the store persists together with the applied log id.
+    /// the store persists together with the applied log id. A refused proposal touches
+    /// nothing: every check runs before the first change.
     pub fn apply(&mut self, proposal: &Proposal) -> (Outcome, Vec<StateKey>) {
         let mut touched = Vec::new();
-        // Re-checked at commit time: a key revoked or a role lost since the request was
-        // accepted fails here, identically on every node.
-        let actor = match proposal.actor.as_deref() {
-            None => None,
-            Some(hash) => match self.user_by_key_hash(hash) {
-                Some(user) => Some(user.clone()),
-                None => return (Err(StateError::Unauthenticated), touched),
-            },
-        };
-        if let Some(user) = &actor {
-            if let Err(e) = self.authorize(user, &proposal.command) {
-                return (Err(e), touched);
+        let outcome = self.admit(proposal).and_then(|actor| {
+            // Time never goes back, even when a new leader's clock is behind the last one's.
+            let ctx = Ctx {
+                at_ms: proposal.at_ms.max(self.clock_ms),
+                actor,
+            };
+            let reply = self.apply_command(&proposal.command, &ctx, &mut touched)?;
+            if ctx.at_ms > self.clock_ms {
+                self.clock_ms = ctx.at_ms;
+                touched.push(StateKey::Clock);
             }
-        }
-        let ctx = Ctx {
-            at_ms: proposal.at_ms,
-            actor: actor.map(|u| u.id),
-        };
-        let outcome = self.apply_command(&proposal.command, &ctx, &mut touched);
+            Ok(reply)
+        });
         (outcome, touched)
+    }
+
+    /// Who proposes, if they may, and whether the command is well formed: the user id
+    /// behind the actor, `None` for the cluster itself. Trusts nothing the proposer says.
+    fn admit(&self, proposal: &Proposal) -> Result<Option<String>, StateError> {
+        let command = &proposal.command;
+        let actor = match proposal.actor.as_deref() {
+            // Re-checked at commit time: a key revoked or a role lost since the request was
+            // accepted fails here, identically on every node.
+            Some(hash) => {
+                let user = self
+                    .user_by_key_hash(hash)
+                    .ok_or(StateError::Unauthenticated)?;
+                self.authorize(user, command)?;
+                Some(user.id.clone())
+            }
+            None if matches!(self.rule_for(command), Rule::Cluster) => None,
+            None => {
+                return Err(StateError::Forbidden(format!(
+                    "{} needs an authenticated user: only the cluster's own bookkeeping \
+                     comes without an API key",
+                    command.name()
+                )))
+            }
+        };
+        command.validate()?;
+        Ok(actor)
     }
 
     fn audit(
@@ -127,10 +150,14 @@ impl State {
             }
             Command::RegisterNode(announced) => {
                 let mut record = announced.clone().into_record();
-                if let Some(existing) = self.nodes.get(&record.id) {
-                    record.gpus = existing.gpus.clone();
-                    record.joined_ms = existing.joined_ms;
-                    record.hf_token_in_env = existing.hf_token_in_env;
+                match self.nodes.get(&record.id) {
+                    Some(existing) => {
+                        record.gpus = existing.gpus.clone();
+                        record.joined_ms = existing.joined_ms;
+                        record.hf_token_in_env = existing.hf_token_in_env;
+                    }
+                    // The leader's time, not the one the node announced.
+                    None => record.joined_ms = at_ms,
                 }
                 touched.push(StateKey::Node(record.id));
                 self.nodes.insert(record.id, record);
@@ -209,12 +236,9 @@ impl State {
                     )));
                 }
                 if let Some(org_id) = &user.organization_id {
-                    if !self.orgs.contains_key(org_id) {
-                        return Err(StateError::NotFound(format!(
-                            "organization {org_id:?} not found"
-                        )));
-                    }
+                    self.check_org_exists(org_id)?;
                 }
+                self.check_new_key(key_id, key_hash)?;
                 let user = user.clone().into_user(at_ms);
                 self.users.insert(user.id.clone(), user.clone());
                 self.api_keys.insert(
@@ -256,6 +280,7 @@ impl State {
                 if !self.users.contains_key(user_id) {
                     return Err(StateError::NotFound(format!("user {user_id:?} not found")));
                 }
+                self.check_new_key(key_id, key_hash)?;
                 self.api_keys.insert(
                     key_hash.clone(),
                     ApiKey {
@@ -311,6 +336,7 @@ impl State {
                         model.id
                     )));
                 }
+                self.check_model_refs(model)?;
                 let mut model = model.clone();
                 model.created_ms = at_ms;
                 model.updated_ms = at_ms;
@@ -323,10 +349,16 @@ impl State {
                 Ok(Reply::Model(model))
             }
             Command::UpdateModel { id, patch } => {
-                let model = self.models.get_mut(id).ok_or_else(|| not_found_model(id))?;
+                let mut model = self
+                    .models
+                    .get(id)
+                    .ok_or_else(|| not_found_model(id))?
+                    .clone();
                 model.apply_patch(patch);
+                model.validate()?;
+                self.check_model_refs(&model)?;
                 model.updated_ms = at_ms;
-                let model = model.clone();
+                self.models.insert(id.clone(), model.clone());
                 touched.push(StateKey::Model(id.clone()));
                 self.audit_token(ctx, &patch.hf_token, TokenLevel::Model, Some(id), touched);
                 Ok(Reply::Model(model))
@@ -429,9 +461,11 @@ impl State {
                 return;
             }
         };
-        // A decision taken on an older view of this slot is dropped.
+        // A decision taken on an older view is dropped: of this slot, of the models, or of
+        // the node's GPUs.
         let generation = self.slots.get(slot_id).map_or(0, |s| s.generation);
-        if generation != expect_generation {
+        let placeable = placement.as_ref().is_none_or(|p| self.can_place(p));
+        if generation != expect_generation || !self.models.contains_key(model_id) || !placeable {
             return;
         }
         self.slots.insert(
@@ -446,6 +480,18 @@ impl State {
             },
         );
         touched.push(StateKey::Slot(slot_id.clone()));
+    }
+}
+
+impl State {
+    /// The node is registered and has every GPU the placement names.
+    fn can_place(&self, placement: &Placement) -> bool {
+        self.nodes.get(&placement.node_id).is_some_and(|node| {
+            placement
+                .gpu_indices
+                .iter()
+                .all(|i| node.gpus.iter().any(|g| g.index == *i))
+        })
     }
 }
 

@@ -99,7 +99,10 @@ impl State {
         }
     }
 
-    /// The rule for proposing `command`.
+    /// The rule for proposing `command`: the one place that decides who may propose each
+    /// command. [`Rule::Cluster`] commands come without an actor (the cluster's own
+    /// bookkeeping) and are refused from any user; every other command needs one, and
+    /// `apply` refuses it without. No `_` arm: a new command must be placed here.
     pub fn rule_for<'a>(&self, command: &'a Command) -> Rule<'a> {
         match command {
             Command::Bootstrap { .. }

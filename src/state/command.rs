@@ -14,17 +14,20 @@ use super::trust::{CaRecord, IssuedCertificate};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Proposal {
     /// Hash of the API key that asked for this change; `None` for changes the cluster makes
-    /// itself (bootstrap, membership bookkeeping), which only arrive over the authenticated
-    /// peer channel. `apply` re-checks the key, so a key revoked in the meantime fails.
+    /// itself (bootstrap, membership and runner bookkeeping). `apply` re-checks the key, so
+    /// a key revoked in the meantime fails, and accepts no actor only for the commands
+    /// [`super::State::rule_for`] reserves to the cluster.
     pub actor: Option<String>,
-    /// Wall-clock time chosen by the proposer, so `apply` never reads a clock.
+    /// Wall-clock time, stamped by the leader that appends the proposal (whatever the
+    /// proposer sent), so `apply` never reads a clock; `apply` never lets it go back.
     pub at_ms: i64,
     pub command: Command,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// First write of a new cluster: the first admin user and its key. Ignored once users exist.
+    /// First write of a new cluster: the first admin user and its key. Ignored once users
+    /// exist (a retry), but refused if malformed even then.
     Bootstrap {
         admin: NewUser,
         key_id: String,
@@ -114,6 +117,31 @@ pub enum Command {
     },
     /// A certificate the leader issued to a member (bootstrap, renewal).
     RecordCertificate(IssuedCertificate),
+}
+
+impl Command {
+    /// The command's name, for refusals.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Bootstrap { .. } => "Bootstrap",
+            Command::UpdateSystemSettings { .. } => "UpdateSystemSettings",
+            Command::RegisterNode(_) => "RegisterNode",
+            Command::PublishGpus { .. } => "PublishGpus",
+            Command::Schedule(_) => "Schedule",
+            Command::ReportSlot { .. } => "ReportSlot",
+            Command::RemoveNode { .. } => "RemoveNode",
+            Command::CreateOrg(_) => "CreateOrg",
+            Command::CreateUser { .. } => "CreateUser",
+            Command::IssueApiKey { .. } => "IssueApiKey",
+            Command::RevokeApiKey { .. } => "RevokeApiKey",
+            Command::UpdateOrgSettings { .. } => "UpdateOrgSettings",
+            Command::UpdateUserSettings { .. } => "UpdateUserSettings",
+            Command::CreateModel(_) => "CreateModel",
+            Command::UpdateModel { .. } => "UpdateModel",
+            Command::DeleteModel { .. } => "DeleteModel",
+            Command::PublishEnvToken { .. } => "PublishEnvToken",
+        }
+    }
 }
 
 /// One placement decision. `expect_generation` makes a decision taken on an older view (say,
@@ -220,6 +248,10 @@ pub enum StateError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A malformed command: the message names the field. New variants go last: a refusal
+    /// crosses the peer protocol by position.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// The application response type carried back through Raft.

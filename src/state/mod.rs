@@ -11,6 +11,7 @@ mod records;
 mod tenancy;
 mod tokens;
 mod trust;
+mod validate;
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,7 @@ pub use records::StateKey;
 pub use tenancy::{ApiKey, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
+pub use validate::{check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX};
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,7 +42,12 @@ pub struct State {
     pub audit: BTreeMap<u64, AuditEntry>,
     /// The cluster CA, join tokens and issued certificates.
     pub trust: Trust,
+    /// The latest time an applied proposal was stamped with: `apply` never goes back from
+    /// it, even when a new leader's clock is behind the last one's.
+    pub clock_ms: i64,
 }
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod trust_tests;

@@ -5,15 +5,19 @@ use secrecy::SecretString;
 use super::*;
 use crate::crypto::{ClusterSecret, SealedSecret};
 
-const ADMIN_KEY: &str = "hash-admin";
+/// Key hashes as `apply` accepts them: 64 lowercase hex digits.
+pub(super) const ADMIN_KEY: &str =
+    "00000000000000000000000000000000000000000000000000000000000000ad";
+pub(super) const U2_KEY: &str = "00000000000000000000000000000000000000000000000000000000000000b2";
+const U2_SECOND_KEY: &str = "00000000000000000000000000000000000000000000000000000000000002b2";
 
-fn sealed(scope: TokenScope) -> SealedSecret {
+pub(super) fn sealed(scope: TokenScope) -> SealedSecret {
     ClusterSecret::generate()
         .data_key()
         .seal(&SecretString::from("hf_x".to_string()), &scope.seal_label())
 }
 
-fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
+pub(super) fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
     NewUser {
         id: id.into(),
         name: id.into(),
@@ -25,7 +29,7 @@ fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
     }
 }
 
-fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
+pub(super) fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
     Proposal {
         actor: actor.map(str::to_string),
         at_ms,
@@ -33,7 +37,7 @@ fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
     }
 }
 
-fn gpu(index: u32) -> Gpu {
+pub(super) fn gpu(index: u32) -> Gpu {
     Gpu {
         index,
         name: "declared".into(),
@@ -123,27 +127,27 @@ pub(crate) fn every_command() -> Vec<Proposal> {
             Command::CreateUser {
                 user: new_user("u2", false, Some("o1")),
                 key_id: "k2".into(),
-                key_hash: "hash-u2".into(),
+                key_hash: U2_KEY.into(),
             },
         ),
         by(
-            Some("hash-u2"),
+            Some(U2_KEY),
             9,
             Command::IssueApiKey {
                 user_id: "u2".into(),
                 key_id: "k3".into(),
-                key_hash: "hash-u2-second".into(),
+                key_hash: U2_SECOND_KEY.into(),
             },
         ),
         by(
-            Some("hash-u2"),
+            Some(U2_KEY),
             10,
             Command::RevokeApiKey {
                 key_id: "k3".into(),
             },
         ),
         by(
-            Some("hash-u2"),
+            Some(U2_KEY),
             11,
             Command::UpdateOrgSettings {
                 org_id: "o1".into(),
@@ -151,7 +155,7 @@ pub(crate) fn every_command() -> Vec<Proposal> {
             },
         ),
         by(
-            Some("hash-u2"),
+            Some(U2_KEY),
             12,
             Command::UpdateUserSettings {
                 user_id: "u2".into(),

@@ -20,7 +20,7 @@ const CA_COMMON_NAME: &str = "helix cluster CA";
 const CA_LIFETIME: ::time::Duration = ::time::Duration::days(3652);
 /// Certificates start this long before they are made, so a peer whose clock is a little
 /// behind the signer's accepts them at once.
-const CLOCK_SKEW: ::time::Duration = ::time::Duration::minutes(5);
+pub(super) const CLOCK_SKEW: ::time::Duration = ::time::Duration::minutes(5);
 
 pub struct ClusterCa {
     cert_pem: String,

@@ -63,6 +63,16 @@ pub struct LeafInfo {
     pub not_after_ms: i64,
 }
 
+impl LeafInfo {
+    /// When to renew: two thirds into the certificate's life, counted from when it was
+    /// issued (the signer backdates not-before by its clock-skew allowance).
+    pub fn renew_at_ms(&self) -> i64 {
+        let skew = super::ca::CLOCK_SKEW.whole_milliseconds() as i64;
+        let issued = (self.not_before_ms + skew).min(self.not_after_ms);
+        issued + (self.not_after_ms - issued) * 2 / 3
+    }
+}
+
 pub fn leaf_info(der: &[u8]) -> Result<LeafInfo, TlsError> {
     let (rest, cert) =
         x509_parser::parse_x509_certificate(der).map_err(|e| TlsError::BadCert(e.to_string()))?;

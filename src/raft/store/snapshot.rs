@@ -154,6 +154,7 @@ mod tests {
         for u in state.users.values_mut() {
             u.updated_ms = u.created_ms;
         }
+        state.clock_ms = 0;
         let old = Whole {
             state: ShapeV1 {
                 settings: &state.settings,

@@ -1,0 +1,431 @@
+//! What a command must look like: the one place for the rules the API checks on request
+//! bodies (for an early 400) and `apply` checks again (so a command that reached the log by
+//! another way than the API is refused alike, on every node). Every refusal names the field.
+//!
+//! [`Command::validate`] needs nothing but the command; the checks against the state (the
+//! owner a model names exists, a key is new) are `State` methods below, which `apply` runs
+//! before it changes anything.
+
+use std::collections::BTreeSet;
+use std::fmt::Display;
+use std::net::SocketAddr;
+
+use super::catalog::Model;
+use super::command::{Command, SlotChange, StateError};
+use super::nodes::{slot_id_for, Gpu, NodeAnnouncement};
+use super::tenancy::NewUser;
+use super::tokens::TokenUpdate;
+use super::State;
+use crate::crypto::SealedSecret;
+
+/// Longest Hugging Face token accepted, in bytes.
+pub const HF_TOKEN_MAX: usize = 1024;
+/// Longest user or organization name, in bytes.
+const NAME_MAX: usize = 128;
+/// Longest model id or model name, in bytes.
+const MODEL_TEXT_MAX: usize = 256;
+const DESCRIPTION_MAX: usize = 4096;
+const RUNTIME_ARGS_MAX: usize = 256;
+/// Arguments helix sets itself (or that would escape the slot's isolation).
+const RESERVED_ARGS: &[&str] = &["--host", "--port"];
+/// What `/api/v1/helix-models/{id}/...` can name besides the model itself.
+const MODEL_SUB_RESOURCES: &[&str] = &["token-source", "settings"];
+/// Longest user, organization or API key id.
+const ID_MAX: usize = 64;
+/// Most GPUs one node may publish.
+const GPUS_MAX: usize = 256;
+/// Longest text a runner or the scheduler reports (an error, a pending reason).
+const REPORT_MAX: usize = 8192;
+
+/// A refusal that names `field`, worded as the API words it.
+pub fn invalid(field: &str, message: impl Display) -> StateError {
+    StateError::Invalid(format!("invalid field `{field}`: {message}"))
+}
+
+impl Command {
+    /// Is the command well formed? Only the command is looked at. A new command gets its
+    /// rules here.
+    pub fn validate(&self) -> Result<(), StateError> {
+        match self {
+            Command::Bootstrap {
+                admin,
+                key_id,
+                key_hash,
+            } => {
+                check_new_user(admin)?;
+                if !admin.admin {
+                    return Err(invalid("admin", "the first user must be an admin"));
+                }
+                if admin.organization_id.is_some() {
+                    return Err(invalid(
+                        "organization_id",
+                        "no organization exists before the first user",
+                    ));
+                }
+                check_key("key_id", key_id, key_hash)
+            }
+            Command::UpdateSystemSettings { hf_token } => check_token_update(hf_token),
+            Command::RegisterNode(node) => check_announcement(node),
+            Command::PublishGpus { gpus, .. } => check_gpus("gpus", gpus),
+            Command::Schedule(changes) => changes.iter().try_for_each(check_slot_change),
+            Command::ReportSlot {
+                slot_id, status, ..
+            } => {
+                check_slot_id("slot_id", slot_id)?;
+                if let Some(error) = &status.last_error {
+                    check_report("status.last_error", error)?;
+                }
+                Ok(())
+            }
+            Command::RemoveNode { .. } | Command::PublishEnvToken { .. } => Ok(()),
+            Command::CreateOrg(org) => {
+                check_id("id", &org.id)?;
+                check_name("name", &org.name)?;
+                if org.hf_token.is_some() {
+                    return Err(invalid(
+                        "hf_token",
+                        "a new organization's token is set through its settings",
+                    ));
+                }
+                Ok(())
+            }
+            Command::CreateUser {
+                user,
+                key_id,
+                key_hash,
+            } => {
+                check_new_user(user)?;
+                check_key("key_id", key_id, key_hash)
+            }
+            Command::IssueApiKey {
+                user_id,
+                key_id,
+                key_hash,
+            } => {
+                check_id("user_id", user_id)?;
+                check_key("key_id", key_id, key_hash)
+            }
+            Command::RevokeApiKey { key_id } => check_id("key_id", key_id),
+            Command::UpdateOrgSettings { org_id, hf_token } => {
+                check_id("org_id", org_id)?;
+                check_token_update(hf_token)
+            }
+            Command::UpdateUserSettings { user_id, hf_token } => {
+                check_id("user_id", user_id)?;
+                check_token_update(hf_token)
+            }
+            Command::CreateModel(model) => model.validate(),
+            // The merged model is validated by `apply`, against the committed one.
+            Command::UpdateModel { id, patch } => {
+                check_model_id(id)?;
+                check_token_update(&patch.hf_token)
+            }
+            Command::DeleteModel { id } => check_model_id(id),
+        }
+    }
+}
+
+impl Model {
+    /// Is the model, as it would be stored, acceptable?
+    pub fn validate(&self) -> Result<(), StateError> {
+        check_model_id(&self.id)?;
+        if self.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty"));
+        }
+        if self.name.len() > MODEL_TEXT_MAX || self.name.chars().any(char::is_control) {
+            return Err(invalid(
+                "name",
+                format!("must be at most {MODEL_TEXT_MAX} printable characters"),
+            ));
+        }
+        if self.description.len() > DESCRIPTION_MAX {
+            return Err(invalid(
+                "description",
+                format!("is longer than {DESCRIPTION_MAX} characters"),
+            ));
+        }
+        if self.prewarm && self.memory == 0 {
+            return Err(invalid(
+                "memory",
+                "a prewarm model needs its GPU memory (e.g. \"39GB\") so it can be placed",
+            ));
+        }
+        if self.context_length == Some(0) {
+            return Err(invalid("context_length", "must be at least 1"));
+        }
+        if self.runtime_args.len() > RUNTIME_ARGS_MAX {
+            return Err(invalid(
+                "runtime_args",
+                format!("has more than {RUNTIME_ARGS_MAX} arguments"),
+            ));
+        }
+        for arg in &self.runtime_args {
+            if arg.chars().any(char::is_control) {
+                return Err(invalid(
+                    "runtime_args",
+                    "arguments must not contain control characters",
+                ));
+            }
+            let flag = arg.split('=').next().unwrap_or("");
+            if RESERVED_ARGS.contains(&flag) {
+                return Err(invalid(
+                    "runtime_args",
+                    format!("{flag} is set by helix for each slot and must not be given"),
+                ));
+            }
+        }
+        if let Some(owner) = &self.owner_user_id {
+            check_id("owner_user_id", owner)?;
+        }
+        if let Some(org) = &self.organization_id {
+            check_id("organization_id", org)?;
+        }
+        if let Some(token) = &self.hf_token {
+            check_sealed("hf_token", token)?;
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// The users and organizations `model` names exist.
+    pub fn check_model_refs(&self, model: &Model) -> Result<(), StateError> {
+        if let Some(user) = &model.owner_user_id {
+            if !self.users.contains_key(user) {
+                return Err(invalid(
+                    "owner_user_id",
+                    format!("user {user:?} does not exist"),
+                ));
+            }
+        }
+        if let Some(org) = &model.organization_id {
+            self.check_org_exists(org)?;
+        }
+        Ok(())
+    }
+
+    /// The organization a request names exists.
+    pub fn check_org_exists(&self, org: &str) -> Result<(), StateError> {
+        if self.orgs.contains_key(org) {
+            Ok(())
+        } else {
+            Err(invalid(
+                "organization_id",
+                format!("organization {org:?} does not exist"),
+            ))
+        }
+    }
+
+    /// A key about to be stored is new: reusing a stored hash would take another user's
+    /// key over, reusing an id would make revocation ambiguous.
+    pub(super) fn check_new_key(&self, key_id: &str, key_hash: &str) -> Result<(), StateError> {
+        if self.api_keys.contains_key(key_hash) {
+            return Err(StateError::Conflict("this API key already exists".into()));
+        }
+        if self.key_hash_by_id(key_id).is_some() {
+            return Err(StateError::Conflict(format!(
+                "an API key with id {key_id:?} already exists"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Model ids become paths on disk and arguments of vLLM: keep them tame.
+pub fn check_model_id(id: &str) -> Result<(), StateError> {
+    check_model_id_field("id", id)
+}
+
+/// [`check_model_id`] of the model id in `field`.
+fn check_model_id_field(field: &str, id: &str) -> Result<(), StateError> {
+    let problem = if id.is_empty() {
+        "must not be empty".to_string()
+    } else if id.len() > MODEL_TEXT_MAX {
+        format!("is longer than {MODEL_TEXT_MAX} characters")
+    } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        "must not contain whitespace or control characters".to_string()
+    } else if id.contains("..") || id.split('/').any(|part| part == ".") {
+        "must not contain '..'".to_string()
+    } else if id.starts_with('/') || id.ends_with('/') || id.contains("//") || id.starts_with('-') {
+        "must look like ORG/NAME or NAME".to_string()
+    } else if let Some(last) = MODEL_SUB_RESOURCES
+        .iter()
+        .find(|r| id.ends_with(&format!("/{r}")))
+    {
+        format!("must not end in /{last}: that path names the model's {last}")
+    } else {
+        return Ok(());
+    };
+    Err(invalid(field, problem))
+}
+
+/// A user or organization name.
+pub fn check_name(field: &str, name: &str) -> Result<(), StateError> {
+    if name.trim().is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    if name.len() > NAME_MAX || name.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be at most {NAME_MAX} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A peer or API address as members announce it.
+pub fn check_addr(field: &str, addr: &str) -> Result<(), StateError> {
+    addr.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| invalid(field, format!("{addr:?} is not HOST:PORT")))
+}
+
+/// A user, organization or API key id: what `random_id` makes, or a short plain name.
+fn check_id(field: &str, id: &str) -> Result<(), StateError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if id.is_empty() || id.len() > ID_MAX || !id.chars().all(plain) {
+        return Err(invalid(
+            field,
+            format!("{id:?} is not an id (1 to {ID_MAX} letters, digits, '-' or '_')"),
+        ));
+    }
+    Ok(())
+}
+
+/// An API key's public id and the hex SHA-256 it is stored under.
+fn check_key(id_field: &str, key_id: &str, key_hash: &str) -> Result<(), StateError> {
+    check_id(id_field, key_id)?;
+    let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if key_hash.len() != 64 || !key_hash.chars().all(lower_hex) {
+        return Err(invalid("key_hash", "must be 64 lowercase hex digits"));
+    }
+    Ok(())
+}
+
+fn check_new_user(user: &NewUser) -> Result<(), StateError> {
+    check_id("id", &user.id)?;
+    check_name("name", &user.name)?;
+    match (&user.organization_id, user.org_role) {
+        (Some(org), Some(_)) => check_id("organization_id", org)?,
+        (None, None) => {}
+        (None, Some(_)) => return Err(invalid("org_role", "needs organization_id")),
+        (Some(_), None) => return Err(invalid("org_role", "is needed with organization_id")),
+    }
+    if user.hf_token.is_some() {
+        return Err(invalid(
+            "hf_token",
+            "a new user's token is set through its settings",
+        ));
+    }
+    Ok(())
+}
+
+fn check_sealed(field: &str, token: &SealedSecret) -> Result<(), StateError> {
+    if token.is_well_formed(HF_TOKEN_MAX) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("is not a token sealed by this cluster (at most {HF_TOKEN_MAX} bytes)"),
+        ))
+    }
+}
+
+fn check_token_update(update: &Option<TokenUpdate>) -> Result<(), StateError> {
+    match update {
+        Some(TokenUpdate::Set(token)) => check_sealed("hf_token", token),
+        Some(TokenUpdate::Clear) | None => Ok(()),
+    }
+}
+
+fn check_announcement(node: &NodeAnnouncement) -> Result<(), StateError> {
+    check_addr("api_addr", &node.api_addr)?;
+    check_addr("peer_addr", &node.peer_addr)?;
+    check_gpus("gpus", &node.gpus)
+}
+
+fn check_gpus(field: &str, gpus: &[Gpu]) -> Result<(), StateError> {
+    if gpus.len() > GPUS_MAX {
+        return Err(invalid(field, format!("lists more than {GPUS_MAX} GPUs")));
+    }
+    let mut seen = BTreeSet::new();
+    for gpu in gpus {
+        if !seen.insert(gpu.index) {
+            return Err(invalid(field, format!("GPU {} is listed twice", gpu.index)));
+        }
+        let printable = |s: &str| s.len() <= MODEL_TEXT_MAX && !s.chars().any(char::is_control);
+        if !printable(&gpu.name) || !gpu.uuid.as_deref().is_none_or(printable) {
+            return Err(invalid(
+                field,
+                format!(
+                    "GPU {}: name and uuid must be at most {MODEL_TEXT_MAX} printable characters",
+                    gpu.index
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Slot ids are made by [`slot_id_for`]: a readable part, `-`, six hex digits.
+fn check_slot_id(field: &str, id: &str) -> Result<(), StateError> {
+    let readable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let well_formed = id.rsplit_once('-').is_some_and(|(name, hash)| {
+        name.len() <= 64
+            && name.chars().all(readable)
+            && hash.len() == 6
+            && hash
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("{id:?} is not a slot id")))
+    }
+}
+
+fn check_slot_change(change: &SlotChange) -> Result<(), StateError> {
+    let (slot_id, model_id) = match change {
+        SlotChange::Remove { slot_id } => return check_slot_id("slot_id", slot_id),
+        SlotChange::Place {
+            slot_id,
+            model_id,
+            placement,
+            ..
+        } => {
+            let distinct: BTreeSet<_> = placement.gpu_indices.iter().collect();
+            if distinct.is_empty() || distinct.len() != placement.gpu_indices.len() {
+                return Err(invalid(
+                    "placement.gpu_indices",
+                    "must name at least one GPU, each once",
+                ));
+            }
+            (slot_id, model_id)
+        }
+        SlotChange::Pending {
+            slot_id,
+            model_id,
+            reason,
+            ..
+        } => {
+            check_report("reason", reason)?;
+            (slot_id, model_id)
+        }
+    };
+    check_model_id_field("model_id", model_id)?;
+    if *slot_id != slot_id_for(model_id) {
+        return Err(invalid(
+            "slot_id",
+            format!("{slot_id:?} is not the slot of model {model_id:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_report(field: &str, text: &str) -> Result<(), StateError> {
+    if text.len() > REPORT_MAX {
+        return Err(invalid(field, format!("is longer than {REPORT_MAX} bytes")));
+    }
+    Ok(())
+}
