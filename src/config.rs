@@ -38,6 +38,7 @@ pub struct NodeConfig {
     pub log_format: LogFormat,
     pub raft: RaftTuning,
     pub runner: RunnerTuning,
+    pub server: ServerTuning,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -96,6 +97,16 @@ pub struct RunnerTuning {
     pub stop_grace: Duration,
 }
 
+/// What both of a node's servers (API and peer) tolerate from clients.
+#[derive(Debug, Clone)]
+pub struct ServerTuning {
+    /// Connections each port holds at once; `None`: derived from the open-file limit at
+    /// start (`server::FdLimit::default_max_connections`).
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
 /// The config file. Every key is optional; absent keys keep the embedded default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +117,8 @@ pub struct FileConfig {
     pub raft: FileRaft,
     #[serde(default)]
     pub runner: FileRunner,
+    #[serde(default)]
+    pub server: FileServer,
 }
 
 /// A node's own options: the config file's `[node]` table, and the same again as flags of
@@ -152,6 +165,14 @@ pub struct FileRunner {
     pub node_lost_after_ms: Option<u64>,
     pub port_range: Option<String>,
     pub stop_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -241,8 +262,28 @@ impl NodeConfig {
             log_format: flags.log_format.or(n.log_format).unwrap_or(LogFormat::Text),
             raft,
             runner,
+            server: server_tuning(file.server)?,
         })
     }
+}
+
+fn server_tuning(s: FileServer) -> Result<ServerTuning, ConfigError> {
+    if s.max_connections == Some(0) {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
+    let millis = |field: &'static str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(invalid(field, "must be at least 1 (milliseconds)")),
+        value => Ok(Duration::from_millis(value.unwrap_or(default))),
+    };
+    Ok(ServerTuning {
+        max_connections: s.max_connections,
+        header_read_timeout: millis(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            10_000,
+        )?,
+        idle_timeout: millis("server.idle_timeout_ms", s.idle_timeout_ms, 120_000)?,
+    })
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -316,6 +357,26 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<FileConfig>("[node]\napi_adr = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn server_limits_default_and_reject_zero() {
+        let c = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
+        assert_eq!(c.server.max_connections, None);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+        for (line, field) in [
+            ("max_connections = 0", "server.max_connections"),
+            (
+                "header_read_timeout_ms = 0",
+                "server.header_read_timeout_ms",
+            ),
+            ("idle_timeout_ms = 0", "server.idle_timeout_ms"),
+        ] {
+            let file: FileConfig = toml::from_str(&format!("[server]\n{line}\n")).unwrap();
+            let e = NodeConfig::resolve(file, NodeOptions::default()).unwrap_err();
+            assert!(e.to_string().contains(field), "{line}: {e}");
+        }
     }
 
     #[test]

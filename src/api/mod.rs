@@ -23,6 +23,7 @@ pub use request::{Caller, ReadMode};
 use crate::cluster::Cluster;
 use crate::crypto::{ClusterSecret, DataKey};
 use crate::runner::tokens::Tokens;
+use crate::server::Limits;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -41,8 +42,13 @@ pub struct ApiContext {
 }
 
 /// Serve the admin API on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, ctx: ApiContext, shutdown: watch::Receiver<bool>) {
-    crate::server::serve(listener, router(ctx), shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    ctx: ApiContext,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+) {
+    crate::server::serve(listener, router(ctx), None, limits, "api", shutdown).await
 }
 
 fn router(ctx: ApiContext) -> Router {

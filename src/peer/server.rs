@@ -20,6 +20,7 @@ use super::message::*;
 use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer, VoteRequest,
 };
+use crate::server::Limits;
 use crate::state::{codec, Proposal};
 
 /// Snapshot chunks and append batches can be large; this only bounds a runaway peer.
@@ -51,6 +52,7 @@ pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     handler: H,
     credential: String,
+    limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
     let router = Router::new()
@@ -68,7 +70,7 @@ pub async fn serve<H: PeerHandler>(
             require_credential(credential.clone(), req, next)
         }))
         .with_state(handler);
-    crate::server::serve(listener, router, shutdown).await
+    crate::server::serve(listener, router, None, limits, "peer", shutdown).await
 }
 
 /// Decode the call in `body` and answer with what `handle` makes of it; 400 when the body
