@@ -45,6 +45,7 @@ pub struct NodeConfig {
     /// How long the certificates this node signs as leader are valid; members renew theirs
     /// when two thirds of that have passed.
     pub certificate_lifetime: Duration,
+    pub server: ServerTuning,
 }
 
 /// How the API port is served.
@@ -116,6 +117,16 @@ pub struct RunnerTuning {
     pub stop_grace: Duration,
 }
 
+/// What both of a node's servers (API and peer) tolerate from clients.
+#[derive(Debug, Clone)]
+pub struct ServerTuning {
+    /// Connections each port holds at once; `None`: derived from the open-file limit at
+    /// start (`server::FdLimit::default_max_connections`).
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
 /// The config file. Every key is optional; absent keys keep the embedded default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +139,7 @@ pub struct FileConfig {
     pub runner: FileRunner,
     #[serde(default)]
     pub tls: FileTls,
+    pub server: FileServer,
 }
 
 /// A node's own options: the config file's `[node]` table, and the same again as flags of
@@ -199,6 +211,14 @@ pub struct FileRunner {
 #[serde(deny_unknown_fields)]
 pub struct FileTls {
     pub certificate_lifetime_s: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub max_connections: Option<usize>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -306,6 +326,7 @@ impl NodeConfig {
             api_tls,
             advertise_names,
             certificate_lifetime,
+            server: server_tuning(file.server)?,
         })
     }
 }
@@ -340,6 +361,25 @@ fn resolve_api_tls(
         (None, None) if insecure => Ok(ApiTls::Insecure),
         (None, None) => Ok(ApiTls::ClusterCertificate),
     }
+}
+
+fn server_tuning(s: FileServer) -> Result<ServerTuning, ConfigError> {
+    if s.max_connections == Some(0) {
+        return Err(invalid("server.max_connections", "must be at least 1"));
+    }
+    let millis = |field: &'static str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(invalid(field, "must be at least 1 (milliseconds)")),
+        value => Ok(Duration::from_millis(value.unwrap_or(default))),
+    };
+    Ok(ServerTuning {
+        max_connections: s.max_connections,
+        header_read_timeout: millis(
+            "server.header_read_timeout_ms",
+            s.header_read_timeout_ms,
+            10_000,
+        )?,
+        idle_timeout: millis("server.idle_timeout_ms", s.idle_timeout_ms, 120_000)?,
+    })
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -413,6 +453,26 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<FileConfig>("[node]\napi_adr = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn server_limits_default_and_reject_zero() {
+        let c = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
+        assert_eq!(c.server.max_connections, None);
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+        for (line, field) in [
+            ("max_connections = 0", "server.max_connections"),
+            (
+                "header_read_timeout_ms = 0",
+                "server.header_read_timeout_ms",
+            ),
+            ("idle_timeout_ms = 0", "server.idle_timeout_ms"),
+        ] {
+            let file: FileConfig = toml::from_str(&format!("[server]\n{line}\n")).unwrap();
+            let e = NodeConfig::resolve(file, NodeOptions::default()).unwrap_err();
+            assert!(e.to_string().contains(field), "{line}: {e}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::peer::{AddLearnerRequest, PeerClient};
 use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
+use crate::server::Limits;
 use crate::state::NodeAnnouncement;
 
 /// How this process becomes a member.
@@ -47,6 +48,8 @@ pub async fn run(
     launch: Launch,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before anything opens a file: every connection and file needs a handle.
+    let limits = server_limits(&config);
     // Storage, and who we are.
     let dir = DataDir::create(&config.data_dir)?;
     let db = Db::open(&dir.database())
@@ -80,7 +83,7 @@ pub async fn run(
         peer_listener,
         cluster.clone(),
         peer_tls,
-        config.server.limits(),
+        limits,
         stop.clone(),
     ));
     let env_token = std::env::var("HF_TOKEN")
@@ -98,7 +101,7 @@ pub async fn run(
             data_key: secret.data_key(),
         },
         api_tls,
-        config.server.limits(),
+        limits,
         stop.clone(),
     ));
     println!(
@@ -189,6 +192,30 @@ pub async fn run(
     db.flush().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raise the open-file limit, and the limits of both servers: the configured connection cap,
+/// else one the open-file limit can carry.
+fn server_limits(config: &NodeConfig) -> Limits {
+    let fd_limit = crate::server::raise_fd_limit();
+    let max_connections = match config.server.max_connections {
+        Some(cap) if cap > fd_limit.per_port_capacity() => {
+            tracing::warn!(
+                cap,
+                open_file_limit = fd_limit.soft,
+                "server.max_connections is more than the open-file limit can hold on both ports; \
+                 the node may run out of file handles"
+            );
+            cap
+        }
+        Some(cap) => cap,
+        None => fd_limit.default_max_connections(),
+    };
+    Limits {
+        max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        idle_timeout: config.server.idle_timeout,
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -14,7 +14,6 @@ pub(super) const SNAPSHOT_PATH: &str = "/raft/snapshot";
 pub(super) const PRE_VOTE_PATH: &str = "/raft/pre-vote";
 pub(super) const WRITE_PATH: &str = "/raft/write";
 pub(super) const READ_INDEX_PATH: &str = "/raft/read-index";
-pub(super) const JOIN_PATH: &str = "/raft/join";
 pub(super) const REMOVE_PATH: &str = "/raft/remove";
 pub(super) const PROGRESS_PATH: &str = "/raft/progress";
 pub(super) const ADMIT_PATH: &str = "/raft/admit";

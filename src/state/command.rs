@@ -140,6 +140,11 @@ impl Command {
             Command::UpdateModel { .. } => "UpdateModel",
             Command::DeleteModel { .. } => "DeleteModel",
             Command::PublishEnvToken { .. } => "PublishEnvToken",
+            Command::InitCa(_) => "InitCa",
+            Command::CreateJoinToken { .. } => "CreateJoinToken",
+            Command::RevokeJoinToken { .. } => "RevokeJoinToken",
+            Command::AdmitNode { .. } => "AdmitNode",
+            Command::RecordCertificate(_) => "RecordCertificate",
         }
     }
 }

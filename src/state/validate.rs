@@ -15,6 +15,7 @@ use super::command::{Command, SlotChange, StateError};
 use super::nodes::{slot_id_for, Gpu, NodeAnnouncement};
 use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
+use super::trust::{CaRecord, IssuedCertificate};
 use super::State;
 use crate::crypto::SealedSecret;
 
@@ -121,8 +122,84 @@ impl Command {
                 check_token_update(&patch.hf_token)
             }
             Command::DeleteModel { id } => check_model_id(id),
+            Command::InitCa(ca) => check_ca(ca),
+            Command::CreateJoinToken {
+                id,
+                secret_hash,
+                ttl_ms,
+                max_uses,
+            } => {
+                check_join_token(id, secret_hash)?;
+                if !(1..=JOIN_TOKEN_TTL_MAX_MS).contains(ttl_ms) {
+                    return Err(invalid("ttl_ms", "must be more than zero and at most a year"));
+                }
+                if *max_uses == Some(0) {
+                    return Err(invalid("max_uses", "must be at least 1"));
+                }
+                Ok(())
+            }
+            Command::RevokeJoinToken { id } => check_id("id", id),
+            Command::AdmitNode {
+                token_id,
+                secret_hash,
+                certificate,
+            } => {
+                check_join_token(token_id, secret_hash)?;
+                check_certificate(certificate)
+            }
+            Command::RecordCertificate(certificate) => check_certificate(certificate),
         }
     }
+}
+
+/// The longest a join token may admit nodes: a year.
+const JOIN_TOKEN_TTL_MAX_MS: i64 = 365 * 24 * 3600 * 1000;
+/// A CA certificate is a few hundred bytes; this only bounds a forged one.
+const CA_PEM_MAX: usize = 16 * 1024;
+/// The sealed CA key holds a PKCS#8 PEM of a few hundred bytes.
+const CA_KEY_PEM_MAX: usize = 8 * 1024;
+
+fn lower_hex(text: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+fn check_ca(ca: &CaRecord) -> Result<(), StateError> {
+    if ca.cert_pem.len() > CA_PEM_MAX {
+        return Err(invalid("cert_pem", format!("is longer than {CA_PEM_MAX} bytes")));
+    }
+    let fingerprint = crate::tls::fingerprint_of_pem(&ca.cert_pem)
+        .map_err(|e| invalid("cert_pem", e))?;
+    if fingerprint != ca.fingerprint {
+        return Err(invalid("fingerprint", "is not the certificate's"));
+    }
+    if !ca.sealed_key.is_well_formed(CA_KEY_PEM_MAX) {
+        return Err(invalid("sealed_key", "is not a sealed key"));
+    }
+    Ok(())
+}
+
+fn check_join_token(id: &str, secret_hash: &str) -> Result<(), StateError> {
+    if !lower_hex(id, 16, 16) {
+        return Err(invalid("id", "a join token id is 16 lowercase hex digits"));
+    }
+    if !lower_hex(secret_hash, 64, 64) {
+        return Err(invalid("secret_hash", "must be 64 lowercase hex digits"));
+    }
+    Ok(())
+}
+
+fn check_certificate(certificate: &IssuedCertificate) -> Result<(), StateError> {
+    if certificate.node_id == 0 {
+        return Err(invalid("node_id", "must be at least 1"));
+    }
+    if !lower_hex(&certificate.serial, 1, 40) {
+        return Err(invalid("serial", "must be 1 to 40 lowercase hex digits"));
+    }
+    if certificate.not_after_ms <= 0 {
+        return Err(invalid("not_after_ms", "must be a time after 1970"));
+    }
+    Ok(())
 }
 
 impl Model {
