@@ -139,6 +139,7 @@ pub struct FileConfig {
     pub runner: FileRunner,
     #[serde(default)]
     pub tls: FileTls,
+    #[serde(default)]
     pub server: FileServer,
 }
 

@@ -50,4 +50,4 @@ pub struct State {
 #[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
-mod trust_tests;
+mod refusal_tests;

@@ -207,7 +207,63 @@ pub(crate) fn every_command() -> Vec<Proposal> {
             },
         ),
         by(None, 19, Command::RemoveNode { id: 1 }),
+        by(None, 20, Command::InitCa(ca_record())),
+        by(
+            None,
+            21,
+            Command::RecordCertificate(IssuedCertificate {
+                node_id: 2,
+                serial: "0a".into(),
+                not_after_ms: 1_000_000,
+            }),
+        ),
+        by(
+            admin,
+            22,
+            Command::CreateJoinToken {
+                id: JOIN_TOKEN_ID.into(),
+                secret_hash: JOIN_SECRET_HASH.into(),
+                ttl_ms: 1000,
+                max_uses: Some(2),
+            },
+        ),
+        by(
+            None,
+            23,
+            Command::AdmitNode {
+                token_id: JOIN_TOKEN_ID.into(),
+                secret_hash: JOIN_SECRET_HASH.into(),
+                certificate: IssuedCertificate {
+                    node_id: 3,
+                    serial: "0b".into(),
+                    not_after_ms: 1_000_000,
+                },
+            },
+        ),
+        by(
+            admin,
+            24,
+            Command::RevokeJoinToken {
+                id: JOIN_TOKEN_ID.into(),
+            },
+        ),
     ]
+}
+
+pub(crate) const JOIN_TOKEN_ID: &str = "00000000000000a1";
+pub(crate) const JOIN_SECRET_HASH: &str =
+    "00000000000000000000000000000000000000000000000000000000000000a2";
+
+/// A real CA certificate, its key sealed with some cluster key.
+fn ca_record() -> CaRecord {
+    let ca = crate::tls::ClusterCa::generate(0).expect("a CA");
+    CaRecord {
+        cert_pem: ca.cert_pem().to_string(),
+        fingerprint: ca.fingerprint(),
+        sealed_key: ClusterSecret::generate()
+            .ca_key_sealer()
+            .seal(&ca.key_pem(), "cluster-ca"),
+    }
 }
 
 /// What the store keeps: exactly the records `apply` reports as touched, rewritten (or

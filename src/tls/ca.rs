@@ -13,11 +13,12 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, DnsName};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::NODE_NAME_DOMAIN;
-use super::{fingerprint_of_der, leaf_info, node_dns_name, one_cert_from_pem, TlsError};
+use super::{
+    fingerprint_of_der, leaf_info, node_dns_name, one_cert_from_pem, TlsError, NODE_NAME_DOMAIN,
+};
 
 const CA_COMMON_NAME: &str = "helix cluster CA";
-const CA_LIFETIME: ::time::Duration = ::time::Duration::days(3652);
+const CA_LIFETIME: Duration = Duration::from_secs(3652 * 86_400);
 /// Certificates start this long before they are made, so a peer whose clock is a little
 /// behind the signer's accepts them at once.
 pub(super) const CLOCK_SKEW: ::time::Duration = ::time::Duration::minutes(5);
@@ -49,16 +50,15 @@ pub struct IssuedCert {
 
 impl ClusterCa {
     pub fn generate(now_ms: i64) -> Result<ClusterCa, TlsError> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(sign_error)?;
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| TlsError::KeyGen(e.to_string()))?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(CA_COMMON_NAME);
         // Path length 0: node certificates can never sign further certificates.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         params.serial_number = Some(random_serial());
-        let now = datetime(now_ms)?;
-        params.not_before = now - CLOCK_SKEW;
-        params.not_after = now + CA_LIFETIME;
+        (params.not_before, params.not_after) = validity(now_ms, CA_LIFETIME)?;
         let issuer = params.self_signed(&key).map_err(sign_error)?;
         Ok(ClusterCa {
             cert_pem: issuer.pem(),
@@ -115,8 +115,12 @@ impl ClusterCa {
         now_ms: i64,
     ) -> Result<IssuedCert, TlsError> {
         // Parsing also checks the CSR's signature: the requester holds the private key.
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|e| TlsError::BadCsr(e.to_string()))?;
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+            TlsError::BadCsr(match e {
+                rcgen::Error::RingUnspecified => "its signature does not match its key".into(),
+                other => other.to_string(),
+            })
+        })?;
         if request.lifetime.is_zero() {
             return Err(TlsError::Sign("the certificate lifetime is zero".into()));
         }
@@ -133,12 +137,7 @@ impl ClusterCa {
         ];
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
-        let now = datetime(now_ms)?;
-        params.not_before = now - CLOCK_SKEW;
-        params.not_after = ::time::Duration::try_from(request.lifetime)
-            .ok()
-            .and_then(|lifetime| now.checked_add(lifetime))
-            .ok_or_else(|| TlsError::Sign("the certificate lifetime is too long".into()))?;
+        (params.not_before, params.not_after) = validity(now_ms, request.lifetime)?;
         let cert = params
             .signed_by(&csr.public_key, &self.issuer, &self.key)
             .map_err(sign_error)?;
@@ -170,9 +169,19 @@ fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&rand::random::<[u8; 16]>())
 }
 
-fn datetime(ms: i64) -> Result<OffsetDateTime, TlsError> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_err(|e| TlsError::Sign(format!("time {ms} ms is out of range: {e}")))
+/// From `CLOCK_SKEW` before `now_ms` until `lifetime` after it.
+fn validity(now_ms: i64, lifetime: Duration) -> Result<(OffsetDateTime, OffsetDateTime), TlsError> {
+    let out_of_range = || {
+        TlsError::Sign(format!(
+            "a validity of {lifetime:?} from {now_ms} ms is out of range"
+        ))
+    };
+    let now = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+        .map_err(|_| out_of_range())?;
+    let lifetime = ::time::Duration::try_from(lifetime).map_err(|_| out_of_range())?;
+    let not_before = now.checked_sub(CLOCK_SKEW).ok_or_else(out_of_range)?;
+    let not_after = now.checked_add(lifetime).ok_or_else(out_of_range)?;
+    Ok((not_before, not_after))
 }
 
 fn sign_error(e: rcgen::Error) -> TlsError {
@@ -224,4 +233,200 @@ fn dns_san(name: String) -> Result<SanType, TlsError> {
         reason: "not an ASCII name",
     })?;
     Ok(SanType::DnsName(ia5))
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateSigningRequestDer;
+    use x509_parser::extensions::GeneralName;
+
+    use super::super::tests::{identity, issue, now, request, DAY};
+    use super::super::{NodeIdentity, NodeKey};
+    use super::*;
+
+    #[test]
+    fn a_new_ca_is_a_ten_year_ca_that_signs_only_leaves() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let der = super::super::certs_from_pem(ca.cert_pem(), "CA")
+            .unwrap()
+            .remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let constraints = cert.basic_constraints().unwrap().unwrap().value;
+        assert!(constraints.ca);
+        assert_eq!(constraints.path_len_constraint, Some(0));
+        let usage = cert.key_usage().unwrap().unwrap().value;
+        assert!(usage.key_cert_sign() && usage.crl_sign());
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "helix cluster CA");
+        let years = (cert.validity().not_after.timestamp() - now() / 1000) / (365 * 86_400);
+        assert_eq!(years, 10);
+    }
+
+    #[test]
+    fn a_stored_ca_round_trips_and_still_signs_for_its_nodes() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let restored = ClusterCa::from_pem(ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(restored.cert_pem(), ca.cert_pem());
+        assert_eq!(restored.fingerprint(), ca.fingerprint());
+        assert_eq!(
+            restored.key_pem().expose_secret(),
+            ca.key_pem().expose_secret()
+        );
+        // Nodes hold the original certificate: what the restored CA signs must chain to it.
+        let (key, issued) = issue(&restored, 4, &[]);
+        let node = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem()).unwrap();
+        assert_eq!(node.node_id(), 4);
+    }
+
+    #[test]
+    fn a_stored_ca_must_be_a_ca_with_its_own_key() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let other = ClusterCa::generate(now()).unwrap();
+        let err = ClusterCa::from_pem(ca.cert_pem(), &other.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch), "{err}");
+        let (key, issued) = issue(&ca, 1, &[]);
+        let err = ClusterCa::from_pem(&issued.cert_pem, &key.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::NotCa), "{err}");
+        let err = ClusterCa::from_pem("", &ca.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::NoPem { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_signer_decides_the_names_whatever_the_csr_asks() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut asked =
+            CertificateParams::new(vec!["node-9.helix".into(), "evil.example".into()]).unwrap();
+        asked.distinguished_name = common_name("node-9.helix");
+        let csr = asked.serialize_request(&key).unwrap().pem().unwrap();
+
+        let names = ["10.0.0.5", "DB.example.com", "db.example.com", "::1"];
+        let issued = ca.sign(&csr, &request(3, &names), now()).unwrap();
+
+        let der = super::super::certs_from_pem(&issued.cert_pem, "cert")
+            .unwrap()
+            .remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|name| match name {
+                GeneralName::DNSName(dns) => dns.to_string(),
+                GeneralName::IPAddress(ip) => format!("ip {ip:?}"),
+                other => panic!("unexpected name {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            sans,
+            [
+                "node-3.helix",
+                "ip [10, 0, 0, 5]",
+                "db.example.com",
+                &format!(
+                    "ip {:?}",
+                    [0u8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+                )
+            ]
+        );
+        let cn = cert.subject().iter_common_name().next().unwrap();
+        assert_eq!(cn.as_str().unwrap(), "node-3.helix");
+        let usage = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(usage.server_auth && usage.client_auth);
+        assert!(!cert.is_ca());
+    }
+
+    #[test]
+    fn each_certificate_gets_a_fresh_128_bit_serial_and_the_requested_lifetime() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let at = now();
+        let key = NodeKey::generate().unwrap();
+        let csr = key.csr_pem().unwrap();
+        let first = ca.sign(&csr, &request(1, &[]), at).unwrap();
+        let second = ca.sign(&csr, &request(1, &[]), at).unwrap();
+        assert_ne!(first.serial, second.serial);
+        for issued in [&first, &second] {
+            assert!(
+                issued.serial.len() <= 32 && issued.serial.len() >= 2,
+                "{}",
+                issued.serial
+            );
+            assert_eq!(
+                issued.not_after_ms,
+                (at / 1000) * 1000 + DAY.as_millis() as i64
+            );
+        }
+    }
+
+    #[test]
+    fn bad_names_are_refused_by_name() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let csr = NodeKey::generate().unwrap().csr_pem().unwrap();
+        for bad in [
+            "",
+            "*.example.com",
+            "a.*.example",
+            "exa mple.com",
+            "-bad.example",
+            "example.com.",
+            "999.1.1.1",
+            "[::1]",
+            "node-4.helix",
+            "x.HELIX",
+            "helix",
+            "bücher.example",
+        ] {
+            match ca.sign(&csr, &request(1, &[bad]), now()) {
+                Err(TlsError::BadName { name, .. }) => assert_eq!(name, bad),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_needs_a_csr_signed_by_its_key_and_a_sane_validity() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let err = ca.sign("not a csr", &request(1, &[]), now()).unwrap_err();
+        assert!(matches!(err, TlsError::BadCsr(_)), "{err}");
+
+        let csr = NodeKey::generate().unwrap().csr_pem().unwrap();
+        let mut der = CertificateSigningRequestDer::from_pem_slice(csr.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        *der.last_mut().unwrap() ^= 1; // the signature no longer matches
+        let forged = format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        );
+        let err = ca.sign(&forged, &request(1, &[]), now()).unwrap_err();
+        assert!(
+            err.to_string().contains("signature does not match"),
+            "{err}"
+        );
+
+        let mut zero = request(1, &[]);
+        zero.lifetime = Duration::ZERO;
+        let csr = NodeKey::generate().unwrap().csr_pem().unwrap();
+        assert!(matches!(
+            ca.sign(&csr, &zero, now()),
+            Err(TlsError::Sign(_))
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_private_keys() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let node = identity(&ca, 1, &[]);
+        let key = NodeKey::generate().unwrap();
+        for debug in [format!("{ca:?}"), format!("{node:?}"), format!("{key:?}")] {
+            assert!(!debug.contains("PRIVATE KEY"), "{debug}");
+        }
+        assert!(format!("{ca:?}").contains(&ca.fingerprint()));
+    }
 }

@@ -18,7 +18,7 @@ pub struct NodeKey {
 impl NodeKey {
     pub fn generate() -> Result<NodeKey, TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| TlsError::Sign(e.to_string()))?;
+            .map_err(|e| TlsError::KeyGen(e.to_string()))?;
         Ok(NodeKey { key })
     }
 
@@ -38,7 +38,7 @@ impl NodeKey {
         params
             .serialize_request(&self.key)
             .and_then(|csr| csr.pem())
-            .map_err(|e| TlsError::Sign(e.to_string()))
+            .map_err(|e| TlsError::KeyGen(e.to_string()))
     }
 
     pub fn key_pem(&self) -> SecretString {
@@ -204,5 +204,85 @@ impl fmt::Debug for NodeIdentity {
             .field("node_id", &self.node_id)
             .field("info", &self.info)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{identity, issue, now, DAY};
+    use super::super::{CertRequest, ClusterCa};
+    use super::*;
+
+    #[test]
+    fn leaf_info_reads_the_node_id_serial_and_validity() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let (_, issued) = issue(&ca, 12, &["10.1.2.3"]);
+        let info = leaf_info_pem(&issued.cert_pem).unwrap();
+        assert_eq!(info.node_id, Some(12));
+        assert_eq!(info.serial, issued.serial);
+        assert_eq!(info.not_after_ms, issued.not_after_ms);
+        assert_eq!(
+            info.not_after_ms - info.not_before_ms,
+            DAY.as_millis() as i64 + 5 * 60_000
+        );
+        let der = &super::super::certs_from_pem(&issued.cert_pem, "cert").unwrap()[0];
+        assert_eq!(peer_node_id(der), Some(12));
+        assert_eq!(leaf_info_pem(ca.cert_pem()).unwrap().node_id, None);
+        assert!(matches!(leaf_info(b"junk"), Err(TlsError::BadCert(_))));
+    }
+
+    #[test]
+    fn an_identity_holds_a_node_certificate_from_its_ca_with_its_key() {
+        let ca = ClusterCa::generate(now()).unwrap();
+        let node = identity(&ca, 5, &[]);
+        assert_eq!(node.node_id(), 5);
+        assert_eq!(node.info().node_id, Some(5));
+        assert_eq!(node.ca_pem(), ca.cert_pem());
+
+        let other = ClusterCa::generate(now()).unwrap();
+        let (key, foreign) = issue(&other, 5, &[]);
+        let err = NodeIdentity::new(ca.cert_pem(), &foreign.cert_pem, key.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::NotSignedByCa(_)), "{err}");
+
+        let stranger = NodeKey::generate().unwrap();
+        let err =
+            NodeIdentity::new(ca.cert_pem(), node.cert_pem(), stranger.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch), "{err}");
+
+        let err = NodeIdentity::new(ca.cert_pem(), ca.cert_pem(), ca.key_pem()).unwrap_err();
+        assert!(matches!(err, TlsError::NoNodeName), "{err}");
+
+        let chain = format!("{}{}", node.cert_pem(), ca.cert_pem());
+        let err = NodeIdentity::new(ca.cert_pem(), &chain, node.key_pem().clone()).unwrap_err();
+        assert!(matches!(err, TlsError::BadPem { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_expired_certificate_still_loads_for_renewal() {
+        let three_days_ago = now() - 3 * DAY.as_millis() as i64;
+        let ca = ClusterCa::generate(three_days_ago).unwrap();
+        let key = NodeKey::generate().unwrap();
+        let request = CertRequest {
+            node_id: 8,
+            names: vec![],
+            lifetime: DAY,
+        };
+        let issued = ca
+            .sign(&key.csr_pem().unwrap(), &request, three_days_ago)
+            .unwrap();
+        let node = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem()).unwrap();
+        assert!(node.info().not_after_ms < now());
+    }
+
+    #[test]
+    fn a_node_key_round_trips_through_pem() {
+        let key = NodeKey::generate().unwrap();
+        let again = NodeKey::from_pem(&key.key_pem()).unwrap();
+        assert_eq!(
+            again.key_pem().expose_secret(),
+            key.key_pem().expose_secret()
+        );
+        let err = NodeKey::from_pem(&SecretString::from("nope")).unwrap_err();
+        assert!(matches!(err, TlsError::BadKey(_)), "{err}");
     }
 }

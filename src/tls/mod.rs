@@ -9,6 +9,8 @@
 mod ca;
 mod config;
 mod identity;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub enum TlsError {
     NotCa,
     #[error("signing the certificate failed: {0}")]
     Sign(String),
+    #[error("making the key or its signing request failed: {0}")]
+    KeyGen(String),
     #[error("the certificate is not signed by the cluster CA: {0}")]
     NotSignedByCa(String),
     #[error("the private key does not belong to the certificate")]

@@ -38,6 +38,9 @@ const SYSTEM_KINDS: &[&str] = &[
     "Schedule",
     "ReportSlot",
     "RemoveNode",
+    "InitCa",
+    "RecordCertificate",
+    "AdmitNode",
 ];
 
 /// Every command, at the point `every_command` runs it: without an actor only the
@@ -377,7 +380,7 @@ fn placements_of_unknown_models_or_gpus_are_dropped() {
 #[test]
 fn time_never_goes_back() {
     let mut s = built();
-    assert_eq!(s.clock_ms, 19);
+    assert_eq!(s.clock_ms, 24);
     let org = |id: &str| Org {
         id: id.into(),
         name: id.into(),
@@ -386,16 +389,16 @@ fn time_never_goes_back() {
         hf_token: None,
     };
     let (outcome, touched) = s.apply(&by(Some(ADMIN_KEY), 5, Command::CreateOrg(org("late"))));
-    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 19));
+    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 24));
     assert!(!touched.contains(&StateKey::Clock));
-    assert_eq!(s.audit.values().next_back().map(|a| a.at_ms), Some(19));
+    assert_eq!(s.audit.values().next_back().map(|a| a.at_ms), Some(24));
 
     refused(
         &s,
         by(Some(ADMIN_KEY), 1_000, Command::CreateOrg(org("late"))),
     );
-    let (outcome, touched) = s.apply(&by(Some(ADMIN_KEY), 30, Command::CreateOrg(org("next"))));
-    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 30));
+    let (outcome, touched) = s.apply(&by(Some(ADMIN_KEY), 35, Command::CreateOrg(org("next"))));
+    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 35));
     assert!(touched.contains(&StateKey::Clock));
-    assert_eq!(s.clock_ms, 30);
+    assert_eq!(s.clock_ms, 35);
 }
