@@ -3,8 +3,9 @@
 //!
 //! - Node K keeps its data in `tmp/nodeK/data`, its process output in `tmp/nodeK.log`, its
 //!   config in `tmp/nodeK.toml` and the vLLM test double's launch records in
-//!   `tmp/nodeK/records`. Every node gets its own config file (the test's `[raft]` lines, a
-//!   short `node_lost_after_ms` and `stop_grace_ms`, its own vLLM `port_range`).
+//!   `tmp/nodeK/records`. Every node gets its own config file (the test's `[raft]` and
+//!   `[server]` lines, a short `node_lost_after_ms` and `stop_grace_ms`, its own vLLM
+//!   `port_range`).
 //! - A node with declared GPUs runs the vLLM test double (`examples/fake_vllm.rs`).
 //! - Dropping a [`Cluster`] SIGKILLs every node it started and then every vLLM test double
 //!   they left behind; when the test is panicking it first prints the tail of every log.
@@ -81,6 +82,7 @@ pub struct Node {
 #[derive(Default)]
 pub struct ClusterBuilder {
     raft: Vec<String>,
+    server: Vec<String>,
     env: Vec<(String, String)>,
     nodes: Vec<NodeSpec>,
 }
@@ -89,6 +91,12 @@ impl ClusterBuilder {
     /// A line of every node's `[raft]` config section, e.g. `snapshot_every = 50`.
     pub fn raft(mut self, line: &str) -> Self {
         self.raft.push(line.to_string());
+        self
+    }
+
+    /// A line of every node's `[server]` config section, e.g. `max_connections = 64`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
         self
     }
 
@@ -123,6 +131,7 @@ impl ClusterBuilder {
             admin_key: String::new(),
             join_token: String::new(),
             raft_config: self.raft,
+            server_config: self.server,
             env: self.env,
             transcript: Transcript::default(),
         };
@@ -147,6 +156,7 @@ pub struct Cluster {
     pub admin_key: String,
     pub join_token: String,
     raft_config: Vec<String>,
+    server_config: Vec<String>,
     env: Vec<(String, String)>,
     /// Every response body the test's clients received.
     pub transcript: Transcript,
@@ -182,9 +192,10 @@ impl Cluster {
         fs::create_dir_all(&records_dir).unwrap();
         let (low, high) = alloc_port_range();
         let config = format!(
-            "[raft]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
+            "[raft]\n{}\n[server]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
              port_range = \"{low}-{high}\"\nstop_grace_ms = 3000\n",
-            self.raft_config.join("\n")
+            self.raft_config.join("\n"),
+            self.server_config.join("\n")
         );
         let config_path = root.join(format!("node{k}.toml"));
         fs::write(&config_path, config).unwrap();
