@@ -45,8 +45,8 @@ const MAX_REFUSALS: usize = 64;
 pub struct Limits {
     /// Connections open at once; more are refused.
     pub max_connections: usize,
-    /// How long a request head may take from its first byte (the first request's from the
-    /// start of the connection); also bounds a TLS handshake.
+    /// How long a request head may take from its first byte (a connection's first request:
+    /// from when it was accepted, or its TLS handshake ended); also bounds a TLS handshake.
     pub header_read_timeout: Duration,
     /// How long a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,

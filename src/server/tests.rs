@@ -244,8 +244,16 @@ async fn slow_or_silent_request_heads_are_cut_off() {
             "closed after {after:?}"
         );
     }
-    // The idle timeout (a minute) governs the connection that sent a whole request.
+    // The idle timeout (a minute) governs the connection that sent a whole request...
     assert!(get_on(&mut served, "/who").await.starts_with("200 "));
+    // ...until it starts another head: then the header-read timeout does.
+    served.write_all(b"GET /who HTTP/1.1\r\n").await.unwrap();
+    let (got, after) = until_closed(&mut served).await;
+    assert_eq!(got, "");
+    assert!(
+        after >= Duration::from_millis(250),
+        "closed after {after:?}"
+    );
 }
 
 #[tokio::test]

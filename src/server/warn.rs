@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Rate-limits one kind of warning; keep one per kind (a `static`, or a field).
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use helix::server::WarnLimiter;
 /// static REJECTED: WarnLimiter = WarnLimiter::new(Duration::from_secs(5));
 /// if let Some(suppressed) = REJECTED.check() {
 ///     tracing::warn!(suppressed, "rejected a peer request without the cluster credential");

@@ -621,6 +621,74 @@ fn new_nodes_catch_up_from_a_snapshot() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Bad input gets a clear 4xx and changes nothing.
+
+/// A one-node cluster with a token and a model, and what it holds before the bad input.
+struct BadInput {
+    c: Cluster,
+    settings: Value,
+    models: BTreeSet<String>,
+}
+
+impl BadInput {
+    fn start() -> BadInput {
+        let c = Cluster::new(1);
+        c.set_system_token(1, &secret("badinput"));
+        c.create_model(1, &json!({ "id": "bad/existing", "name": "existing" }));
+        let settings = settings_ok(&c, 1);
+        let models = c.client(1).model_ids(false).unwrap();
+        BadInput {
+            c,
+            settings,
+            models,
+        }
+    }
+
+    /// Sends `body` as JSON and expects 400 with an error that names each of `names`.
+    fn expect_400(&self, method: &str, path: &str, body: &str, names: &[&str]) {
+        let r = self
+            .c
+            .client(1)
+            .send_raw(method, path, Some(body.as_bytes()));
+        assert_eq!(
+            r.status,
+            400,
+            "{method} {path} with {body}: {} {}",
+            r.status,
+            r.text()
+        );
+        let msg = r.error_message();
+        for n in names {
+            assert!(
+                msg.contains(n),
+                "{method} {path} with {body}: the error {msg:?} should name {n:?}"
+            );
+        }
+    }
+
+    /// Settings and models are as they were; `absent` models were not created.
+    fn assert_unchanged(&self, absent: &[&str]) {
+        assert_eq!(
+            settings_ok(&self.c, 1),
+            self.settings,
+            "settings changed after bad input"
+        );
+        self.c.wait_token_set(1, true);
+        assert_eq!(
+            self.c.client(1).model_ids(false).unwrap(),
+            self.models,
+            "models changed after bad input"
+        );
+        for id in absent {
+            let r = self.c.client(1).get(&format!("{MODELS}/{id}"));
+            assert_eq!(r.status, 404, "GET {id}: {}", r.text());
+            r.error_message();
+        }
+    }
+}
+
+
 #[test]
 fn malformed_settings_get_400_naming_the_field_and_change_nothing() {
     let b = BadInput::start();

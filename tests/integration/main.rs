@@ -7,5 +7,6 @@ mod common;
 mod bench_smoke;
 mod cluster_core;
 mod runner;
+mod starvation;
 mod tenancy;
 mod trust;

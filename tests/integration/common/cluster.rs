@@ -3,8 +3,9 @@
 //!
 //! - Node K keeps its data in `tmp/nodeK/data`, its process output in `tmp/nodeK.log`, its
 //!   config in `tmp/nodeK.toml` and the vLLM test double's launch records in
-//!   `tmp/nodeK/records`. Every node gets its own config file (the test's `[raft]` lines, a
-//!   short `node_lost_after_ms` and `stop_grace_ms`, its own vLLM `port_range`).
+//!   `tmp/nodeK/records`. Every node gets its own config file (the test's `[raft]` and
+//!   `[server]` lines, a short `node_lost_after_ms` and `stop_grace_ms`, its own vLLM
+//!   `port_range`).
 //! - A node with declared GPUs runs the vLLM test double (`examples/fake_vllm.rs`).
 //! - Dropping a [`Cluster`] SIGKILLs every node it started and then every vLLM test double
 //!   they left behind; when the test is panicking it first prints the tail of every log.
@@ -90,6 +91,7 @@ pub struct Node {
 pub struct ClusterBuilder {
     raft: Vec<String>,
     sections: Vec<String>,
+    server: Vec<String>,
     env: Vec<(String, String)>,
     nodes: Vec<NodeSpec>,
 }
@@ -101,10 +103,16 @@ impl ClusterBuilder {
         self
     }
 
-    /// A section of every node's config file besides `[raft]` and `[runner]`, e.g.
+    /// A section of every node's config file besides `[raft]`, `[server]` and `[runner]`, e.g.
     /// `"[tls]\ncertificate_lifetime_s = 12"`.
     pub fn config(mut self, section: &str) -> Self {
         self.sections.push(section.to_string());
+        self
+    }
+
+    /// A line of every node's `[server]` config section, e.g. `max_connections = 64`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
         self
     }
 
@@ -140,6 +148,7 @@ impl ClusterBuilder {
             join_token: String::new(),
             raft_config: self.raft,
             config_sections: self.sections,
+            server_config: self.server,
             env: self.env,
             transcript: Transcript::default(),
         };
@@ -165,6 +174,7 @@ pub struct Cluster {
     pub join_token: String,
     raft_config: Vec<String>,
     config_sections: Vec<String>,
+    server_config: Vec<String>,
     env: Vec<(String, String)>,
     /// Every response body the test's clients received.
     pub transcript: Transcript,
@@ -200,9 +210,10 @@ impl Cluster {
         fs::create_dir_all(&records_dir).unwrap();
         let (low, high) = alloc_port_range();
         let mut config = format!(
-            "[raft]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
+            "[raft]\n{}\n[server]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
              port_range = \"{low}-{high}\"\nstop_grace_ms = 3000\n",
-            self.raft_config.join("\n")
+            self.raft_config.join("\n"),
+            self.server_config.join("\n")
         );
         for section in &self.config_sections {
             config.push_str(section);
