@@ -350,14 +350,12 @@ fn resolve_api_tls(
             "cannot be combined with api_cert: choose TLS or plain HTTP",
         )),
         (Some(cert), Some(key)) => Ok(ApiTls::OwnCertificate { cert, key }),
-        (Some(_), None) | (None, Some(_)) => Err(invalid(
-            "api_cert",
-            "api_cert and api_key_file go together",
-        )),
-        (None, None) if insecure && forced => Err(invalid(
-            "insecure_http",
-            "cannot be combined with api_tls",
-        )),
+        (Some(_), None) | (None, Some(_)) => {
+            Err(invalid("api_cert", "api_cert and api_key_file go together"))
+        }
+        (None, None) if insecure && forced => {
+            Err(invalid("insecure_http", "cannot be combined with api_tls"))
+        }
         (None, None) if api_addr.ip().is_loopback() && !forced => Ok(ApiTls::Plain),
         (None, None) if insecure => Ok(ApiTls::Insecure),
         (None, None) => Ok(ApiTls::ClusterCertificate),

@@ -39,7 +39,8 @@ pub async fn join(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<JoinReply>, ApiError> {
     let request: JoinRequest = parse_json(body)?;
-    let token = JoinToken::parse(&request.token).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let token =
+        JoinToken::parse(&request.token).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let ours = ctx
         .replica()
         .read(|s| s.trust.ca.as_ref().map(|ca| ca.fingerprint.clone()));
@@ -171,7 +172,9 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
         return Err(format!("ttl {text:?} must be more than zero"));
     }
     if ttl > MAX_TTL {
-        return Err(format!("ttl {text:?} is longer than the longest allowed, 365d"));
+        return Err(format!(
+            "ttl {text:?} is longer than the longest allowed, 365d"
+        ));
     }
     Ok(ttl)
 }

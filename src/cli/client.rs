@@ -39,21 +39,33 @@ pub struct Client {
 impl Client {
     /// A client for the API at `urls`; https:// addresses are verified with the CA in
     /// `ca_cert` when given, else with the system's trusted roots.
-    pub fn new(urls: &str, api_key: Option<String>, ca_cert: Option<&Path>) -> Result<Client, Failure> {
+    pub fn new(
+        urls: &str,
+        api_key: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Client, Failure> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30));
         if let Some(path) = ca_cert {
             let pem = std::fs::read_to_string(path).map_err(|e| {
-                usage(format!("cannot read the CA certificate {}: {e}", path.display()))
+                usage(format!(
+                    "cannot read the CA certificate {}: {e}",
+                    path.display()
+                ))
             })?;
             let tls = crate::tls::ca_client_config(&pem).map_err(|e| {
-                usage(format!("{} is not a usable CA certificate: {e}", path.display()))
+                usage(format!(
+                    "{} is not a usable CA certificate: {e}",
+                    path.display()
+                ))
             })?;
             builder = builder.use_preconfigured_tls(tls);
         }
         Ok(Client {
-            http: builder.build().map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?,
+            http: builder
+                .build()
+                .map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?,
             urls: urls
                 .split(',')
                 .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -143,10 +155,22 @@ impl Client {
                 }
                 // Only a failure to connect moves on: a request that reached a server may
                 // have been carried out.
-                Err(e) if e.is_connect() => failures.push(format!("{url}: {e}")),
-                Err(e) => return Err(ClientError::Unreachable(format!("{url}: {e}"))),
+                Err(e) if e.is_connect() => failures.push(format!("{url}: {}", causes(&e))),
+                Err(e) => return Err(ClientError::Unreachable(format!("{url}: {}", causes(&e)))),
             }
         }
         Err(ClientError::Unreachable(failures.join("; ")))
     }
+}
+
+/// An error with its causes: reqwest's own message names only the URL, the reason (refused
+/// connection, untrusted certificate, ...) is further down.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }

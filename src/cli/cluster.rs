@@ -56,7 +56,11 @@ pub async fn run(cmd: ClusterCommand, client: &Client, out: OutputFormat) -> Res
     Ok(())
 }
 
-async fn join_token(cmd: JoinTokenCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
+async fn join_token(
+    cmd: JoinTokenCommand,
+    client: &Client,
+    out: OutputFormat,
+) -> Result<(), Failure> {
     const PATH: &str = "/api/v1/cluster/join-tokens";
     match cmd {
         JoinTokenCommand::Create { ttl, uses } => {
@@ -69,7 +73,9 @@ async fn join_token(cmd: JoinTokenCommand, client: &Client, out: OutputFormat) -
                 OutputFormat::Json => output::json(&answer.json),
                 OutputFormat::Table => {
                     let view = &answer.body.view;
-                    let uses = view.max_uses.map_or("any number of".to_string(), |n| n.to_string());
+                    let uses = view
+                        .max_uses
+                        .map_or("any number of".to_string(), |n| n.to_string());
                     eprintln!(
                         "join token {} admits {uses} node(s) until {}; shown this once:",
                         view.id, view.expires
@@ -83,7 +89,9 @@ async fn join_token(cmd: JoinTokenCommand, client: &Client, out: OutputFormat) -
             output::list(out, &answer);
         }
         JoinTokenCommand::Revoke { id } => {
-            let answer = client.delete::<JoinTokenView>(&format!("{PATH}/{id}")).await?;
+            let answer = client
+                .delete::<JoinTokenView>(&format!("{PATH}/{id}"))
+                .await?;
             output::object(out, &answer);
         }
     }

@@ -79,7 +79,11 @@ pub fn api_tls(
 
 /// The node's certificate followed by the CA's, so clients that trust the CA can verify it.
 fn api_config_from_identity(identity: &NodeIdentity) -> Result<ServerConfig, TlsError> {
-    let chain = format!("{}\n{}", identity.cert_pem().trim(), identity.ca_pem().trim());
+    let chain = format!(
+        "{}\n{}",
+        identity.cert_pem().trim(),
+        identity.ca_pem().trim()
+    );
     crate::tls::api_server_config(&chain, identity.key_pem())
 }
 

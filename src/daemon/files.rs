@@ -58,13 +58,16 @@ impl DataDir {
         let Some(text) = read_if_there(&path)? else {
             return Ok(None);
         };
-        let key =
-            ClusterSecret::from_hex(&text).with_context(|| format!("{} is damaged", path.display()))?;
+        let key = ClusterSecret::from_hex(&text)
+            .with_context(|| format!("{} is damaged", path.display()))?;
         Ok(Some(key))
     }
 
     pub fn keep_cluster_key(&self, key: &ClusterSecret) -> anyhow::Result<()> {
-        write_private(&self.root.join(CLUSTER_KEY_FILE), key.to_hex().expose_secret())
+        write_private(
+            &self.root.join(CLUSTER_KEY_FILE),
+            key.to_hex().expose_secret(),
+        )
     }
 
     /// This node's certificate, key and CA, once it has them.
@@ -74,13 +77,21 @@ impl DataDir {
             return Ok(None);
         };
         let ca_path = self.ca_path();
-        let ca_pem = read_if_there(&ca_path)?
-            .with_context(|| format!("{} is there but {} is missing", node_path.display(), ca_path.display()))?;
+        let ca_pem = read_if_there(&ca_path)?.with_context(|| {
+            format!(
+                "{} is there but {} is missing",
+                node_path.display(),
+                ca_path.display()
+            )
+        })?;
         let damaged = || format!("{} is damaged", node_path.display());
-        let split = node_pem.find("-----BEGIN PRIVATE KEY-----").with_context(damaged)?;
-        let (cert_pem, key_pem) = node_pem.split_at(split);
-        let identity = NodeIdentity::new(&ca_pem, cert_pem, SecretString::from(key_pem.to_string()))
+        let split = node_pem
+            .find("-----BEGIN PRIVATE KEY-----")
             .with_context(damaged)?;
+        let (cert_pem, key_pem) = node_pem.split_at(split);
+        let identity =
+            NodeIdentity::new(&ca_pem, cert_pem, SecretString::from(key_pem.to_string()))
+                .with_context(damaged)?;
         Ok(Some(identity))
     }
 
@@ -126,9 +137,8 @@ impl DataDir {
     pub fn join_members(&self) -> anyhow::Result<Vec<(NodeId, String)>> {
         let path = self.root.join(JOIN_MEMBERS_FILE);
         match read_if_there(&path)? {
-            Some(text) => {
-                serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
-            }
+            Some(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is damaged", path.display())),
             None => Ok(Vec::new()),
         }
     }

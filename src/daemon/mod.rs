@@ -54,8 +54,7 @@ pub async fn run(
     let dir = DataDir::create(&config.data_dir)?;
     let db = Db::open(&dir.database())
         .with_context(|| format!("cannot open the database in {}", dir.root().display()))?;
-    let Established { identity, secret } =
-        identity::establish(&config, &dir, &db, &launch).await?;
+    let Established { identity, secret } = identity::establish(&config, &dir, &db, &launch).await?;
     let node_id = identity.node_id();
     crate::logging::set_node_id(node_id);
     let (identity_tx, identity_rx) = watch::channel(Arc::new(identity));
@@ -74,9 +73,20 @@ pub async fn run(
         secret: secret.clone(),
         cert_lifetime: config.certificate_lifetime,
     };
-    let cluster = Cluster::new(node_id, raft, replica, peers.clone(), config.raft.clone(), signing);
+    let cluster = Cluster::new(
+        node_id,
+        raft,
+        replica,
+        peers.clone(),
+        config.raft.clone(),
+        signing,
+    );
     let (stop_tx, stop) = watch::channel(false);
-    let peer_tls = certificates::follow(identity_rx.clone(), crate::tls::peer_server_config, stop.clone())?;
+    let peer_tls = certificates::follow(
+        identity_rx.clone(),
+        crate::tls::peer_server_config,
+        stop.clone(),
+    )?;
     let api_tls = certificates::api_tls(&config.api_tls, &identity_rx, &stop)?;
     let api_scheme = if api_tls.is_some() { "https" } else { "http" };
     let peer_server = tokio::spawn(crate::peer::serve(

@@ -48,6 +48,6 @@ pub struct State {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod refusal_tests;
+#[cfg(test)]
+pub(crate) mod tests;

@@ -131,7 +131,10 @@ impl Command {
             } => {
                 check_join_token(id, secret_hash)?;
                 if !(1..=JOIN_TOKEN_TTL_MAX_MS).contains(ttl_ms) {
-                    return Err(invalid("ttl_ms", "must be more than zero and at most a year"));
+                    return Err(invalid(
+                        "ttl_ms",
+                        "must be more than zero and at most a year",
+                    ));
                 }
                 if *max_uses == Some(0) {
                     return Err(invalid("max_uses", "must be at least 1"));
@@ -161,15 +164,20 @@ const CA_KEY_PEM_MAX: usize = 8 * 1024;
 
 fn lower_hex(text: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&text.len())
-        && text.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
 }
 
 fn check_ca(ca: &CaRecord) -> Result<(), StateError> {
     if ca.cert_pem.len() > CA_PEM_MAX {
-        return Err(invalid("cert_pem", format!("is longer than {CA_PEM_MAX} bytes")));
+        return Err(invalid(
+            "cert_pem",
+            format!("is longer than {CA_PEM_MAX} bytes"),
+        ));
     }
-    let fingerprint = crate::tls::fingerprint_of_pem(&ca.cert_pem)
-        .map_err(|e| invalid("cert_pem", e))?;
+    let fingerprint =
+        crate::tls::fingerprint_of_pem(&ca.cert_pem).map_err(|e| invalid("cert_pem", e))?;
     if fingerprint != ca.fingerprint {
         return Err(invalid("fingerprint", "is not the certificate's"));
     }

@@ -688,7 +688,6 @@ impl BadInput {
     }
 }
 
-
 #[test]
 fn malformed_settings_get_400_naming_the_field_and_change_nothing() {
     let b = BadInput::start();

@@ -598,8 +598,18 @@ fn table() -> Vec<Row> {
             ANY_KEY,
             fixed("/api/v1/cluster/status"),
         ),
-        row("GET", "/api/v1/cluster/ca", OPEN, fixed("/api/v1/cluster/ca")),
-        row("GET", "/api/v1/cluster/join-tokens", ADMIN, fixed(JOIN_TOKENS)),
+        row(
+            "GET",
+            "/api/v1/cluster/ca",
+            OPEN,
+            fixed("/api/v1/cluster/ca"),
+        ),
+        row(
+            "GET",
+            "/api/v1/cluster/join-tokens",
+            ADMIN,
+            fixed(JOIN_TOKENS),
+        ),
         row("POST", "/api/v1/cluster/join-tokens", ADMIN, |_, _, _| {
             (JOIN_TOKENS.into(), Some(json!({"ttl": "1m", "uses": 1})))
         }),
@@ -613,7 +623,12 @@ fn table() -> Vec<Row> {
         // Takes a join token, not an API key: one for another cluster is refused, whoever
         // sends it.
         row("POST", "/api/v1/cluster/join", [403; 6], |_, _, _| {
-            let token = format!("helix-join.{}.{}.{}", "0".repeat(16), "0".repeat(32), "ab".repeat(32));
+            let token = format!(
+                "helix-join.{}.{}.{}",
+                "0".repeat(16),
+                "0".repeat(32),
+                "ab".repeat(32)
+            );
             (
                 "/api/v1/cluster/join".into(),
                 Some(json!({

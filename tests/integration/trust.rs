@@ -21,14 +21,19 @@ fn ca_pem(c: &Cluster, k: usize) -> String {
 }
 
 fn user_count(c: &Cluster) -> usize {
-    c.client(1).get_ok("/api/v1/users").as_array().map_or(0, Vec::len)
+    c.client(1)
+        .get_ok("/api/v1/users")
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 /// The node index of the current leader, as node `k` sees it.
 fn leader(c: &Cluster, k: usize) -> usize {
     let id = wait_for(WAIT, "a leader", || {
         let st = c.status(k)?;
-        st["leader_id"].as_u64().ok_or_else(|| format!("no leader in {st}"))
+        st["leader_id"]
+            .as_u64()
+            .ok_or_else(|| format!("no leader in {st}"))
     });
     c.index_of(id).expect("the leader is one of ours")
 }
@@ -52,7 +57,10 @@ fn without_a_cluster_certificate_the_peer_port_gives_no_answer() {
     // TLS that trusts the cluster CA but shows no client certificate: refused.
     let ca = ca_pem(&c, 1);
     let refused = tls_probe(&addr, &ca, c.id(1), None);
-    assert!(refused.is_err(), "no client certificate was let in: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "no client certificate was let in: {refused:?}"
+    );
 
     // A certificate for the same node id from another CA: refused.
     let now = helix::time::now_ms();
@@ -69,8 +77,16 @@ fn without_a_cluster_certificate_the_peer_port_gives_no_answer() {
             now,
         )
         .unwrap();
-    let refused = tls_probe(&addr, &ca, c.id(1), Some((&forged.cert_pem, &key.key_pem())));
-    assert!(refused.is_err(), "another CA's certificate was let in: {refused:?}");
+    let refused = tls_probe(
+        &addr,
+        &ca,
+        c.id(1),
+        Some((&forged.cert_pem, &key.key_pem())),
+    );
+    assert!(
+        refused.is_err(),
+        "another CA's certificate was let in: {refused:?}"
+    );
 
     assert_eq!(user_count(&c), users, "something changed the users");
     c.client(1).create_model_acked("trust/still-works", WAIT);
@@ -101,8 +117,14 @@ fn a_stolen_member_certificate_cannot_forge_an_actorless_admin_or_speak_for_anot
             key_hash: sha256_hex(mallory_key),
         },
     };
-    let answer = peer_call(&stolen, c.id(l), &c.node(l).peer_addr, "/raft/write", &forged)
-        .expect("a member's certificate reaches the leader");
+    let answer = peer_call(
+        &stolen,
+        c.id(l),
+        &c.node(l).peer_addr,
+        "/raft/write",
+        &forged,
+    )
+    .expect("a member's certificate reaches the leader");
     assert_eq!(answer.status, 200, "{}", answer.text());
     match answer.decode::<Result<Written, ClusterError>>() {
         Ok(written) => assert!(
@@ -122,10 +144,17 @@ fn a_stolen_member_certificate_cannot_forge_an_actorless_admin_or_speak_for_anot
         candidate: c.id(l),
         last_log: None,
     };
-    let answer = peer_call(&stolen, c.id(l), &c.node(l).peer_addr, "/raft/pre-vote", &impersonation)
-        .expect("reaches the leader");
+    let answer = peer_call(
+        &stolen,
+        c.id(l),
+        &c.node(l).peer_addr,
+        "/raft/pre-vote",
+        &impersonation,
+    )
+    .expect("reaches the leader");
     assert_eq!(answer.status, 403, "{}", answer.text());
-    c.client(l).create_model_acked("trust/leader-unharmed", WAIT);
+    c.client(l)
+        .create_model_acked("trust/leader-unharmed", WAIT);
 }
 
 #[test]
@@ -138,14 +167,24 @@ fn a_removed_nodes_certificate_is_refused() {
         .expect("DELETE", &format!("/api/v1/nodes/{id}"), None, 200);
     c.stop(gone);
     let l = leader(&c, 1);
-    let answer = wait_for(WAIT, "the leader refuses the removed node's certificate", || {
-        let a = peer_call(&identity, c.id(l), &c.node(l).peer_addr, "/raft/progress", &())?;
-        if a.status == 403 {
-            Ok(a.text())
-        } else {
-            Err(format!("answered {}", a.status))
-        }
-    });
+    let answer = wait_for(
+        WAIT,
+        "the leader refuses the removed node's certificate",
+        || {
+            let a = peer_call(
+                &identity,
+                c.id(l),
+                &c.node(l).peer_addr,
+                "/raft/progress",
+                &(),
+            )?;
+            if a.status == 403 {
+                Ok(a.text())
+            } else {
+                Err(format!("answered {}", a.status))
+            }
+        },
+    );
     assert!(answer.contains("removed"), "{answer}");
 }
 
@@ -207,7 +246,8 @@ fn join_tokens_are_refused_when_used_up_revoked_expired_wrong_or_for_another_clu
     assert!(log.contains("not valid for this cluster"), "{log}");
 
     // Another CA fingerprint: the joining node stops before it sends the token.
-    let mut parts: Vec<String> = good.split('.').map(str::to_string).collect();
+    let (_, unsent) = create_token(&admin, json!({"ttl": "1h"}));
+    let mut parts: Vec<String> = unsent.split('.').map(str::to_string).collect();
     parts[3] = "ab".repeat(32);
     let log = refused_join(&mut c, &parts.join("."));
     assert!(log.contains("not the one the join token is for"), "{log}");
@@ -217,7 +257,10 @@ fn join_tokens_are_refused_when_used_up_revoked_expired_wrong_or_for_another_clu
     );
 
     let list = admin.get_ok(JOIN_TOKENS);
-    assert!(!list.to_string().contains(&parts[2][..8]), "a secret in {list}");
+    assert!(
+        !list.to_string().contains(&parts[2][..8]),
+        "a secret in {list}"
+    );
 }
 
 #[test]
@@ -244,7 +287,11 @@ fn the_cli_verifies_a_tls_api_with_the_cluster_ca() {
         String::from_utf8_lossy(&ok.stderr)
     );
     let status: Value = serde_json::from_slice(&ok.stdout).unwrap();
-    assert_eq!(status["members"].as_array().map(Vec::len), Some(2), "{status}");
+    assert_eq!(
+        status["members"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
 
     let untrusted = helix(&["cluster", "status"]);
     assert!(!untrusted.status.success(), "the CLI trusted an unknown CA");
@@ -252,8 +299,14 @@ fn the_cli_verifies_a_tls_api_with_the_cluster_ca() {
     assert!(err.contains("certificate"), "{err}");
 
     // Plain HTTP to the TLS port gets no API answer.
-    let answer = raw_exchange(&c.node(k).api_addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
-    assert!(!answer.starts_with(b"HTTP/1.1 200"), "plain HTTP was served");
+    let answer = raw_exchange(
+        &c.node(k).api_addr,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "plain HTTP was served"
+    );
 }
 
 #[test]
@@ -264,14 +317,22 @@ fn certificates_are_renewed_before_they_expire_and_the_cluster_keeps_working() {
         .start();
     let first = identity_of(&c.node(2).data_dir).info().clone();
     // Past the first certificate's end: renewed (at least) twice by then.
-    wait_for(Duration::from_secs(60), "node 2 renews past its first certificate", || {
-        let now = identity_of(&c.node(2).data_dir).info().clone();
-        if now.serial != first.serial && helix::time::now_ms() > first.not_after_ms + 1000 {
-            Ok(())
-        } else {
-            Err(format!("serial {} valid until {}", now.serial, now.not_after_ms))
-        }
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "node 2 renews past its first certificate",
+        || {
+            let now = identity_of(&c.node(2).data_dir).info().clone();
+            if now.serial != first.serial && helix::time::now_ms() > first.not_after_ms + 1000 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "serial {} valid until {}",
+                    now.serial, now.not_after_ms
+                ))
+            }
+        },
+    );
     c.client(2).create_model_acked("trust/after-renewal", WAIT);
-    c.client(1).create_model_acked("trust/after-renewal-2", WAIT);
+    c.client(1)
+        .create_model_acked("trust/after-renewal-2", WAIT);
 }

@@ -16,7 +16,9 @@ use serde::Serialize;
 pub fn identity_of(data_dir: &Path) -> NodeIdentity {
     let node_pem = std::fs::read_to_string(data_dir.join("node.pem")).expect("node.pem");
     let ca_pem = std::fs::read_to_string(data_dir.join("ca.pem")).expect("ca.pem");
-    let split = node_pem.find("-----BEGIN PRIVATE KEY-----").expect("a key in node.pem");
+    let split = node_pem
+        .find("-----BEGIN PRIVATE KEY-----")
+        .expect("a key in node.pem");
     let (cert, key) = node_pem.split_at(split);
     NodeIdentity::new(&ca_pem, cert, SecretString::from(key.to_string())).expect("identity")
 }
