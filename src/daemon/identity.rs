@@ -38,6 +38,16 @@ pub async fn establish(
 ) -> anyhow::Result<Established> {
     if let Some(identity) = dir.identity()? {
         let id = identity.node_id();
+        let expired_at = identity.info().not_after_ms;
+        if expired_at < crate::time::now_ms() {
+            // Peers refuse it; only a cluster this node leads alone can still renew it.
+            tracing::error!(
+                expired_at = %crate::time::rfc3339(expired_at),
+                "this node's certificate has expired (it was stopped for longer than its \
+                 lifetime); unless it is alone in its cluster, remove it (`helix node remove`) \
+                 and join it again with a join token"
+            );
+        }
         if let Some(stored) = db.node_id()? {
             if stored != id {
                 bail!(
