@@ -9,8 +9,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::failure::{failed, usage, Failure};
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{status}: {message}")]
@@ -19,6 +17,11 @@ pub enum ClientError {
     Unreachable(String),
     #[error("unexpected answer from {url}: {message}")]
     Unexpected { url: String, message: String },
+    /// `--ca-cert` names no usable CA certificate: the command line is wrong.
+    #[error("{0}")]
+    BadCaCert(String),
+    #[error("cannot build the HTTP client: {0}")]
+    Setup(String),
 }
 
 /// A successful answer, twice: as sent and as read.
@@ -43,29 +46,22 @@ impl Client {
         urls: &str,
         api_key: Option<String>,
         ca_cert: Option<&Path>,
-    ) -> Result<Client, Failure> {
+    ) -> Result<Client, ClientError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                usage(format!(
-                    "cannot read the CA certificate {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let tls = crate::tls::ca_client_config(&pem).map_err(|e| {
-                usage(format!(
-                    "{} is not a usable CA certificate: {e}",
-                    path.display()
-                ))
-            })?;
+            let bad = |why: String| ClientError::BadCaCert(format!("{}: {why}", path.display()));
+            let pem = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("cannot read the CA certificate: {e}")))?;
+            let tls = crate::tls::ca_client_config(&pem)
+                .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
             builder = builder.use_preconfigured_tls(tls);
         }
         Ok(Client {
             http: builder
                 .build()
-                .map_err(|e| failed(format!("cannot build the HTTP client: {e}")))?,
+                .map_err(|e| ClientError::Setup(e.to_string()))?,
             urls: urls
                 .split(',')
                 .map(|u| u.trim().trim_end_matches('/').to_string())

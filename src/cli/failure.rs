@@ -27,6 +27,9 @@ pub fn failed(message: impl Into<String>) -> Failure {
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
-        failed(e.to_string())
+        match e {
+            ClientError::BadCaCert(message) => usage(message),
+            e => failed(e.to_string()),
+        }
     }
 }
