@@ -24,6 +24,7 @@ impl Cluster {
         R: Fn(PeerClient, String, Duration) -> RF,
         RF: Future<Output = Result<Result<Resp, ClusterError>, TransportError>>,
     {
+        self.check_storage()?;
         let write_timeout = self.inner.tuning.write_timeout;
         let deadline = Instant::now() + write_timeout;
         loop {

@@ -4,21 +4,27 @@
 //! Start: data dir and storage → who we are (cluster secret, node id) → Raft → peer server
 //! → API server → runner (token watch, scheduler, reconciler) → join or bootstrap →
 //! elections and membership upkeep → announce → ready. Stop: runner (its vLLM processes
-//! first) → API and peer servers → Raft → a last flush of storage.
+//! first) → API and peer servers → Raft → a last flush of storage, all within
+//! [`STOP_WITHIN`] (`stop.rs`). A node whose storage failed restarts itself in place once the
+//! storage works again (`storage.rs`).
 
 mod announce;
 mod files;
+mod stop;
+mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::announce::Announcement;
 use self::files::DataDir;
+pub use self::stop::STOP_WITHIN;
+use self::stop::{Ending, Stopping};
 use crate::api::ApiContext;
 use crate::cluster::Cluster;
 use crate::config::NodeConfig;
@@ -37,7 +43,9 @@ pub enum Launch {
     Join { url: String, token: SecretString },
 }
 
-/// Run a node until `shutdown` resolves (SIGTERM, Ctrl-C), then stop it cleanly.
+/// Run a node until `shutdown` resolves (SIGTERM, Ctrl-C), then stop it within
+/// [`STOP_WITHIN`]; after a storage failure that has passed, restart it in place (this does
+/// not return then).
 pub async fn run(
     config: NodeConfig,
     launch: Launch,
@@ -138,28 +146,52 @@ pub async fn run(
     ));
 
     let mut shutdown = std::pin::pin!(shutdown);
-    tokio::select! {
+    let mut recovered = std::pin::pin!(storage::recovered(
+        cluster.clone(),
+        dir.root().to_path_buf()
+    ));
+    let ending = tokio::select! {
         _ = cluster.wait_ready() => {
-            println!("helix node {node_id} ready");
-            shutdown.await;
+            if cluster.readiness().storage_failure.is_none() {
+                println!("helix node {node_id} ready");
+            }
+            tokio::select! {
+                _ = &mut shutdown => Ending::Exit,
+                _ = &mut recovered => Ending::RestartInPlace,
+            }
         }
-        _ = &mut shutdown => {}
-    }
+        _ = &mut shutdown => Ending::Exit,
+        _ = &mut recovered => Ending::RestartInPlace,
+    };
 
     tracing::info!("shutting down");
+    let mut stopping = Stopping::start(ending);
     let _ = stop_tx.send(true);
     // vLLM processes stop first (SIGTERM, then SIGKILL after the grace period).
-    let _ = reconciler.await;
-    let _ = scheduler.await;
-    let _ = api_server.await;
-    let _ = peer_server.await;
-    cluster
-        .shutdown()
-        .await
-        .map_err(|e| anyhow!("raft did not stop cleanly: {e}"))?;
-    db.flush().await?;
+    let runner_cap = config.runner.stop_grace + stop::RUNNER_SLACK;
+    let runner = async {
+        let _ = reconciler.await;
+        let _ = scheduler.await;
+        Ok(())
+    };
+    stopping.step("the runner", runner_cap, runner).await;
+    let servers = async {
+        let _ = api_server.await;
+        let _ = peer_server.await;
+        Ok(())
+    };
+    stopping
+        .step("the API and peer servers", stop::STEP, servers)
+        .await;
+    stopping.step("raft", stop::STEP, cluster.shutdown()).await;
+    // Everything acknowledged is durable already (appends, votes and truncations are
+    // fdatasync-ed before they are acknowledged, `raft/store/flush.rs`): this flush only
+    // spares re-applying a few entries at the next start, so it may be cut short. It runs on
+    // the flusher's own thread, never blocking the runtime.
+    let flush = async { db.flush().await.map_err(|e| e.to_string()) };
+    stopping.step("the last flush", stop::STEP, flush).await;
     tracing::info!("stopped");
-    Ok(())
+    stopping.finish()
 }
 
 /// The cluster secret: kept in `join.token` (0600) by every member; created at bootstrap,

@@ -156,18 +156,26 @@ impl PeerClient {
         })
     }
 
-    /// A Raft RPC: an answer from the peer's Raft counts as contact.
-    async fn raft_rpc<Req: Serialize, Resp: DeserializeOwned>(
+    /// A Raft RPC. Only an `Ok` answer of the peer's Raft counts as contact: an error it
+    /// sends back (its core stopped, say on a storage failure) means it takes no part, and
+    /// the status page, learner promotion, elections and the runner's node-lost logic all
+    /// read contact as "this member works".
+    async fn raft_rpc<Req: Serialize, T: DeserializeOwned, E: DeserializeOwned>(
         &self,
         target: NodeId,
         addr: &str,
         path: &str,
         request: &Req,
         ttl: Duration,
-    ) -> Result<Resp, RpcFailure> {
-        match self.call(addr, path, request, ttl).await {
+    ) -> Result<Result<T, E>, RpcFailure> {
+        match self
+            .call::<Req, Result<T, E>>(addr, path, request, ttl)
+            .await
+        {
             Ok(answer) => {
-                self.contact.record(target);
+                if answer.is_ok() {
+                    self.contact.record(target);
+                }
                 Ok(answer)
             }
             Err(e @ (TransportError::Unreachable { .. } | TransportError::Broken { .. })) => {
@@ -223,5 +231,38 @@ impl RaftTransport for PeerClient {
         ttl: Duration,
     ) -> Result<SnapshotAnswer, RpcFailure> {
         self.raft_rpc(target, addr, SNAPSHOT_PATH, rpc, ttl).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A peer whose Raft answers with an error (its core stopped) was reached, but it takes
+    /// no part: only its `Ok` answers count as contact.
+    #[tokio::test]
+    async fn only_an_ok_answer_counts_as_contact() {
+        let answer = |a: Result<u64, String>| move || async move { codec::encode(&a) };
+        let router = axum::Router::new()
+            .route("/ok", post(answer(Ok(7))))
+            .route("/stopped", post(answer(Err("storage failed".into()))));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = PeerClient::new("credential");
+        let ttl = Duration::from_secs(10);
+
+        let stopped: Result<u64, String> = client
+            .raft_rpc(2, &addr, "/stopped", &(), ttl)
+            .await
+            .unwrap();
+        assert_eq!(stopped, Err("storage failed".into()));
+        assert_eq!(client.contact().since_last_answer(2), None);
+
+        let ok: Result<u64, String> = client.raft_rpc(2, &addr, "/ok", &(), ttl).await.unwrap();
+        assert_eq!(ok, Ok(7));
+        assert!(client.contact().since_last_answer(2).is_some());
     }
 }
