@@ -187,9 +187,12 @@ pub async fn run(
     // Everything acknowledged is durable already (appends, votes and truncations are
     // fdatasync-ed before they are acknowledged, `raft/store/flush.rs`): this flush only
     // spares re-applying a few entries at the next start, so it may be cut short. It runs on
-    // the flusher's own thread, never blocking the runtime.
-    let flush = async { db.flush().await.map_err(|e| e.to_string()) };
-    stopping.step("the last flush", stop::STEP, flush).await;
+    // the flusher's own thread, never blocking the runtime. Before a restart in place there
+    // is nothing to flush: sled refuses everything after its storage error.
+    if ending == Ending::Exit {
+        let flush = async { db.flush().await.map_err(|e| e.to_string()) };
+        stopping.step("the last flush", stop::STEP, flush).await;
+    }
     tracing::info!("stopped");
     stopping.finish()
 }

@@ -7,4 +7,5 @@ mod common;
 mod bench_smoke;
 mod cluster_core;
 mod runner;
+mod storage;
 mod tenancy;
