@@ -33,22 +33,37 @@ impl PeerHandler for Cluster {
     }
 
     async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        self.leading()?;
         self.write_local(proposal).await
     }
 
     async fn read_index(&self) -> Result<Option<u64>, ClusterError> {
+        self.leading()?;
         self.read_index_local().await
     }
 
     async fn join(&self, request: JoinRequest) -> Result<JoinReply, ClusterError> {
+        self.leading()?;
         self.join_local(request).await
     }
 
     async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.leading()?;
         self.remove_local(node).await
     }
 
     fn progress(&self) -> Result<Progress, ClusterError> {
         self.progress_local()
+    }
+}
+
+impl Cluster {
+    /// For the leader-only calls of other nodes: a leader whose storage failed leads no more,
+    /// and "not the leader" makes the caller retry with the next one.
+    fn leading(&self) -> Result<(), ClusterError> {
+        match self.inner.raft.storage_failure() {
+            Some(_) => Err(ClusterError::NotLeader { leader_id: None }),
+            None => Ok(()),
+        }
     }
 }

@@ -180,8 +180,10 @@ pub async fn run(
         let _ = peer_server.await;
         Ok(())
     };
+    // Requests in flight finish: a write waits at most the write timeout.
+    let servers_cap = config.raft.write_timeout + stop::STEP;
     stopping
-        .step("the API and peer servers", stop::STEP, servers)
+        .step("the API and peer servers", servers_cap, servers)
         .await;
     stopping.step("raft", stop::STEP, cluster.shutdown()).await;
     // Everything acknowledged is durable already (appends, votes and truncations are

@@ -37,7 +37,6 @@ pub(super) enum ProbeError {
 pub(super) async fn recovered(cluster: Cluster, dir: PathBuf) {
     let cause = failure(&cluster).await;
     tracing::error!(
-        cause = %cause,
         "storage failed: {cause}. This node is out of service (Raft stopped; /readyz, writes \
          and reads answer 503) until its data dir {} works again; checking every {PROBE_EVERY:?}",
         dir.display()
