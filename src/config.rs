@@ -127,6 +127,10 @@ pub struct ServerTuning {
     pub idle_timeout: Duration,
 }
 
+/// The longest `runner.stop_grace_ms`: a node stops within 10 s of SIGTERM, and its vLLM
+/// processes stop first, so their grace must leave room for the rest (see `daemon::stop`).
+pub const MAX_STOP_GRACE_MS: u64 = 6000;
+
 /// The config file. Every key is optional; absent keys keep the embedded default.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -309,8 +313,17 @@ impl NodeConfig {
         let runner = RunnerTuning {
             node_lost_after: Duration::from_millis(u.node_lost_after_ms.unwrap_or(10_000)),
             port_range: parse_port_range(u.port_range.as_deref().unwrap_or("20000-20999"))?,
-            stop_grace: Duration::from_millis(u.stop_grace_ms.unwrap_or(10_000)),
+            stop_grace: Duration::from_millis(u.stop_grace_ms.unwrap_or(5000)),
         };
+        if runner.stop_grace > Duration::from_millis(MAX_STOP_GRACE_MS) {
+            return Err(invalid(
+                "runner.stop_grace_ms",
+                format!(
+                    "must be at most {MAX_STOP_GRACE_MS}: a node stops within 10 s of SIGTERM, \
+                     its vLLM processes first"
+                ),
+            ));
+        }
         Ok(NodeConfig {
             data_dir: flags
                 .data_dir
@@ -447,6 +460,18 @@ mod tests {
         let example = NodeConfig::resolve(file, NodeOptions::default()).unwrap();
         let defaults = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn stop_grace_fits_the_stop_budget() {
+        let grace = |ms: u64| {
+            let file: FileConfig =
+                toml::from_str(&format!("[runner]\nstop_grace_ms = {ms}\n")).unwrap();
+            NodeConfig::resolve(file, NodeOptions::default())
+        };
+        assert!(grace(MAX_STOP_GRACE_MS).is_ok());
+        let err = grace(MAX_STOP_GRACE_MS + 1).unwrap_err().to_string();
+        assert!(err.contains("runner.stop_grace_ms"), "{err}");
     }
 
     #[test]

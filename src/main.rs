@@ -3,8 +3,15 @@ use clap::Parser;
 #[tokio::main]
 async fn main() {
     let cli = helix::cli::Cli::parse();
-    if let Err(failure) = helix::cli::run(cli).await {
-        eprintln!("error: {}", failure.message);
-        std::process::exit(failure.code);
-    }
+    let code = match helix::cli::run(cli).await {
+        Ok(()) => 0,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            failure.code
+        }
+    };
+    // Exit here rather than by dropping the runtime, which waits for every blocking task and
+    // drops the database (sled flushes on drop): either can hang on a failed disk, and a
+    // stopping node must be gone within `helix::daemon::STOP_WITHIN`.
+    std::process::exit(code);
 }

@@ -15,19 +15,21 @@ pub async fn healthz() -> impl IntoResponse {
 
 pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let r = ctx.cluster.readiness();
-    match (r.member, r.leader) {
-        (true, Some(leader)) => (
-            StatusCode::OK,
-            Json(serde_json::json!({"ready": true, "leader_id": leader})),
-        ),
-        (member, _) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({
-                "ready": false,
-                "error": if member { "no leader known" } else { "not a member yet" },
-            })),
-        ),
-    }
+    let error = match (r.storage_failure, r.member, r.leader) {
+        (None, true, Some(leader)) => {
+            return (
+                StatusCode::OK,
+                Json(serde_json::json!({"ready": true, "leader_id": leader})),
+            )
+        }
+        (Some(cause), _, _) => format!("storage failed: {cause}"),
+        (None, true, None) => "no leader known".into(),
+        (None, false, _) => "not a member yet".into(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(serde_json::json!({"ready": false, "error": error})),
+    )
 }
 
 /// The members, with what the replicated state says of each (addresses, GPUs, slots).

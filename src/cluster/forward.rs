@@ -25,6 +25,7 @@ impl Cluster {
         R: Fn(PeerClient, NodeId, String, Duration) -> RF,
         RF: Future<Output = Result<Result<Resp, ClusterError>, TransportError>>,
     {
+        self.check_storage()?;
         let write_timeout = self.inner.tuning.write_timeout;
         let deadline = Instant::now() + write_timeout;
         loop {

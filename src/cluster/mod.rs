@@ -59,11 +59,13 @@ struct Inner {
     clock: write::LeaderClock,
 }
 
-/// Whether this node can serve: a member that knows a leader.
-#[derive(Debug, Clone, Copy)]
+/// Whether this node can serve: a member that knows a leader, with working storage.
+#[derive(Debug, Clone)]
 pub struct Readiness {
     pub member: bool,
     pub leader: Option<NodeId>,
+    /// Why this node's storage failed; it serves nothing until restarted.
+    pub storage_failure: Option<String>,
 }
 
 impl Cluster {
@@ -115,6 +117,18 @@ impl Cluster {
         Readiness {
             member: status.membership.contains(self.node_id()),
             leader: status.leader,
+            storage_failure: status.storage_failure,
+        }
+    }
+
+    /// Refuses once this node's storage has failed: its Raft has stopped for good and its
+    /// replica no longer moves, so it answers neither writes nor reads, stale or not.
+    fn check_storage(&self) -> Result<(), ClusterError> {
+        match self.inner.raft.storage_failure() {
+            Some(cause) => Err(ClusterError::Unavailable(format!(
+                "storage failed on this node: {cause}"
+            ))),
+            None => Ok(()),
         }
     }
 

@@ -18,6 +18,7 @@ pub enum Consistency {
 impl Cluster {
     /// This node's state, once it is as fresh as `consistency` asks.
     pub async fn read(&self, consistency: Consistency) -> Result<&StateView, ClusterError> {
+        self.check_storage()?;
         if consistency == Consistency::Linearizable {
             self.catch_up().await?;
         }

@@ -38,18 +38,22 @@ impl PeerHandler for Cluster {
     }
 
     async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
+        self.leading()?;
         self.write_local(proposal).await
     }
 
     async fn read_index(&self) -> Result<Option<u64>, ClusterError> {
+        self.leading()?;
         self.read_index_local().await
     }
 
     async fn admit(&self, request: AdmitRequest) -> Result<JoinReply, ClusterError> {
+        self.leading()?;
         self.admit_local(request).await
     }
 
     async fn add_learner(&self, request: AddLearnerRequest) -> Result<(), ClusterError> {
+        self.leading()?;
         self.add_learner_local(request).await
     }
 
@@ -58,14 +62,27 @@ impl PeerHandler for Cluster {
     }
 
     async fn renew(&self, node: NodeId, request: RenewRequest) -> Result<String, ClusterError> {
+        self.leading()?;
         self.renew_local(node, request).await
     }
 
     async fn remove(&self, node: NodeId) -> Result<(), ClusterError> {
+        self.leading()?;
         self.remove_local(node).await
     }
 
     fn progress(&self) -> Result<Progress, ClusterError> {
         self.progress_local()
+    }
+}
+
+impl Cluster {
+    /// For the leader-only calls of other nodes: a leader whose storage failed leads no more,
+    /// and "not the leader" makes the caller retry with the next one.
+    fn leading(&self) -> Result<(), ClusterError> {
+        match self.inner.raft.storage_failure() {
+            Some(_) => Err(ClusterError::NotLeader { leader_id: None }),
+            None => Ok(()),
+        }
     }
 }

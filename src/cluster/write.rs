@@ -17,7 +17,9 @@ impl From<RaftError> for ClusterError {
             RaftError::ChangeInProgress | RaftError::ChangeRefused(_) => {
                 ClusterError::Conflict(e.to_string())
             }
-            RaftError::Stopped(_) => ClusterError::Unavailable(e.to_string()),
+            RaftError::StorageFailed(_) | RaftError::Stopped(_) => {
+                ClusterError::Unavailable(e.to_string())
+            }
         }
     }
 }

@@ -4,19 +4,23 @@
 //! Start: data dir and storage → who we are (certificate, cluster key, node id: bootstrap,
 //! admission with a join token, or the data dir) → Raft → peer server (mutual TLS) → API
 //! server → runner (token watch, scheduler, reconciler) → become a learner or bootstrap →
-//! elections, membership upkeep, certificate renewal → announce → ready. Stop: runner (its vLLM processes
-//! first) → API and peer servers → Raft → a last flush of storage.
+//! elections, membership upkeep, certificate renewal → announce → ready. Stop: runner (its
+//! vLLM processes first) → API and peer servers → Raft → a last flush of storage, all within
+//! [`STOP_WITHIN`] (`stop.rs`). A node whose storage failed restarts itself in place once the
+//! storage works again (`storage.rs`).
 
 mod announce;
 mod certificates;
 mod files;
 mod identity;
+mod stop;
+mod storage;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -24,6 +28,8 @@ use tokio::sync::watch;
 use self::announce::Announcement;
 use self::files::DataDir;
 use self::identity::Established;
+pub use self::stop::STOP_WITHIN;
+use self::stop::{Ending, Stopping};
 use crate::api::ApiContext;
 use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
@@ -42,7 +48,9 @@ pub enum Launch {
     Join { url: String, token: SecretString },
 }
 
-/// Run a node until `shutdown` resolves (SIGTERM, Ctrl-C), then stop it cleanly.
+/// Run a node until `shutdown` resolves (SIGTERM, Ctrl-C), then stop it within
+/// [`STOP_WITHIN`]; after a storage failure that has passed, restart it in place (this does
+/// not return then).
 pub async fn run(
     config: NodeConfig,
     launch: Launch,
@@ -178,30 +186,59 @@ pub async fn run(
     ));
 
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut recovered = std::pin::pin!(storage::recovered(
+        cluster.clone(),
+        dir.root().to_path_buf()
+    ));
     // Ready once a member with a leader that has recorded this node (and, on the node that
     // bootstrapped, the first admin and join token).
-    tokio::select! {
+    let ending = tokio::select! {
         _ = async { cluster.wait_ready().await; let _ = announced.await; } => {
-            println!("helix node {node_id} ready");
-            shutdown.await;
+            if cluster.readiness().storage_failure.is_none() {
+                println!("helix node {node_id} ready");
+            }
+            tokio::select! {
+                _ = &mut shutdown => Ending::Exit,
+                _ = &mut recovered => Ending::RestartInPlace,
+            }
         }
-        _ = &mut shutdown => {}
-    }
+        _ = &mut shutdown => Ending::Exit,
+        _ = &mut recovered => Ending::RestartInPlace,
+    };
 
     tracing::info!("shutting down");
+    let mut stopping = Stopping::start(ending);
     let _ = stop_tx.send(true);
     // vLLM processes stop first (SIGTERM, then SIGKILL after the grace period).
-    let _ = reconciler.await;
-    let _ = scheduler.await;
-    let _ = api_server.await;
-    let _ = peer_server.await;
-    cluster
-        .shutdown()
-        .await
-        .map_err(|e| anyhow!("raft did not stop cleanly: {e}"))?;
-    db.flush().await?;
+    let runner_cap = config.runner.stop_grace + stop::RUNNER_SLACK;
+    let runner = async {
+        let _ = reconciler.await;
+        let _ = scheduler.await;
+        Ok(())
+    };
+    stopping.step("the runner", runner_cap, runner).await;
+    let servers = async {
+        let _ = api_server.await;
+        let _ = peer_server.await;
+        Ok(())
+    };
+    // Requests in flight finish: a write waits at most the write timeout.
+    let servers_cap = config.raft.write_timeout + stop::STEP;
+    stopping
+        .step("the API and peer servers", servers_cap, servers)
+        .await;
+    stopping.step("raft", stop::STEP, cluster.shutdown()).await;
+    // Everything acknowledged is durable already (appends, votes and truncations are
+    // fdatasync-ed before they are acknowledged, `raft/store/flush.rs`): this flush only
+    // spares re-applying a few entries at the next start, so it may be cut short. It runs on
+    // the flusher's own thread, never blocking the runtime. Before a restart in place there
+    // is nothing to flush: sled refuses everything after its storage error.
+    if ending == Ending::Exit {
+        let flush = async { db.flush().await.map_err(|e| e.to_string()) };
+        stopping.step("the last flush", stop::STEP, flush).await;
+    }
     tracing::info!("stopped");
-    Ok(())
+    stopping.finish()
 }
 
 /// Raise the open-file limit, and the limits of both servers: the configured connection cap,

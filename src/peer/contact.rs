@@ -1,5 +1,6 @@
-//! When each peer last answered one of our Raft RPCs. The leader heartbeats every member, so
-//! on the leader this says who is reachable (and, for the runner, who is lost).
+//! When each peer's Raft last answered one of our Raft RPCs with success (an error from a
+//! stopped core is no contact). The leader heartbeats every member, so on the leader this
+//! says who is reachable (and, for the runner, who is lost).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

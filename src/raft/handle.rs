@@ -33,14 +33,20 @@ pub enum RaftError {
     ChangeInProgress,
     #[error("membership change refused: {0}")]
     ChangeRefused(String),
-    /// Raft has stopped (shutdown, or a storage failure).
+    /// Raft's core stopped because this node's storage failed; it stays stopped.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
+    /// Raft has stopped (shutdown).
     #[error("raft has stopped: {0}")]
     Stopped(String),
 }
 
 impl From<Fatal<NodeId>> for RaftError {
     fn from(e: Fatal<NodeId>) -> Self {
-        RaftError::Stopped(e.to_string())
+        match e {
+            Fatal::StorageError(e) => RaftError::StorageFailed(e.to_string()),
+            e => RaftError::Stopped(e.to_string()),
+        }
     }
 }
 
@@ -126,6 +132,11 @@ impl Raft {
             .membership()
             .get_node(&id)
             .map(|n| n.addr.clone())
+    }
+
+    /// Why Raft's core stopped, when this node's storage failed.
+    pub fn storage_failure(&self) -> Option<String> {
+        super::status::storage_failure(&self.inner.metrics().borrow())
     }
 
     pub fn status(&self) -> RaftStatus {

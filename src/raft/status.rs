@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use openraft::error::Fatal;
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 use tokio::sync::watch;
 
@@ -20,6 +21,10 @@ pub struct RaftStatus {
     pub replication: BTreeMap<NodeId, Option<u64>>,
     /// The vote this node holds; two readings with equal stamps saw no election between.
     pub vote_stamp: VoteStamp,
+    /// Why Raft's core stopped by itself, when its storage failed (the cause as openraft
+    /// reports it, e.g. `when Write Logs: IO error: No space left on device`). openraft
+    /// never restarts a stopped core.
+    pub storage_failure: Option<String>,
 }
 
 /// An opaque copy of a Raft vote, for noticing that one changed.
@@ -45,7 +50,15 @@ impl RaftStatus {
                 })
                 .unwrap_or_default(),
             vote_stamp: VoteStamp(m.vote),
+            storage_failure: storage_failure(m),
         }
+    }
+}
+
+pub(super) fn storage_failure(m: &RaftMetrics<NodeId, BasicNode>) -> Option<String> {
+    match &m.running_state {
+        Err(Fatal::StorageError(e)) => Some(e.to_string()),
+        _ => None,
     }
 }
 

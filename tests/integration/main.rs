@@ -8,5 +8,6 @@ mod bench_smoke;
 mod cluster_core;
 mod runner;
 mod starvation;
+mod storage;
 mod tenancy;
 mod trust;

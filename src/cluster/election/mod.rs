@@ -150,7 +150,9 @@ impl Cluster {
             campaigning: contact.campaigning_within(tuning.leader_lease()),
             own_last_log: self.inner.raft.last_log(),
         };
-        let d = decision::decide(&voter, request.last_log);
+        let mut d = decision::decide(&voter, request.last_log);
+        // A node whose storage failed cannot vote: its grant would only mislead.
+        d.granted &= status.storage_failure.is_none();
         if d.campaign_now {
             contact.campaign_now.notify_one();
         }
@@ -189,6 +191,10 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
     let mut refusals = 0u32;
     loop {
         let status = cluster.inner.raft.status();
+        if status.storage_failure.is_some() {
+            // Raft stopped for good: nothing to campaign with until the node restarts.
+            return;
+        }
         let silence = contact.silence();
         if silence < lease {
             refusals = 0;

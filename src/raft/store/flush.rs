@@ -62,16 +62,11 @@ impl Flusher {
                         );
                     }
                     for waiter in batch.drain(..) {
-                        let result = match &result {
-                            Ok(()) => Ok(()),
-                            Err(e) => Err(sled::Error::Io(std::io::Error::other(e.to_string()))),
-                        };
+                        let result = result.as_ref().map_err(plain_io_error).copied();
                         match waiter {
-                            FlushWaiter::Log(callback) => {
-                                callback.log_io_completed(result.map_err(std::io::Error::other))
-                            }
+                            FlushWaiter::Log(callback) => callback.log_io_completed(result),
                             FlushWaiter::Notify(tx) => {
-                                let _ = tx.send(result);
+                                let _ = tx.send(result.map_err(sled::Error::Io));
                             }
                         }
                     }
@@ -90,6 +85,27 @@ impl Flusher {
             Some(tx) => tx.send(waiter).map_err(|_| stopped()),
             None => Err(stopped()),
         }
+    }
+}
+
+/// A flush's error as a plain I/O error, one per waiter (`io::Error` is not `Clone`), so the
+/// cause reads as the OS says it ("No space left on device (os error 28)"): the error sled
+/// keeps after a failed write is a copy whose text is the original's `Debug` form.
+pub(super) fn plain_io_error(e: &sled::Error) -> std::io::Error {
+    let sled::Error::Io(io) = e else {
+        return std::io::Error::other(e.to_string());
+    };
+    if let Some(code) = io.raw_os_error() {
+        return std::io::Error::from_raw_os_error(code);
+    }
+    let text = io.to_string();
+    let copied_code = text
+        .strip_prefix("Os { code: ")
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|code| code.parse().ok());
+    match copied_code {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(io.kind(), text),
     }
 }
 
@@ -162,6 +178,20 @@ mod tests {
 
     /// Values too big for a log segment live in sled's `blobs/`, which sled never syncs:
     /// every flush syncs the new ones.
+    #[test]
+    fn flush_errors_read_as_the_os_says() {
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let direct = plain_io_error(&sled::Error::Io(enospc));
+        assert_eq!(direct.raw_os_error(), Some(28));
+        // What sled's `Clone` makes of it, as its kept global error.
+        let enospc = std::io::Error::from_raw_os_error(28);
+        let copy = std::io::Error::new(enospc.kind(), format!("{enospc:?}"));
+        let kept = plain_io_error(&sled::Error::Io(copy));
+        assert_eq!(kept.to_string(), direct.to_string());
+        let other = plain_io_error(&sled::Error::Unsupported("x".into()));
+        assert!(other.to_string().contains("Unsupported: x"), "{other}");
+    }
+
     #[test]
     fn flushes_sync_new_blob_files() {
         let dir = tempfile::tempdir().expect("tempdir");

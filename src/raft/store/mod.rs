@@ -35,7 +35,12 @@ use crate::state::codec;
 const NODE_ID: &[u8] = b"node_id";
 
 fn io_error(e: impl std::error::Error + 'static) -> AnyError {
-    AnyError::new(&e)
+    // A storage failure is shown to operators (`/readyz`): sled's I/O errors read as the OS
+    // says them, without sled's wrapping.
+    match (&e as &dyn std::any::Any).downcast_ref::<sled::Error>() {
+        Some(sled) => AnyError::error(flush::plain_io_error(sled)),
+        None => AnyError::new(&e),
+    }
 }
 
 fn read_err(e: impl std::error::Error + 'static) -> StorageError {

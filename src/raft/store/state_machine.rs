@@ -92,10 +92,11 @@ impl StateMachine {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e: TransactionError<()>| {
-                StorageIOError::write_state_machine(io_error(std::io::Error::other(format!(
-                    "{e:?}"
-                ))))
-                .into()
+                let cause = match e {
+                    TransactionError::Storage(e) => io_error(e),
+                    e => io_error(std::io::Error::other(format!("{e:?}"))),
+                };
+                StorageIOError::write_state_machine(cause).into()
             })
     }
 }

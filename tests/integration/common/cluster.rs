@@ -407,6 +407,13 @@ impl Cluster {
         );
     }
 
+    /// SIGTERM node `k` and wait for it to exit, at most `timeout` (SIGKILL and panic after).
+    pub fn terminate(&mut self, k: usize, timeout: Duration) -> ExitStatus {
+        let mut process = self.take_process(k);
+        process.signal(Signal::SIGTERM);
+        process.wait_exit(timeout)
+    }
+
     /// Waits for node `k`'s process to exit on its own.
     pub fn wait_exit(&mut self, k: usize, timeout: Duration) -> ExitStatus {
         self.process_mut(k).wait_exit(timeout)
