@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::server::PeerHandler;
+use super::handler::PeerHandler;
 use crate::raft::NodeId;
 use crate::server::{PeerCertificate, WarnLimiter};
 

@@ -8,15 +8,17 @@
 mod auth;
 mod client;
 mod contact;
+mod handler;
 mod join;
 mod message;
 mod server;
 
 pub use client::{PeerClient, TransportError};
 pub use contact::PeerContact;
+pub use handler::PeerHandler;
 pub use join::{request_join, JoinError, CA_API_PATH, JOIN_API_PATH};
 pub use message::{
     AddLearnerRequest, AdmitRequest, ClusterError, JoinReply, JoinRequest, MemberProgress,
     PreVoteRequest, PreVoteResponse, Progress, RenewRequest, Written,
 };
-pub use server::{serve, PeerHandler};
+pub use server::serve;

@@ -1,5 +1,7 @@
 //! The pure, deterministic transition function of the replicated state.
 
+mod trust;
+
 use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
