@@ -47,7 +47,7 @@ if [[ -z ${BASE_BIN:-} ]]; then
 fi
 
 url() { echo "http://${IPS[$1]}:$API_PORT"; }
-ready() { grep -qE 'node [0-9]+ ready' "$1"; }
+ready() { grep -qsE 'node [0-9]+ ready' "$1"; }
 wait_for() { # seconds what command...
   local deadline=$((SECONDS + $1)) what=$2; shift 2
   until "$@"; do ((SECONDS < deadline)) || die "timed out waiting for $what"; sleep 0.2; done
