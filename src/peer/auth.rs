@@ -2,6 +2,8 @@
 //! handshake already checked that the cluster CA issued it), unless the replicated state
 //! says that certificate must be refused (its node was removed, it was revoked).
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -20,20 +22,41 @@ pub(super) struct Caller(pub NodeId);
 /// One warning every few seconds at most: refused requests are what a flood looks like.
 static REFUSALS: WarnLimiter = WarnLimiter::new(Duration::from_secs(5));
 
+/// Certificates already read, by their DER: a connection carries many requests, and a
+/// cluster has few certificates at a time (a handful per member across renewals).
+static READ: Mutex<Option<HashMap<Vec<u8>, (Option<NodeId>, String)>>> = Mutex::new(None);
+/// Past this many, the cache starts afresh (renewals retire old certificates).
+const READ_KEEP: usize = 256;
+
+/// The node a certificate names and its serial, read once per certificate.
+fn read_certificate(der: &[u8]) -> Result<(Option<NodeId>, String), String> {
+    let mut cache = READ.lock().unwrap_or_else(PoisonError::into_inner);
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(known) = cache.get(der) {
+        return Ok(known.clone());
+    }
+    let info =
+        crate::tls::leaf_info(der).map_err(|e| format!("unreadable client certificate: {e}"))?;
+    if cache.len() >= READ_KEEP {
+        cache.clear();
+    }
+    let read = (info.node_id, info.serial);
+    cache.insert(der.to_vec(), read.clone());
+    Ok(read)
+}
+
 /// Middleware: refuse (403) a request whose certificate names no node or a refused one;
 /// otherwise pass it on with its [`Caller`].
 pub(super) async fn identify<H: PeerHandler>(handler: H, mut req: Request, next: Next) -> Response {
     let leaf = req
         .extensions()
         .get::<PeerCertificate>()
-        .map(|c| crate::tls::leaf_info(c.0.as_ref()));
+        .map(|c| read_certificate(c.0.as_ref()));
     let verdict = match leaf {
         None => Err("no client certificate".to_string()),
-        Some(Err(e)) => Err(format!("unreadable client certificate: {e}")),
-        Some(Ok(info)) => match info.node_id {
-            None => Err("the client certificate names no node".to_string()),
-            Some(node) => handler.check_peer(node, &info.serial).map(|()| node),
-        },
+        Some(Err(e)) => Err(e),
+        Some(Ok((None, _))) => Err("the client certificate names no node".to_string()),
+        Some(Ok((Some(node), serial))) => handler.check_peer(node, &serial).map(|()| node),
     };
     match verdict {
         Ok(node) => {

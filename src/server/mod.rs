@@ -105,6 +105,9 @@ pub async fn serve(
                 continue;
             }
         };
+        // Answers are small and awaited (Raft RPCs above all): Nagle's algorithm would hold
+        // the second TLS record of an answer until the first is acknowledged.
+        let _ = tcp.set_nodelay(true);
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             if let Some(suppressed) = refused.check() {
                 tracing::warn!(
