@@ -24,12 +24,14 @@ static REFUSALS: WarnLimiter = WarnLimiter::new(Duration::from_secs(5));
 
 /// Certificates already read, by their DER: a connection carries many requests, and a
 /// cluster has few certificates at a time (a handful per member across renewals).
-static READ: Mutex<Option<HashMap<Vec<u8>, (Option<NodeId>, String)>>> = Mutex::new(None);
+static READ: Mutex<Option<HashMap<Vec<u8>, CertificateRead>>> = Mutex::new(None);
+/// The node a certificate names (if one) and its serial.
+type CertificateRead = (Option<NodeId>, String);
 /// Past this many, the cache starts afresh (renewals retire old certificates).
 const READ_KEEP: usize = 256;
 
 /// The node a certificate names and its serial, read once per certificate.
-fn read_certificate(der: &[u8]) -> Result<(Option<NodeId>, String), String> {
+fn read_certificate(der: &[u8]) -> Result<CertificateRead, String> {
     let mut cache = READ.lock().unwrap_or_else(PoisonError::into_inner);
     let cache = cache.get_or_insert_with(HashMap::new);
     if let Some(known) = cache.get(der) {
