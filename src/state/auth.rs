@@ -4,7 +4,7 @@
 
 use super::catalog::Model;
 use super::command::{Command, StateError};
-use super::tenancy::{OrgRole, User};
+use super::tenancy::{ApiKey, OrgRole, User};
 use super::State;
 
 /// A permission rule.
@@ -114,7 +114,8 @@ impl State {
             | Command::ReportSlot { .. }
             | Command::InitCa(_)
             | Command::AdmitNode { .. }
-            | Command::RecordCertificate(_) => Rule::Cluster,
+            | Command::RecordCertificate(_)
+            | Command::TouchApiKeys { .. } => Rule::Cluster,
             Command::UpdateSystemSettings { .. }
             | Command::CreateOrg(_)
             | Command::CreateUser { .. }
@@ -122,9 +123,14 @@ impl State {
             | Command::UpdateModel { .. }
             | Command::DeleteModel { .. }
             | Command::CreateJoinToken { .. }
-            | Command::RevokeJoinToken { .. } => Rule::Admin,
-            Command::IssueApiKey { user_id, .. } => Rule::AdminOrSelf { user_id },
-            Command::RevokeApiKey { key_id } => Rule::AdminOrKeyOwner { key_id },
+            | Command::RevokeJoinToken { .. }
+            | Command::SetUserDisabled { .. } => Rule::Admin,
+            Command::IssueApiKey { user_id, .. } | Command::IssueNamedApiKey { user_id, .. } => {
+                Rule::AdminOrSelf { user_id }
+            }
+            Command::RevokeApiKey { key_id } | Command::RotateApiKey { key_id, .. } => {
+                Rule::AdminOrKeyOwner { key_id }
+            }
             Command::UpdateOrgSettings { org_id, .. } => Rule::AdminOrOrgOwner { org_id },
             Command::UpdateUserSettings { user_id, .. } => Rule::AdminOrSelf { user_id },
         }
@@ -135,10 +141,34 @@ impl State {
         self.check(actor, self.rule_for(command))
     }
 
-    /// The user behind an API key hash, if the key exists.
+    /// The user behind an API key hash, if the key exists and its user is not disabled.
     pub fn user_by_key_hash(&self, key_hash: &str) -> Option<&User> {
         let key = self.api_keys.get(key_hash)?;
+        if self.disabled_users.contains(&key.user_id) {
+            return None;
+        }
         self.users.get(&key.user_id)
+    }
+
+    /// Would an enabled admin still hold a key once `key_hash` is revoked? When not,
+    /// nobody could administer the cluster any more.
+    pub fn admin_access_remains_without(&self, key_hash: &str) -> bool {
+        self.api_keys.iter().any(|(hash, k)| {
+            hash != key_hash
+                && !self.disabled_users.contains(&k.user_id)
+                && self.users.get(&k.user_id).is_some_and(|u| u.admin)
+        })
+    }
+
+    /// A user's keys, oldest first.
+    pub fn keys_of(&self, user_id: &str) -> Vec<&ApiKey> {
+        let mut keys: Vec<&ApiKey> = self
+            .api_keys
+            .values()
+            .filter(|k| k.user_id == user_id)
+            .collect();
+        keys.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        keys
     }
 
     /// The stored hash of the key with public id `key_id`.

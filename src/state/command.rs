@@ -117,6 +117,30 @@ pub enum Command {
     },
     /// A certificate the leader issued to a member (bootstrap, renewal).
     RecordCertificate(IssuedCertificate),
+    /// An API key with an optional name (`IssueApiKey` is the unnamed form of old logs).
+    IssueNamedApiKey {
+        user_id: String,
+        key_id: String,
+        key_hash: String,
+        name: Option<String>,
+    },
+    /// A new key for the same user, with the same name, in place of `key_id`, which is
+    /// revoked in the same apply.
+    RotateApiKey {
+        key_id: String,
+        new_key_id: String,
+        new_key_hash: String,
+    },
+    /// A disabled user's keys all stop working (also for proposals already in flight).
+    SetUserDisabled {
+        user_id: String,
+        disabled: bool,
+    },
+    /// Keys (by hash) a node saw in use since its last report: their last use becomes the
+    /// leader's stamp. Each node proposes this at most once a minute, so it is coarse.
+    TouchApiKeys {
+        key_hashes: Vec<String>,
+    },
 }
 
 impl Command {
@@ -145,6 +169,10 @@ impl Command {
             Command::RevokeJoinToken { .. } => "RevokeJoinToken",
             Command::AdmitNode { .. } => "AdmitNode",
             Command::RecordCertificate(_) => "RecordCertificate",
+            Command::IssueNamedApiKey { .. } => "IssueNamedApiKey",
+            Command::RotateApiKey { .. } => "RotateApiKey",
+            Command::SetUserDisabled { .. } => "SetUserDisabled",
+            Command::TouchApiKeys { .. } => "TouchApiKeys",
         }
     }
 }

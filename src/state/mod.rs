@@ -13,7 +13,7 @@ mod tokens;
 mod trust;
 mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use auth::{admin_only, Rule};
 pub use catalog::{parse_memory, Model, ModelType, Runtime};
@@ -22,10 +22,14 @@ pub use nodes::{
     slot_id_for, Gpu, NodeAnnouncement, NodeRecord, Placement, Slot, SlotState, SlotStatus,
 };
 pub use records::StateKey;
-pub use tenancy::{ApiKey, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP};
+pub use tenancy::{
+    ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP,
+};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
-pub use validate::{check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX};
+pub use validate::{
+    check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, TOUCHED_KEYS_MAX,
+};
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +38,8 @@ pub struct State {
     pub users: BTreeMap<String, User>,
     /// API keys by the hex SHA-256 of the key: lookups hash the presented key.
     pub api_keys: BTreeMap<String, ApiKey>,
+    /// Users whose keys all stop working until an admin enables them again.
+    pub disabled_users: BTreeSet<String>,
     pub models: BTreeMap<String, Model>,
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub slots: BTreeMap<String, Slot>,
@@ -47,6 +53,8 @@ pub struct State {
     pub clock_ms: i64,
 }
 
+#[cfg(test)]
+mod key_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::catalog::Model;
 use super::codec::{self, CodecError};
 use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
-use super::tenancy::{ApiKey, AuditEntry, NewUser, Org, SystemSettings, User};
+use super::tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, SystemSettings, User};
 use super::trust::{CaRecord, CertRecord, JoinTokenRecord};
 use super::State;
 
@@ -32,6 +32,7 @@ pub enum StateKey {
     JoinToken(String),
     Certificate(String),
     RetiredNode(u64),
+    DisabledUser(String),
 }
 
 /// The stored value behind a [`StateKey`].
@@ -40,7 +41,8 @@ enum StateValue {
     Settings(SystemSettings),
     /// A user as stored before users had `updated_ms`.
     UserV1(NewUser),
-    ApiKey(String, ApiKey),
+    /// A key as stored before keys had a name and a last use.
+    ApiKeyV1(String, ApiKeyV1),
     Model(Model),
     /// A node as stored before nodes said whether they have an `HF_TOKEN`.
     NodeV1(NodeAnnouncement),
@@ -55,6 +57,8 @@ enum StateValue {
     JoinToken(JoinTokenRecord),
     Certificate(CertRecord),
     RetiredNode(u64),
+    ApiKey(String, ApiKey),
+    DisabledUser(String),
 }
 
 impl StateKey {
@@ -73,6 +77,7 @@ impl StateKey {
             StateKey::JoinToken(id) => format!("jointoken/{id}").into_bytes(),
             StateKey::Certificate(serial) => format!("cert/{serial}").into_bytes(),
             StateKey::RetiredNode(id) => format!("retired/{id:020}").into_bytes(),
+            StateKey::DisabledUser(id) => format!("disabled/{id}").into_bytes(),
         }
     }
 }
@@ -102,6 +107,9 @@ impl State {
             StateKey::RetiredNode(id) => {
                 StateValue::RetiredNode(*self.trust.retired_nodes.get(id)?)
             }
+            StateKey::DisabledUser(id) => {
+                StateValue::DisabledUser(self.disabled_users.get(id)?.clone())
+            }
         };
         Some(codec::encode(&value))
     }
@@ -129,8 +137,14 @@ impl State {
                 StateValue::User(u) => {
                     state.users.insert(u.id.clone(), u);
                 }
+                StateValue::ApiKeyV1(hash, k) => {
+                    state.api_keys.insert(hash, k.upgrade());
+                }
                 StateValue::ApiKey(hash, k) => {
                     state.api_keys.insert(hash, k);
+                }
+                StateValue::DisabledUser(id) => {
+                    state.disabled_users.insert(id);
                 }
                 StateValue::Model(m) => {
                     state.models.insert(m.id.clone(), m);
@@ -199,6 +213,12 @@ impl State {
                 .copied()
                 .map(StateKey::RetiredNode),
         );
+        keys.extend(
+            self.disabled_users
+                .iter()
+                .cloned()
+                .map(StateKey::DisabledUser),
+        );
         keys
     }
 
@@ -217,7 +237,12 @@ impl State {
                     (id, u.into_user(created))
                 })
                 .collect(),
-            api_keys: s.api_keys,
+            api_keys: s
+                .api_keys
+                .into_iter()
+                .map(|(hash, k)| (hash, k.upgrade()))
+                .collect(),
+            disabled_users: Default::default(),
             models: s.models,
             nodes: s
                 .nodes
@@ -243,7 +268,7 @@ struct WholeStateSnapshot {
 struct StateShapeV1 {
     settings: SystemSettings,
     users: BTreeMap<String, NewUser>,
-    api_keys: BTreeMap<String, ApiKey>,
+    api_keys: BTreeMap<String, ApiKeyV1>,
     models: BTreeMap<String, Model>,
     nodes: BTreeMap<u64, NodeAnnouncement>,
     slots: BTreeMap<String, Slot>,
@@ -278,5 +303,19 @@ mod tests {
         let records = state.records();
         let loaded = State::from_records(records.iter().map(|(_, v)| v.as_slice())).unwrap();
         assert_eq!(loaded, state);
+    }
+
+    /// A key stored before keys had a name loads, unnamed and never used.
+    #[test]
+    fn a_key_stored_without_a_name_still_loads() {
+        let old = ApiKeyV1 {
+            id: "k1".into(),
+            user_id: "u1".into(),
+            created_ms: 3,
+        };
+        let bytes = codec::encode(&StateValue::ApiKeyV1("h".into(), old.clone()));
+        let loaded = State::from_records([bytes.as_slice()]).unwrap();
+        assert_eq!(loaded.api_keys["h"], old.upgrade());
+        assert_eq!(loaded.api_keys["h"].name, None);
     }
 }

@@ -81,6 +81,31 @@ pub struct ApiKey {
     pub id: String,
     pub user_id: String,
     pub created_ms: i64,
+    /// What the owner calls it; the bootstrap key is named `bootstrap`.
+    pub name: Option<String>,
+    /// When a node last reported the key in use (coarse: see `TouchApiKeys`).
+    pub last_used_ms: Option<i64>,
+}
+
+/// An API key as stored before keys had a name and a last use. Frozen: old records and
+/// snapshots still decode (see `records.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyV1 {
+    pub id: String,
+    pub user_id: String,
+    pub created_ms: i64,
+}
+
+impl ApiKeyV1 {
+    pub fn upgrade(self) -> ApiKey {
+        ApiKey {
+            id: self.id,
+            user_id: self.user_id,
+            created_ms: self.created_ms,
+            name: None,
+            last_used_ms: None,
+        }
+    }
 }
 
 /// Who did what to which secret or permission, and when. Never a value.

@@ -10,6 +10,7 @@ pub(super) const ADMIN_KEY: &str =
     "00000000000000000000000000000000000000000000000000000000000000ad";
 pub(super) const U2_KEY: &str = "00000000000000000000000000000000000000000000000000000000000000b2";
 const U2_SECOND_KEY: &str = "00000000000000000000000000000000000000000000000000000000000002b2";
+const U2_THIRD_KEY: &str = "00000000000000000000000000000000000000000000000000000000000003b2";
 
 pub(super) fn sealed(scope: TokenScope) -> SealedSecret {
     ClusterSecret::generate()
@@ -245,6 +246,48 @@ pub(crate) fn every_command() -> Vec<Proposal> {
             24,
             Command::RevokeJoinToken {
                 id: JOIN_TOKEN_ID.into(),
+            },
+        ),
+        by(
+            Some(U2_KEY),
+            25,
+            Command::IssueNamedApiKey {
+                user_id: "u2".into(),
+                key_id: "k4".into(),
+                key_hash: U2_SECOND_KEY.into(),
+                name: Some("laptop".into()),
+            },
+        ),
+        by(
+            Some(U2_KEY),
+            26,
+            Command::RotateApiKey {
+                key_id: "k4".into(),
+                new_key_id: "k5".into(),
+                new_key_hash: U2_THIRD_KEY.into(),
+            },
+        ),
+        by(
+            None,
+            27,
+            Command::TouchApiKeys {
+                key_hashes: vec![ADMIN_KEY.into(), U2_THIRD_KEY.into()],
+            },
+        ),
+        by(
+            admin,
+            28,
+            Command::SetUserDisabled {
+                user_id: "u2".into(),
+                disabled: true,
+            },
+        ),
+        by(
+            admin,
+            29,
+            Command::SetUserDisabled {
+                user_id: "u2".into(),
+                disabled: false,
             },
         ),
     ]

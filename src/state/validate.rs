@@ -33,6 +33,8 @@ const RESERVED_ARGS: &[&str] = &["--host", "--port"];
 const MODEL_SUB_RESOURCES: &[&str] = &["token-source", "settings"];
 /// Longest user, organization or API key id.
 const ID_MAX: usize = 64;
+/// Most keys one `TouchApiKeys` may name.
+pub const TOUCHED_KEYS_MAX: usize = 4096;
 /// Most GPUs one node may publish.
 const GPUS_MAX: usize = 256;
 /// Longest text a runner or the scheduler reports (an error, a pending reason).
@@ -105,6 +107,36 @@ impl Command {
             } => {
                 check_id("user_id", user_id)?;
                 check_key("key_id", key_id, key_hash)
+            }
+            Command::IssueNamedApiKey {
+                user_id,
+                key_id,
+                key_hash,
+                name,
+            } => {
+                check_id("user_id", user_id)?;
+                check_key("key_id", key_id, key_hash)?;
+                name.as_deref().map_or(Ok(()), |n| check_name("name", n))
+            }
+            Command::RotateApiKey {
+                key_id,
+                new_key_id,
+                new_key_hash,
+            } => {
+                check_id("key_id", key_id)?;
+                check_key("new_key_id", new_key_id, new_key_hash)
+            }
+            Command::SetUserDisabled { user_id, .. } => check_id("user_id", user_id),
+            Command::TouchApiKeys { key_hashes } => {
+                if key_hashes.len() > TOUCHED_KEYS_MAX {
+                    return Err(invalid(
+                        "key_hashes",
+                        format!("at most {TOUCHED_KEYS_MAX} keys at once"),
+                    ));
+                }
+                key_hashes
+                    .iter()
+                    .try_for_each(|h| check_key_hash("key_hashes", h))
             }
             Command::RevokeApiKey { key_id } => check_id("key_id", key_id),
             Command::UpdateOrgSettings { org_id, hf_token } => {
@@ -380,9 +412,13 @@ fn check_id(field: &str, id: &str) -> Result<(), StateError> {
 /// An API key's public id and the hex SHA-256 it is stored under.
 fn check_key(id_field: &str, key_id: &str, key_hash: &str) -> Result<(), StateError> {
     check_id(id_field, key_id)?;
+    check_key_hash("key_hash", key_hash)
+}
+
+fn check_key_hash(field: &str, key_hash: &str) -> Result<(), StateError> {
     let lower_hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
     if key_hash.len() != 64 || !key_hash.chars().all(lower_hex) {
-        return Err(invalid("key_hash", "must be 64 lowercase hex digits"));
+        return Err(invalid(field, "must be 64 lowercase hex digits"));
     }
     Ok(())
 }

@@ -139,7 +139,7 @@ mod tests {
         struct ShapeV1<'a> {
             settings: &'a crate::state::SystemSettings,
             users: std::collections::BTreeMap<&'a String, crate::state::NewUser>,
-            api_keys: &'a std::collections::BTreeMap<String, crate::state::ApiKey>,
+            api_keys: std::collections::BTreeMap<&'a String, crate::state::ApiKeyV1>,
             models: &'a std::collections::BTreeMap<String, crate::state::Model>,
             nodes: std::collections::BTreeMap<u64, crate::state::NodeAnnouncement>,
             slots: &'a std::collections::BTreeMap<String, crate::state::Slot>,
@@ -154,6 +154,10 @@ mod tests {
         for u in state.users.values_mut() {
             u.updated_ms = u.created_ms;
         }
+        for k in state.api_keys.values_mut() {
+            (k.name, k.last_used_ms) = (None, None);
+        }
+        state.disabled_users.clear();
         state.clock_ms = 0;
         let old = Whole {
             state: ShapeV1 {
@@ -176,7 +180,20 @@ mod tests {
                         )
                     })
                     .collect(),
-                api_keys: &state.api_keys,
+                api_keys: state
+                    .api_keys
+                    .iter()
+                    .map(|(hash, k)| {
+                        (
+                            hash,
+                            crate::state::ApiKeyV1 {
+                                id: k.id.clone(),
+                                user_id: k.user_id.clone(),
+                                created_ms: k.created_ms,
+                            },
+                        )
+                    })
+                    .collect(),
                 models: &state.models,
                 nodes: state
                     .nodes

@@ -1,12 +1,13 @@
 //! The pure, deterministic transition function of the replicated state.
 
+mod keys;
 mod trust;
 
 use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
-use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
+use super::tenancy::{AuditEntry, OrgRole, AUDIT_KEEP};
 use super::tokens::{TokenLevel, TokenUpdate};
 use super::trust::JoinTokenRecord;
 use super::State;
@@ -123,14 +124,8 @@ impl State {
                 }
                 self.users
                     .insert(admin.id.clone(), admin.clone().into_user(at_ms));
-                self.api_keys.insert(
-                    key_hash.clone(),
-                    ApiKey {
-                        id: key_id.clone(),
-                        user_id: admin.id.clone(),
-                        created_ms: at_ms,
-                    },
-                );
+                let key = keys::new_key(key_id, &admin.id, Some("bootstrap".into()), ctx);
+                self.api_keys.insert(key_hash.clone(), key);
                 self.settings.created_ms = at_ms;
                 self.settings.updated_ms = at_ms;
                 touched.extend([
@@ -243,18 +238,7 @@ impl State {
                 self.check_new_key(key_id, key_hash)?;
                 let user = user.clone().into_user(at_ms);
                 self.users.insert(user.id.clone(), user.clone());
-                self.api_keys.insert(
-                    key_hash.clone(),
-                    ApiKey {
-                        id: key_id.clone(),
-                        user_id: user.id.clone(),
-                        created_ms: at_ms,
-                    },
-                );
-                touched.extend([
-                    StateKey::User(user.id.clone()),
-                    StateKey::ApiKey(key_hash.clone()),
-                ]);
+                touched.push(StateKey::User(user.id.clone()));
                 let kind = if user.admin {
                     "admin_user_created"
                 } else {
@@ -271,39 +255,16 @@ impl State {
                         touched,
                     );
                 }
-                self.audit(ctx, "api_key_issued", "api_key", Some(key_id), touched);
+                let key = keys::new_key(key_id, &user.id, None, ctx);
+                self.insert_key(key_hash, key, ctx, touched);
                 Ok(Reply::User(user))
             }
             Command::IssueApiKey {
                 user_id,
                 key_id,
                 key_hash,
-            } => {
-                if !self.users.contains_key(user_id) {
-                    return Err(StateError::NotFound(format!("user {user_id:?} not found")));
-                }
-                self.check_new_key(key_id, key_hash)?;
-                self.api_keys.insert(
-                    key_hash.clone(),
-                    ApiKey {
-                        id: key_id.clone(),
-                        user_id: user_id.clone(),
-                        created_ms: at_ms,
-                    },
-                );
-                touched.push(StateKey::ApiKey(key_hash.clone()));
-                self.audit(ctx, "api_key_issued", "api_key", Some(key_id), touched);
-                Ok(Reply::Done)
-            }
-            Command::RevokeApiKey { key_id } => {
-                let hash = self
-                    .key_hash_by_id(key_id)
-                    .ok_or_else(|| StateError::NotFound(format!("API key {key_id:?} not found")))?;
-                self.api_keys.remove(&hash);
-                touched.push(StateKey::ApiKey(hash));
-                self.audit(ctx, "api_key_revoked", "api_key", Some(key_id), touched);
-                Ok(Reply::Done)
-            }
+            } => self.issue_key(user_id, key_id, key_hash, None, ctx, touched),
+            Command::RevokeApiKey { key_id } => self.revoke_key(key_id, ctx, touched),
             Command::UpdateOrgSettings { org_id, hf_token } => {
                 let org = self.orgs.get_mut(org_id).ok_or_else(|| {
                     StateError::NotFound(format!("organization {org_id:?} not found"))
@@ -419,6 +380,21 @@ impl State {
                 self.record_certificate(certificate, at_ms, touched)?;
                 Ok(Reply::Done)
             }
+            Command::IssueNamedApiKey {
+                user_id,
+                key_id,
+                key_hash,
+                name,
+            } => self.issue_key(user_id, key_id, key_hash, name.clone(), ctx, touched),
+            Command::RotateApiKey {
+                key_id,
+                new_key_id,
+                new_key_hash,
+            } => self.rotate_key(key_id, new_key_id, new_key_hash, ctx, touched),
+            Command::SetUserDisabled { user_id, disabled } => {
+                self.set_user_disabled(user_id, *disabled, ctx, touched)
+            }
+            Command::TouchApiKeys { key_hashes } => Ok(self.touch_keys(key_hashes, ctx, touched)),
         }
     }
 }
