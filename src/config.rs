@@ -125,6 +125,8 @@ pub struct ServerTuning {
     pub max_connections: Option<usize>,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How often the API reports which keys it saw in use (their "last used" is that coarse).
+    pub key_use_report: Duration,
 }
 
 /// The longest `runner.stop_grace_ms`: a node stops within 10 s of SIGTERM, and its vLLM
@@ -224,6 +226,7 @@ pub struct FileServer {
     pub max_connections: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
+    pub key_use_report_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -391,6 +394,7 @@ fn server_tuning(s: FileServer) -> Result<ServerTuning, ConfigError> {
             10_000,
         )?,
         idle_timeout: millis("server.idle_timeout_ms", s.idle_timeout_ms, 120_000)?,
+        key_use_report: millis("server.key_use_report_ms", s.key_use_report_ms, 60_000)?,
     })
 }
 

@@ -3,6 +3,8 @@
 
 mod cluster;
 mod error;
+mod key_use;
+mod keys;
 mod models;
 mod request;
 mod slots;
@@ -21,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
+pub use key_use::KeyUse;
 pub use request::{Caller, ReadMode};
 
 use crate::cluster::Cluster;
@@ -40,6 +43,8 @@ pub struct ApiContext {
     pub tokens: Tokens,
     /// Seals tokens before they are proposed.
     pub data_key: DataKey,
+    /// Keys seen in use, for their coarse "last used".
+    pub key_use: KeyUse,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current
@@ -108,10 +113,19 @@ fn router(ctx: ApiContext) -> Router {
             "/api/v1/users/{id}/settings",
             get(token_settings::get_user).put(token_settings::put_user),
         )
-        .route("/api/v1/users/{id}/api-keys", post(tenancy::issue_api_key))
+        .route(
+            "/api/v1/users/{id}/api-keys",
+            get(keys::list_api_keys).post(keys::issue_api_key),
+        )
+        .route("/api/v1/users/{id}/disable", post(keys::disable_user))
+        .route("/api/v1/users/{id}/enable", post(keys::enable_user))
         .route(
             "/api/v1/api-keys/{key_id}",
-            axum::routing::delete(tenancy::revoke_api_key),
+            axum::routing::delete(keys::revoke_api_key),
+        )
+        .route(
+            "/api/v1/api-keys/{key_id}/rotate",
+            post(keys::rotate_api_key),
         )
         .route("/api/v1/audit", get(tenancy::list_audit))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })

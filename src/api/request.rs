@@ -82,6 +82,7 @@ impl ApiContext {
             .replica()
             .read(|s| s.user_by_key_hash(&key_hash).cloned())
             .ok_or(StateError::Unauthenticated)?;
+        self.key_use.note(&key_hash);
         Ok(Caller { user, key_hash })
     }
 
@@ -98,6 +99,7 @@ impl ApiContext {
                     .ok_or(StateError::Unauthenticated)
             })
             .await?;
+        self.key_use.note(&key_hash);
         Ok(Caller { user, key_hash })
     }
 

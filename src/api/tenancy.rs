@@ -9,7 +9,7 @@ use axum::Json;
 use secrecy::ExposeSecret;
 
 use super::request::parse_json;
-use super::types::{AuditView, IssuedKeyView, NewOrg, NewUserView, OrgView, UserInput, UserView};
+use super::types::{AuditView, NewOrg, NewUserView, OrgView, UserInput, UserView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
 use crate::state::{
@@ -164,61 +164,6 @@ pub async fn get_user(
         Ok::<_, StateError>(UserView::from(user))
     })?;
     Ok(Json(user))
-}
-
-// ---------------------------------------------------------------------------------- API keys
-
-pub async fn issue_api_key(
-    State(ctx): State<ApiContext>,
-    Path(raw_id): Path<String>,
-    headers: HeaderMap,
-) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
-    let caller = ctx.writer(&headers).await?;
-    let id = caller.user_id_of(&raw_id);
-    ctx.cluster
-        .check_current(|s| match s.users.contains_key(&id) {
-            true => Ok(()),
-            false => Err(StateError::NotFound(format!("user {id:?} not found"))),
-        })
-        .await?;
-    let key = generate_api_key();
-    let key_id = random_id();
-    ctx.commit(
-        &caller,
-        Command::IssueApiKey {
-            user_id: id.clone(),
-            key_id: key_id.clone(),
-            key_hash: hash_api_key(key.expose_secret()),
-        },
-    )
-    .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(IssuedKeyView {
-            id: key_id,
-            user_id: id,
-            api_key: key,
-        }),
-    ))
-}
-
-pub async fn revoke_api_key(
-    State(ctx): State<ApiContext>,
-    Path(key_id): Path<String>,
-    headers: HeaderMap,
-) -> Result<StatusCode, ApiError> {
-    let caller = ctx.writer(&headers).await?;
-    ctx.cluster
-        .check_current(|s| match s.key_hash_by_id(&key_id) {
-            Some(_) => Ok(()),
-            None => Err(StateError::NotFound(format!(
-                "API key {key_id:?} not found"
-            ))),
-        })
-        .await?;
-    ctx.commit(&caller, Command::RevokeApiKey { key_id })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 // ------------------------------------------------------------------------------------- audit

@@ -210,13 +210,33 @@ pub struct NewUserView {
     pub api_key_id: String,
 }
 
-/// Another API key for a user, shown this once.
+/// Another API key for a user (or a rotated one), shown this once.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IssuedKeyView {
     pub id: String,
     pub user_id: String,
+    pub name: Option<String>,
     #[serde(serialize_with = "expose")]
     pub api_key: SecretString,
+}
+
+/// The optional body of `POST /users/{id}/api-keys`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyInput {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One of a user's API keys, never its value. `last_used` is as coarse as
+/// `server.key_use_report_ms` (a minute by default); `null` when never seen in use.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub created: String,
+    pub last_used: Option<String>,
 }
 
 /// One change of a secret or a permission.

@@ -229,16 +229,39 @@ pub enum UserCommand {
         owner: bool,
     },
     List,
-    /// Issue another API key for a user (default: yourself).
-    IssueKey {
+    /// A user's API keys: id, name, created, last used (default: yourself).
+    Keys {
         user: Option<String>,
     },
-    /// Revoke an API key by its id.
-    RevokeKey {
-        key_id: String,
+    /// Issue, rotate or revoke an API key.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Disable a user: all their API keys stop working at once (admins only).
+    Disable {
+        user: String,
+    },
+    /// Enable a disabled user again (admins only).
+    Enable {
+        user: String,
     },
     #[command(subcommand)]
     Settings(UserSettingsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Issue another API key for a user (default: yourself); prints it once.
+    Issue {
+        user: Option<String>,
+        /// What to call the key (shown by `helix user keys`).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Replace a key with a new one of the same name; prints the new key once, and the old
+    /// one stops working.
+    Rotate { key_id: String },
+    /// Revoke an API key by its id.
+    Revoke { key_id: String },
 }
 
 #[derive(Subcommand, Debug)]

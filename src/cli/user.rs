@@ -1,11 +1,11 @@
 //! `helix user ...`: users, their API keys and their Hugging Face token.
 
-use super::args::{OutputFormat, UserCommand, UserSettingsCommand};
+use super::args::{KeyCommand, OutputFormat, UserCommand, UserSettingsCommand};
 use super::client::Client;
 use super::failure::Failure;
 use super::output::{self, table_row};
 use super::settings;
-use crate::api::types::{IssuedKeyView, NewUserView, UserInput, UserView};
+use crate::api::types::{ApiKeyView, IssuedKeyView, KeyInput, NewUserView, UserInput, UserView};
 use crate::state::OrgRole;
 
 table_row!(UserView {
@@ -15,6 +15,13 @@ table_row!(UserView {
     organization_id,
     org_role,
     huggingface_token_set
+});
+
+table_row!(ApiKeyView {
+    id,
+    name,
+    created,
+    last_used
 });
 
 pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
@@ -43,17 +50,26 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
             let answer = client.get::<Vec<UserView>>("/api/v1/users").await?;
             output::list(out, &answer);
         }
-        UserCommand::IssueKey { user } => {
+        UserCommand::Keys { user } => {
             let path = user_path(user.as_deref(), "api-keys");
-            let answer = client.post_empty::<IssuedKeyView>(&path).await?;
-            output::object(out, &answer);
+            let answer = client.get::<Vec<ApiKeyView>>(&path).await?;
+            output::list(out, &answer);
         }
-        UserCommand::RevokeKey { key_id } => {
+        UserCommand::Key(cmd) => key(cmd, client, out).await?,
+        UserCommand::Disable { user } => {
             client
-                .delete::<()>(&format!("/api/v1/api-keys/{key_id}"))
+                .post_empty::<()>(&user_path(Some(&user), "disable"))
                 .await?;
             if out == OutputFormat::Table {
-                println!("revoked {key_id}");
+                println!("disabled {user}");
+            }
+        }
+        UserCommand::Enable { user } => {
+            client
+                .post_empty::<()>(&user_path(Some(&user), "enable"))
+                .await?;
+            if out == OutputFormat::Table {
+                println!("enabled {user}");
             }
         }
         UserCommand::Settings(UserSettingsCommand::Get { user }) => {
@@ -62,6 +78,32 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
         UserCommand::Settings(UserSettingsCommand::Set { user, token }) => {
             let path = user_path(user.as_deref(), "settings");
             settings::change(client, out, &path, token).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn key(cmd: KeyCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
+    match cmd {
+        KeyCommand::Issue { user, name } => {
+            let path = user_path(user.as_deref(), "api-keys");
+            let answer = client
+                .post::<_, IssuedKeyView>(&path, &KeyInput { name })
+                .await?;
+            output::object(out, &answer);
+        }
+        KeyCommand::Rotate { key_id } => {
+            let path = format!("/api/v1/api-keys/{key_id}/rotate");
+            let answer = client.post_empty::<IssuedKeyView>(&path).await?;
+            output::object(out, &answer);
+        }
+        KeyCommand::Revoke { key_id } => {
+            client
+                .delete::<()>(&format!("/api/v1/api-keys/{key_id}"))
+                .await?;
+            if out == OutputFormat::Table {
+                println!("revoked {key_id}");
+            }
         }
     }
     Ok(())

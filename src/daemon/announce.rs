@@ -171,6 +171,13 @@ async fn bootstrap(
             key_hash: key_hash.clone(),
         })
         .await?;
+    // The key id as committed, for operators who revoke the bootstrap key later.
+    if let Some(key_id) = cluster
+        .replica()
+        .read(|s| s.api_keys.get(&key_hash).map(|k| k.id.clone()))
+    {
+        println!("admin API key id: {key_id} (revoke it with `helix user key revoke {key_id}`)");
+    }
     let token = JoinToken::generate(&crate::tls::fingerprint_of_pem(identity.ca_pem())?);
     dir.keep_join_token(&token.reveal())?;
     cluster

@@ -30,7 +30,7 @@ use self::files::DataDir;
 use self::identity::Established;
 pub use self::stop::STOP_WITHIN;
 use self::stop::{Ending, Stopping};
-use crate::api::ApiContext;
+use crate::api::{ApiContext, KeyUse};
 use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
 use crate::peer::{AddLearnerRequest, PeerClient};
@@ -111,12 +111,19 @@ pub async fn run(
     let hf_token_in_env = env_token.is_some();
     let tokens = Tokens::new(secret.data_key(), env_token);
     tokens.watch(node_id, cluster.replica().clone(), stop.clone());
+    let key_use = KeyUse::default();
+    tokio::spawn(key_use.clone().report(
+        cluster.clone(),
+        config.server.key_use_report,
+        stop.clone(),
+    ));
     let api_server = tokio::spawn(crate::api::serve(
         api_listener,
         ApiContext {
             cluster: cluster.clone(),
             tokens: tokens.clone(),
             data_key: secret.data_key(),
+            key_use,
         },
         api_tls,
         limits,

@@ -6,6 +6,7 @@ mod common;
 
 mod bench_smoke;
 mod cluster_core;
+mod keys;
 mod runner;
 mod starvation;
 mod storage;

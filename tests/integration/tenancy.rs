@@ -516,6 +516,11 @@ struct Fixture {
     own_spare: Vec<String>,
     /// Someone else's key per caller index.
     others_key: Vec<String>,
+    /// Like `own_spare` and `others_key`, for the rotation rows.
+    own_rotatable: Vec<String>,
+    others_rotatable: Vec<String>,
+    /// The user the admin disables and enables again.
+    switched: NewUser,
 }
 
 impl Fixture {
@@ -799,6 +804,47 @@ fn table() -> Vec<Row> {
             |f, _, w| (format!("/api/v1/users/{}/api-keys", f.other_id(w)), None),
         ),
         row(
+            "GET",
+            "/api/v1/users/{id}/api-keys (self)",
+            SELF,
+            |f, _, w| (format!("/api/v1/users/{}/api-keys", f.self_id(w)), None),
+        ),
+        row(
+            "GET",
+            "/api/v1/users/{id}/api-keys (another user)",
+            ADMIN,
+            |f, _, w| (format!("/api/v1/users/{}/api-keys", f.other_id(w)), None),
+        ),
+        row(
+            "POST",
+            "/api/v1/api-keys/{key_id}/rotate (caller's own key)",
+            SELF,
+            |f, i, _| {
+                (
+                    format!("/api/v1/api-keys/{}/rotate", f.own_rotatable[i]),
+                    None,
+                )
+            },
+        ),
+        row(
+            "POST",
+            "/api/v1/api-keys/{key_id}/rotate (another user's key)",
+            ADMIN,
+            |f, i, _| {
+                let key = &f.others_rotatable[i];
+                (format!("/api/v1/api-keys/{key}/rotate"), None)
+            },
+        ),
+        row(
+            "POST",
+            "/api/v1/users/{id}/disable (another user)",
+            ADMIN_204,
+            |f, _, _| (format!("/api/v1/users/{}/disable", f.switched.id), None),
+        ),
+        row("POST", "/api/v1/users/{id}/enable", ADMIN_204, |f, _, _| {
+            (format!("/api/v1/users/{}/enable", f.switched.id), None)
+        }),
+        row(
             "DELETE",
             "/api/v1/api-keys/{key_id} (caller's own key)",
             SELF_204,
@@ -865,6 +911,25 @@ fn table_fixture(c: &Cluster) -> Fixture {
     let (victim_spare, _) = issue_key(&admin, &victim.id);
     let (victim_spare_for_admin, _) = issue_key(&admin, &victim.id);
     let (member_spare_for_owner, _) = issue_key(&admin, &user.id);
+    let switched = create_user(&admin, json!({"name": "table-switched"}));
+    let (victim_rotatable, _) = issue_key(&admin, &victim.id);
+    let (victim_rotatable_for_admin, _) = issue_key(&admin, &victim.id);
+    let (member_rotatable_for_owner, _) = issue_key(&admin, &user.id);
+    let mut own_rotatable = Vec::new();
+    let mut others_rotatable = Vec::new();
+    for who in CALLERS {
+        own_rotatable.push(match who {
+            Who::User => issue_key(&admin, &user.id).0,
+            Who::OrgOwner => issue_key(&admin, &owner.id).0,
+            Who::Admin => issue_key(&admin, &admin_id).0,
+            _ => victim_rotatable.clone(),
+        });
+        others_rotatable.push(match who {
+            Who::Admin => victim_rotatable_for_admin.clone(),
+            Who::OrgOwner => member_rotatable_for_owner.clone(),
+            _ => victim_rotatable.clone(),
+        });
+    }
     let mut own_spare = Vec::new();
     let mut others_key = Vec::new();
     for who in CALLERS {
@@ -906,6 +971,9 @@ fn table_fixture(c: &Cluster) -> Fixture {
         victim,
         own_spare,
         others_key,
+        own_rotatable,
+        others_rotatable,
+        switched,
     }
 }
 

@@ -1,0 +1,177 @@
+//! A user's API keys (list, issue, rotate, revoke) and disabling a user. Who may do what is
+//! decided in `state::auth`; see docs/security.md.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use secrecy::{ExposeSecret, SecretString};
+
+use super::request::parse_json;
+use super::types::{ApiKeyView, IssuedKeyView, KeyInput};
+use super::{ApiContext, ApiError, ReadMode};
+use crate::crypto::{generate_api_key, hash_api_key, random_id};
+use crate::state::{check_name, ApiKey, Command, Rule, State as Replicated, StateError};
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        ApiKeyView {
+            id: k.id.clone(),
+            user_id: k.user_id.clone(),
+            name: k.name.clone(),
+            created: crate::time::rfc3339(k.created_ms),
+            last_used: k.last_used_ms.map(crate::time::rfc3339),
+        }
+    }
+}
+
+fn user_exists(s: &Replicated, id: &str) -> Result<(), StateError> {
+    match s.users.contains_key(id) {
+        true => Ok(()),
+        false => Err(StateError::NotFound(format!("user {id:?} not found"))),
+    }
+}
+
+fn key_exists(s: &Replicated, key_id: &str) -> Result<(), StateError> {
+    match s.key_hash_by_id(key_id) {
+        Some(_) => Ok(()),
+        None => Err(StateError::NotFound(format!(
+            "API key {key_id:?} not found"
+        ))),
+    }
+}
+
+pub async fn list_api_keys(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    mode: ReadMode,
+    headers: HeaderMap,
+) -> Result<Json<Vec<ApiKeyView>>, ApiError> {
+    let caller = ctx.reader(&headers, mode).await?;
+    let id = caller.user_id_of(&raw_id);
+    let keys = ctx.replica().read(|s| {
+        s.check(&caller.user, Rule::AdminOrSelf { user_id: &id })?;
+        user_exists(s, &id)?;
+        Ok::<_, StateError>(s.keys_of(&id).into_iter().map(ApiKeyView::from).collect())
+    })?;
+    Ok(Json(keys))
+}
+
+pub async fn issue_api_key(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<IssuedKeyView>), ApiError> {
+    let caller = ctx.writer(&headers).await?;
+    let id = caller.user_id_of(&raw_id);
+    // The body is optional: no body issues an unnamed key.
+    let input: KeyInput = match &body {
+        Ok(bytes) if bytes.is_empty() => KeyInput::default(),
+        _ => parse_json(body)?,
+    };
+    if let Some(name) = &input.name {
+        check_name("name", name)?;
+    }
+    ctx.cluster.check_current(|s| user_exists(s, &id)).await?;
+    let (key, key_id, key_hash) = new_key();
+    let command = Command::IssueNamedApiKey {
+        user_id: id.clone(),
+        key_id: key_id.clone(),
+        key_hash,
+        name: input.name.clone(),
+    };
+    ctx.commit(&caller, command).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedKeyView {
+            id: key_id,
+            user_id: id,
+            name: input.name,
+            api_key: key,
+        }),
+    ))
+}
+
+pub async fn rotate_api_key(
+    State(ctx): State<ApiContext>,
+    Path(old_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<IssuedKeyView>, ApiError> {
+    let caller = ctx.writer(&headers).await?;
+    ctx.cluster
+        .check_current(|s| key_exists(s, &old_id))
+        .await?;
+    let (key, key_id, key_hash) = new_key();
+    let command = Command::RotateApiKey {
+        key_id: old_id,
+        new_key_id: key_id.clone(),
+        new_key_hash: key_hash.clone(),
+    };
+    ctx.commit(&caller, command).await?;
+    let rotated = ctx
+        .replica()
+        .read(|s| s.api_keys.get(&key_hash).cloned())
+        .ok_or_else(|| ApiError::Internal("the rotated key is not in the state".into()))?;
+    Ok(Json(IssuedKeyView {
+        id: key_id,
+        user_id: rotated.user_id,
+        name: rotated.name,
+        api_key: key,
+    }))
+}
+
+pub async fn revoke_api_key(
+    State(ctx): State<ApiContext>,
+    Path(key_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let caller = ctx.writer(&headers).await?;
+    ctx.cluster
+        .check_current(|s| key_exists(s, &key_id))
+        .await?;
+    ctx.commit(&caller, Command::RevokeApiKey { key_id })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn disable_user(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    set_disabled(ctx, raw_id, headers, true).await
+}
+
+pub async fn enable_user(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    set_disabled(ctx, raw_id, headers, false).await
+}
+
+async fn set_disabled(
+    ctx: ApiContext,
+    raw_id: String,
+    headers: HeaderMap,
+    disabled: bool,
+) -> Result<StatusCode, ApiError> {
+    let caller = ctx.writer(&headers).await?;
+    caller.require_admin()?;
+    let user_id = caller.user_id_of(&raw_id);
+    ctx.cluster
+        .check_current(|s| user_exists(s, &user_id))
+        .await?;
+    ctx.commit(&caller, Command::SetUserDisabled { user_id, disabled })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new key: its value (shown once), public id and stored hash.
+fn new_key() -> (SecretString, String, String) {
+    let key = generate_api_key();
+    let hash = hash_api_key(key.expose_secret());
+    (key, random_id(), hash)
+}
