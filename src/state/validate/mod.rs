@@ -6,6 +6,8 @@
 //! owner a model names exists, a key is new) are `State` methods below, which `apply` runs
 //! before it changes anything.
 
+mod trust;
+
 use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::net::SocketAddr;
@@ -15,9 +17,9 @@ use super::command::{Command, SlotChange, StateError};
 use super::nodes::{slot_id_for, Gpu, NodeAnnouncement};
 use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
-use super::trust::{CaRecord, IssuedCertificate};
 use super::State;
 use crate::crypto::SealedSecret;
+use trust::{check_ca, check_certificate, check_join_token, JOIN_TOKEN_TTL_MAX_MS};
 
 /// Longest Hugging Face token accepted, in bytes.
 pub const HF_TOKEN_MAX: usize = 1024;
@@ -185,61 +187,6 @@ impl Command {
             Command::RecordCertificate(certificate) => check_certificate(certificate),
         }
     }
-}
-
-/// The longest a join token may admit nodes: a year.
-const JOIN_TOKEN_TTL_MAX_MS: i64 = 365 * 24 * 3600 * 1000;
-/// A CA certificate is a few hundred bytes; this only bounds a forged one.
-const CA_PEM_MAX: usize = 16 * 1024;
-/// The sealed CA key holds a PKCS#8 PEM of a few hundred bytes.
-const CA_KEY_PEM_MAX: usize = 8 * 1024;
-
-fn lower_hex(text: &str, min: usize, max: usize) -> bool {
-    (min..=max).contains(&text.len())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-}
-
-fn check_ca(ca: &CaRecord) -> Result<(), StateError> {
-    if ca.cert_pem.len() > CA_PEM_MAX {
-        return Err(invalid(
-            "cert_pem",
-            format!("is longer than {CA_PEM_MAX} bytes"),
-        ));
-    }
-    let fingerprint =
-        crate::tls::fingerprint_of_pem(&ca.cert_pem).map_err(|e| invalid("cert_pem", e))?;
-    if fingerprint != ca.fingerprint {
-        return Err(invalid("fingerprint", "is not the certificate's"));
-    }
-    if !ca.sealed_key.is_well_formed(CA_KEY_PEM_MAX) {
-        return Err(invalid("sealed_key", "is not a sealed key"));
-    }
-    Ok(())
-}
-
-fn check_join_token(id: &str, secret_hash: &str) -> Result<(), StateError> {
-    if !lower_hex(id, 16, 16) {
-        return Err(invalid("id", "a join token id is 16 lowercase hex digits"));
-    }
-    if !lower_hex(secret_hash, 64, 64) {
-        return Err(invalid("secret_hash", "must be 64 lowercase hex digits"));
-    }
-    Ok(())
-}
-
-fn check_certificate(certificate: &IssuedCertificate) -> Result<(), StateError> {
-    if certificate.node_id == 0 {
-        return Err(invalid("node_id", "must be at least 1"));
-    }
-    if !lower_hex(&certificate.serial, 1, 40) {
-        return Err(invalid("serial", "must be 1 to 40 lowercase hex digits"));
-    }
-    if certificate.not_after_ms <= 0 {
-        return Err(invalid("not_after_ms", "must be a time after 1970"));
-    }
-    Ok(())
 }
 
 impl Model {
