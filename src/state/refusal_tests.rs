@@ -271,6 +271,40 @@ fn malformed_commands_are_refused_naming_the_field() {
         ),
         (admin, Command::RevokeApiKey { key_id: "".into() }, "key_id"),
         (
+            Some(U2_KEY),
+            Command::IssueNamedApiKey {
+                user_id: "u2".into(),
+                key_id: "k9".into(),
+                key_hash: fresh_key.clone(),
+                name: Some("\u{7}".into()),
+            },
+            "name",
+        ),
+        (
+            Some(U2_KEY),
+            Command::RotateApiKey {
+                key_id: "k2".into(),
+                new_key_id: "k9".into(),
+                new_key_hash: "ABC".into(),
+            },
+            "new_key_hash",
+        ),
+        (
+            admin,
+            Command::SetUserDisabled {
+                user_id: "u 2".into(),
+                disabled: true,
+            },
+            "user_id",
+        ),
+        (
+            None,
+            Command::TouchApiKeys {
+                key_hashes: vec!["ABC".into()],
+            },
+            "key_hashes",
+        ),
+        (
             admin,
             Command::UpdateOrgSettings {
                 org_id: "o 1".into(),

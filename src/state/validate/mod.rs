@@ -126,7 +126,8 @@ impl Command {
                 new_key_hash,
             } => {
                 check_id("key_id", key_id)?;
-                check_key("new_key_id", new_key_id, new_key_hash)
+                check_id("new_key_id", new_key_id)?;
+                check_key_hash("new_key_hash", new_key_hash)
             }
             Command::SetUserDisabled { user_id, .. } => check_id("user_id", user_id),
             Command::TouchApiKeys { key_hashes } => {
