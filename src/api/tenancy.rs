@@ -69,17 +69,16 @@ pub async fn list_orgs(
 
 // ------------------------------------------------------------------------------------- users
 
-impl From<&User> for UserView {
-    fn from(u: &User) -> Self {
-        UserView {
-            id: u.id.clone(),
-            name: u.name.clone(),
-            admin: u.admin,
-            organization_id: u.organization_id.clone(),
-            org_role: u.org_role,
-            created: crate::time::rfc3339(u.created_ms),
-            huggingface_token_set: u.hf_token.is_some(),
-        }
+fn user_view(u: &User, disabled: bool) -> UserView {
+    UserView {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        admin: u.admin,
+        organization_id: u.organization_id.clone(),
+        org_role: u.org_role,
+        created: crate::time::rfc3339(u.created_ms),
+        huggingface_token_set: u.hf_token.is_some(),
+        disabled,
     }
 }
 
@@ -123,7 +122,7 @@ pub async fn create_user(
         Reply::User(u) => Ok((
             StatusCode::CREATED,
             Json(NewUserView {
-                user: UserView::from(&u),
+                user: user_view(&u, false),
                 api_key: key,
                 api_key_id: key_id,
             }),
@@ -142,7 +141,7 @@ pub async fn list_users(
         s.users
             .values()
             .filter(|u| s.permits(&caller.user, Rule::AdminOrSelf { user_id: &u.id }))
-            .map(UserView::from)
+            .map(|u| user_view(u, s.disabled_users.contains(&u.id)))
             .collect()
     })))
 }
@@ -161,7 +160,7 @@ pub async fn get_user(
             .get(&id)
             .ok_or_else(|| StateError::NotFound(format!("user {id:?} not found")))?;
         s.check(&caller.user, Rule::AdminOrSelf { user_id: &id })?;
-        Ok::<_, StateError>(UserView::from(user))
+        Ok::<_, StateError>(user_view(user, s.disabled_users.contains(&id)))
     })?;
     Ok(Json(user))
 }

@@ -184,6 +184,9 @@ pub struct UserView {
     pub org_role: Option<OrgRole>,
     pub created: String,
     pub huggingface_token_set: bool,
+    /// A disabled user's keys all get 401 until an admin enables them.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -422,7 +425,8 @@ mod tests {
         let sent = json!({
             "id": "u1", "name": "alice", "admin": false, "organization_id": "o1",
             "org_role": "owner", "created": "2025-01-01T00:00:00Z",
-            "huggingface_token_set": false, "api_key": "hx_k", "api_key_id": "k1",
+            "huggingface_token_set": false, "disabled": false, "api_key": "hx_k",
+            "api_key_id": "k1",
         });
         let read: NewUserView = serde_json::from_value(sent.clone()).expect("reads");
         assert_eq!(json!(read), sent);

@@ -14,7 +14,8 @@ table_row!(UserView {
     admin,
     organization_id,
     org_role,
-    huggingface_token_set
+    huggingface_token_set,
+    disabled
 });
 
 table_row!(ApiKeyView {

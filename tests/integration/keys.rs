@@ -137,7 +137,9 @@ fn a_disabled_users_keys_are_refused_on_every_node_until_enabled() {
     let me = "/api/v1/users/me";
     let settings = "/api/v1/users/me/settings";
 
-    admin.expect("POST", &format!("{USERS}/{}/disable", user.id), None, 204);
+    let shown = format!("{USERS}/{}", user.id);
+    admin.expect("POST", &format!("{shown}/disable"), None, 204);
+    assert_eq!(admin.get_ok(&shown)["disabled"], json!(true));
     for k in [1, 2] {
         for key in &keys {
             let caller = c.caller(k, Some(key), "disabled");
@@ -149,7 +151,8 @@ fn a_disabled_users_keys_are_refused_on_every_node_until_enabled() {
     assert_eq!(refused.status, 409, "{}", refused.text());
 
     c.client(1)
-        .expect("POST", &format!("{USERS}/{}/enable", user.id), None, 204);
+        .expect("POST", &format!("{shown}/enable"), None, 204);
+    assert_eq!(admin.get_ok(&shown)["disabled"], json!(false));
     for k in [1, 2] {
         for key in &keys {
             let caller = c.caller(k, Some(key), "enabled");
