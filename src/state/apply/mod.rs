@@ -6,7 +6,7 @@ use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
-use super::tenancy::{ApiKey, AuditEntry, OrgRole, AUDIT_KEEP};
+use super::tenancy::{ApiKey, AuditEntry, OrgRole};
 use super::tokens::{TokenLevel, TokenUpdate};
 use super::trust::JoinTokenRecord;
 use super::State;
@@ -68,25 +68,16 @@ impl State {
         target: Option<&str>,
         touched: &mut Vec<StateKey>,
     ) {
-        let seq = self.audit.keys().next_back().map_or(1, |last| last + 1);
-        self.audit.insert(
-            seq,
-            AuditEntry {
-                seq,
-                at_ms: ctx.at_ms,
-                actor_user_id: ctx.actor.clone(),
-                kind: kind.into(),
-                level: level.into(),
-                target: target.map(str::to_owned),
-            },
-        );
+        let (seq, dropped) = self.audit.append(AuditEntry {
+            seq: 0,
+            at_ms: ctx.at_ms,
+            actor_user_id: ctx.actor.clone(),
+            kind: kind.into(),
+            level: level.into(),
+            target: target.map(str::to_owned),
+        });
+        touched.extend(dropped.into_iter().map(StateKey::Audit));
         touched.push(StateKey::Audit(seq));
-        if seq > AUDIT_KEEP {
-            let oldest = seq - AUDIT_KEEP;
-            if self.audit.remove(&oldest).is_some() {
-                touched.push(StateKey::Audit(oldest));
-            }
-        }
     }
 
     fn audit_token(
@@ -200,9 +191,18 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::RemoveNode { id } => {
-                self.nodes.remove(id);
+                let registered = self.nodes.remove(id).is_some();
                 touched.push(StateKey::Node(*id));
-                self.retire_node(*id, touched);
+                // Removing an already removed node again changes nothing worth a line.
+                if self.retire_node(*id, touched) || registered {
+                    self.audit(
+                        ctx,
+                        "node_removed",
+                        "cluster",
+                        Some(&id.to_string()),
+                        touched,
+                    );
+                }
                 Ok(Reply::Done)
             }
             Command::CreateOrg(org) => {

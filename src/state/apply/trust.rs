@@ -166,17 +166,20 @@ impl State {
         Ok(())
     }
 
-    /// A removed node: its id is retired and every certificate it holds is revoked.
-    pub(super) fn retire_node(&mut self, id: u64, touched: &mut Vec<StateKey>) {
+    /// A removed node: its id is retired and every certificate it holds is revoked. Whether
+    /// the id was not retired before.
+    pub(super) fn retire_node(&mut self, id: u64, touched: &mut Vec<StateKey>) -> bool {
         for cert in self.trust.certificates.values_mut() {
             if cert.node_id == id && !cert.revoked {
                 cert.revoked = true;
                 touched.push(StateKey::Certificate(cert.serial.clone()));
             }
         }
-        if self.trust.retired_nodes.insert(id) {
+        let newly = self.trust.retired_nodes.insert(id);
+        if newly {
             touched.push(StateKey::RetiredNode(id));
         }
+        newly
     }
 }
 
