@@ -165,6 +165,15 @@ fn a_removed_nodes_certificate_is_refused() {
     let id = c.id(gone);
     c.client(1)
         .expect("DELETE", &format!("/api/v1/nodes/{id}"), None, 200);
+    // The removal is in the audit log, as the cluster's own act.
+    let removed = c
+        .client(1)
+        .get_ok("/api/v1/audit?actor=cluster&kind=node_removed");
+    assert_eq!(
+        removed[0]["target"],
+        serde_json::json!(id.to_string()),
+        "{removed}"
+    );
     c.stop(gone);
     let l = leader(&c, 1);
     let answer = wait_for(
