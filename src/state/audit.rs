@@ -1,24 +1,25 @@
 //! The audit log and its retention rule: no single actor can flush anyone else's entries.
 //!
-//! Every actor (a user, or the cluster itself) keeps its own latest [`AUDIT_PER_ACTOR`]
-//! entries; beyond that its own oldest entry goes, never someone else's. Above
-//! [`AUDIT_KEEP`] entries in all, the actor holding the most loses its oldest. So a user
-//! changing their own token in a loop only ever replaces their own history.
+//! Every actor (a user, or the cluster itself) keeps its own latest [`AUDIT_PER_BUCKET`]
+//! entries of each kind; beyond that its own oldest entry of that kind goes, never someone
+//! else's, nor one of its own of another kind. Above [`AUDIT_KEEP`] entries in all, the
+//! largest such bucket loses its oldest. So a user changing their own token in a loop only
+//! ever replaces their own token history: not the keys they issued, not anyone's entries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::tenancy::AuditEntry;
 
-/// How many entries each actor keeps.
-pub const AUDIT_PER_ACTOR: usize = 2_000;
+/// How many entries each actor keeps of each kind.
+pub const AUDIT_PER_BUCKET: usize = 2_000;
 /// How many entries the log keeps in all.
 pub const AUDIT_KEEP: usize = 100_000;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditLog {
     entries: BTreeMap<u64, AuditEntry>,
-    /// Each actor's entry seqs, derived from `entries`: where retention looks.
-    by_actor: BTreeMap<Option<String>, BTreeSet<u64>>,
+    /// Entry seqs by actor and kind, derived from `entries`: where retention looks.
+    buckets: BTreeMap<Bucket, BTreeSet<u64>>,
 }
 
 /// Which entries `GET /api/v1/audit` lists.
@@ -33,6 +34,13 @@ pub struct AuditFilter {
     pub limit: Option<usize>,
 }
 
+/// An actor (`None`: the cluster) and a kind.
+type Bucket = (Option<String>, String);
+
+fn bucket_of(e: &AuditEntry) -> Bucket {
+    (e.actor_user_id.clone(), e.kind.clone())
+}
+
 impl AuditLog {
     pub fn from_entries(entries: impl IntoIterator<Item = AuditEntry>) -> AuditLog {
         let mut log = AuditLog::default();
@@ -44,8 +52,8 @@ impl AuditLog {
 
     /// Keep a stored entry as it is, without retention (records load in any order).
     pub fn load(&mut self, entry: AuditEntry) {
-        self.by_actor
-            .entry(entry.actor_user_id.clone())
+        self.buckets
+            .entry(bucket_of(&entry))
             .or_default()
             .insert(entry.seq);
         self.entries.insert(entry.seq, entry);
@@ -56,17 +64,18 @@ impl AuditLog {
     pub fn append(&mut self, mut entry: AuditEntry) -> (u64, Vec<u64>) {
         let seq = self.entries.keys().next_back().map_or(1, |last| last + 1);
         let mut dropped = Vec::new();
-        while self.count(&entry.actor_user_id) >= AUDIT_PER_ACTOR {
-            dropped.extend(self.drop_oldest_of(&entry.actor_user_id.clone()));
+        let own = bucket_of(&entry);
+        while self.count(&own) >= AUDIT_PER_BUCKET {
+            dropped.extend(self.drop_oldest_of(&own));
         }
         while self.entries.len() >= AUDIT_KEEP {
-            // The actor with the most entries; ties go to the first in id order.
+            // The largest bucket; ties go to the first in (actor, kind) order.
             let Some(largest) = self
-                .by_actor
+                .buckets
                 .iter()
                 .rev()
                 .max_by_key(|(_, seqs)| seqs.len())
-                .map(|(actor, _)| actor.clone())
+                .map(|(bucket, _)| bucket.clone())
             else {
                 break;
             };
@@ -77,15 +86,15 @@ impl AuditLog {
         (seq, dropped)
     }
 
-    fn count(&self, actor: &Option<String>) -> usize {
-        self.by_actor.get(actor).map_or(0, BTreeSet::len)
+    fn count(&self, bucket: &Bucket) -> usize {
+        self.buckets.get(bucket).map_or(0, BTreeSet::len)
     }
 
-    fn drop_oldest_of(&mut self, actor: &Option<String>) -> Option<u64> {
-        let seqs = self.by_actor.get_mut(actor)?;
+    fn drop_oldest_of(&mut self, bucket: &Bucket) -> Option<u64> {
+        let seqs = self.buckets.get_mut(bucket)?;
         let oldest = seqs.pop_first()?;
         if seqs.is_empty() {
-            self.by_actor.remove(actor);
+            self.buckets.remove(bucket);
         }
         self.entries.remove(&oldest);
         Some(oldest)
@@ -139,7 +148,8 @@ mod tests {
     }
 
     /// The issue's attack, twice over: a member's 20,000 changes of their own token leave
-    /// every admin and cluster entry in place, and keep the member's latest ones.
+    /// every admin and cluster entry in place, and the member's own key issue too, and
+    /// keep the member's latest token changes.
     #[test]
     fn a_users_churn_never_evicts_anyone_elses_entries() {
         let mut log = AuditLog::default();
@@ -150,6 +160,7 @@ mod tests {
             (Some("admin"), "org_owner_granted"),
             (None, "node_admitted"),
             (Some("admin"), "join_token_created"),
+            (Some("mallory"), "api_key_issued"),
         ] {
             security.push(log.append(entry(actor, kind, 1)).0);
         }
@@ -161,12 +172,13 @@ mod tests {
         }
         let mallory = AuditFilter {
             actor: Some(Some("mallory".into())),
+            kind: Some("hf_token_set".into()),
             ..Default::default()
         };
         let kept = log.select(&mallory);
-        assert_eq!(kept.len(), AUDIT_PER_ACTOR);
+        assert_eq!(kept.len(), AUDIT_PER_BUCKET);
         assert_eq!(kept.last().unwrap().at_ms, 20_001);
-        assert_eq!(log.values().count(), AUDIT_PER_ACTOR + security.len());
+        assert_eq!(log.values().count(), AUDIT_PER_BUCKET + security.len());
     }
 
     /// Two logs fed the same entries end up identical, and a log rebuilt from its stored
@@ -174,7 +186,7 @@ mod tests {
     #[test]
     fn retention_is_deterministic_and_survives_a_reload() {
         let feed = |log: &mut AuditLog| {
-            for i in 0..(AUDIT_PER_ACTOR as i64 + 50) {
+            for i in 0..(2 * AUDIT_PER_BUCKET as i64 + 50) {
                 log.append(entry(Some(if i % 3 == 0 { "a" } else { "b" }), "k", i));
             }
         };
@@ -182,13 +194,17 @@ mod tests {
         feed(&mut one);
         feed(&mut two);
         assert_eq!(one, two);
+        assert!(
+            one.values().count() < 2 * AUDIT_PER_BUCKET + 50,
+            "nothing was dropped"
+        );
         let reloaded = AuditLog::from_entries(one.values().cloned());
         assert_eq!(reloaded, one);
     }
 
-    /// Above the global cap the actor with the most entries pays, not the smallest one.
+    /// Above the global cap the largest bucket pays, not the smallest one.
     #[test]
-    fn the_global_cap_takes_from_the_largest_actor() {
+    fn the_global_cap_takes_from_the_largest_bucket() {
         let mut log = AuditLog::default();
         for i in 0..AUDIT_KEEP as u64 {
             // 60 actors: the cap is reached with every one under its own limit.
@@ -211,7 +227,7 @@ mod tests {
     }
 
     /// Entries written under the old single cap (10,000 of one actor) shrink to the
-    /// actor's own limit at its next entry.
+    /// bucket's limit at the actor's next entry of that kind.
     #[test]
     fn an_actor_over_its_limit_from_older_data_is_trimmed_at_its_next_entry() {
         let old = (1..=10_000u64).map(|seq| AuditEntry {
@@ -221,8 +237,8 @@ mod tests {
         let mut log = AuditLog::from_entries(old);
         let (seq, dropped) = log.append(entry(Some("m"), "hf_token_set", 10_001));
         assert_eq!(seq, 10_001);
-        assert_eq!(dropped.len(), 10_000 - AUDIT_PER_ACTOR + 1);
-        assert_eq!(log.values().count(), AUDIT_PER_ACTOR);
+        assert_eq!(dropped.len(), 10_000 - AUDIT_PER_BUCKET + 1);
+        assert_eq!(log.values().count(), AUDIT_PER_BUCKET);
     }
 
     #[test]

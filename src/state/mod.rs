@@ -16,7 +16,7 @@ mod validate;
 
 use std::collections::BTreeMap;
 
-pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_ACTOR};
+pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_BUCKET};
 pub use auth::{admin_only, Rule};
 pub use catalog::{parse_memory, Model, ModelType, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
@@ -40,7 +40,7 @@ pub struct State {
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub slots: BTreeMap<String, Slot>,
     pub orgs: BTreeMap<String, Org>,
-    /// Changes of secrets and permissions, oldest first, kept per actor (see `audit.rs`).
+    /// Changes of secrets and permissions, oldest first, kept per actor and kind (see `audit.rs`).
     pub audit: AuditLog,
     /// The cluster CA, join tokens and issued certificates.
     pub trust: Trust,

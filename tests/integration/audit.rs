@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 const AUDIT: &str = "/api/v1/audit";
 /// Settings changes by the member: a handful here; the unit tests of `state::audit` churn
-/// past the per-actor limit (2,000) by tens of thousands.
+/// past the limit per actor and kind (2,000) by tens of thousands.
 const CHURN: usize = 40;
 
 fn entries(v: Value) -> Vec<Value> {
