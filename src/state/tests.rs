@@ -401,3 +401,24 @@ fn removing_a_node_is_audited_once() {
         (40, None, Some("1"))
     );
 }
+
+/// The CA and every certificate recorded outside an admission are audited as the
+/// cluster's own acts; a retried CA is not a second `ca_created`.
+#[test]
+fn the_ca_and_certificates_are_audited() {
+    let mut s = State::default();
+    for p in every_command() {
+        s.apply(&p).0.unwrap();
+    }
+    s.apply(&by(None, 90, Command::InitCa(ca_record())))
+        .0
+        .unwrap();
+    let kinds: Vec<_> = s
+        .audit
+        .values()
+        .filter(|e| e.actor_user_id.is_none())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "ca_created").count(), 1);
+    assert!(kinds.contains(&"certificate_issued"), "{kinds:?}");
+}

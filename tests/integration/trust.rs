@@ -344,4 +344,17 @@ fn certificates_are_renewed_before_they_expire_and_the_cluster_keeps_working() {
     c.client(2).create_model_acked("trust/after-renewal", WAIT);
     c.client(1)
         .create_model_acked("trust/after-renewal-2", WAIT);
+    // Each renewal is audited as the cluster's own act.
+    let issued = c
+        .client(1)
+        .get_ok("/api/v1/audit?actor=cluster&kind=certificate_issued");
+    let node2 = serde_json::json!(c.id(2).to_string());
+    assert!(
+        issued
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == node2),
+        "{issued}"
+    );
 }

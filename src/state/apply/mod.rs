@@ -1,12 +1,13 @@
 //! The pure, deterministic transition function of the replicated state.
 
+mod audit;
 mod trust;
 
 use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
-use super::tenancy::{ApiKey, AuditEntry, OrgRole};
+use super::tenancy::{ApiKey, OrgRole};
 use super::tokens::{TokenLevel, TokenUpdate};
 use super::trust::JoinTokenRecord;
 use super::State;
@@ -58,42 +59,6 @@ impl State {
         };
         command.validate()?;
         Ok(actor)
-    }
-
-    fn audit(
-        &mut self,
-        ctx: &Ctx,
-        kind: &str,
-        level: &str,
-        target: Option<&str>,
-        touched: &mut Vec<StateKey>,
-    ) {
-        let (seq, dropped) = self.audit.append(AuditEntry {
-            seq: 0,
-            at_ms: ctx.at_ms,
-            actor_user_id: ctx.actor.clone(),
-            kind: kind.into(),
-            level: level.into(),
-            target: target.map(str::to_owned),
-        });
-        touched.extend(dropped.into_iter().map(StateKey::Audit));
-        touched.push(StateKey::Audit(seq));
-    }
-
-    fn audit_token(
-        &mut self,
-        ctx: &Ctx,
-        update: &Option<TokenUpdate>,
-        level: TokenLevel,
-        target: Option<&str>,
-        touched: &mut Vec<StateKey>,
-    ) {
-        let level = level.name();
-        match update {
-            Some(TokenUpdate::Set(_)) => self.audit(ctx, "hf_token_set", level, target, touched),
-            Some(TokenUpdate::Clear) => self.audit(ctx, "hf_token_cleared", level, target, touched),
-            None => {}
-        }
     }
 
     fn apply_command(
@@ -375,7 +340,9 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::InitCa(ca) => {
-                self.init_ca(ca, touched);
+                if self.init_ca(ca, touched) {
+                    self.audit(ctx, "ca_created", "cluster", Some(&ca.fingerprint), touched);
+                }
                 Ok(Reply::Done)
             }
             Command::CreateJoinToken {
@@ -417,6 +384,8 @@ impl State {
             }
             Command::RecordCertificate(certificate) => {
                 self.record_certificate(certificate, at_ms, touched)?;
+                let node = certificate.node_id.to_string();
+                self.audit(ctx, "certificate_issued", "cluster", Some(&node), touched);
                 Ok(Reply::Done)
             }
         }

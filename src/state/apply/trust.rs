@@ -41,12 +41,15 @@ impl State {
         Err(StateError::Forbidden(refusal))
     }
 
-    pub(super) fn init_ca(&mut self, ca: &CaRecord, touched: &mut Vec<StateKey>) {
+    /// Whether `ca` became the cluster CA.
+    pub(super) fn init_ca(&mut self, ca: &CaRecord, touched: &mut Vec<StateKey>) -> bool {
         // The first CA stays: a second bootstrap attempt (a retry) changes nothing.
-        if self.trust.ca.is_none() {
-            self.trust.ca = Some(ca.clone());
-            touched.push(StateKey::Ca);
+        if self.trust.ca.is_some() {
+            return false;
         }
+        self.trust.ca = Some(ca.clone());
+        touched.push(StateKey::Ca);
+        true
     }
 
     pub(super) fn create_join_token(
