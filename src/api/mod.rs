@@ -1,6 +1,7 @@
 //! The admin HTTP API. Every node serves all of it: reads come from the local replica (after
 //! a read-index barrier unless `?stale=true`), writes are proposed through the leader.
 
+mod audit;
 mod cluster;
 mod error;
 mod key_use;
@@ -127,7 +128,7 @@ fn router(ctx: ApiContext) -> Router {
             "/api/v1/api-keys/{key_id}/rotate",
             post(keys::rotate_api_key),
         )
-        .route("/api/v1/audit", get(tenancy::list_audit))
+        .route("/api/v1/audit", get(audit::list_audit))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not accept that method".into())

@@ -1,4 +1,4 @@
-//! Organizations, users, API keys and the audit log. Who may do what is decided in
+//! Organizations, users and API keys. Who may do what is decided in
 //! `state::auth`; see docs/security.md. Their token settings are in `token_settings.rs`.
 
 use axum::body::Bytes;
@@ -9,11 +9,11 @@ use axum::Json;
 use secrecy::ExposeSecret;
 
 use super::request::parse_json;
-use super::types::{AuditView, NewOrg, NewUserView, OrgView, UserInput, UserView};
+use super::types::{NewOrg, NewUserView, OrgView, UserInput, UserView};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
 use crate::state::{
-    check_name, invalid, AuditEntry, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User,
+    check_name, invalid, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User,
 };
 
 // ----------------------------------------------------------------------------- organizations
@@ -163,31 +163,4 @@ pub async fn get_user(
         Ok::<_, StateError>(user_view(user, s.disabled_users.contains(&id)))
     })?;
     Ok(Json(user))
-}
-
-// ------------------------------------------------------------------------------------- audit
-
-impl From<&AuditEntry> for AuditView {
-    fn from(e: &AuditEntry) -> Self {
-        AuditView {
-            seq: e.seq,
-            at: crate::time::rfc3339(e.at_ms),
-            actor_user_id: e.actor_user_id.clone(),
-            kind: e.kind.clone(),
-            level: e.level.clone(),
-            target: e.target.clone(),
-        }
-    }
-}
-
-pub async fn list_audit(
-    State(ctx): State<ApiContext>,
-    mode: ReadMode,
-    headers: HeaderMap,
-) -> Result<Json<Vec<AuditView>>, ApiError> {
-    ctx.reader(&headers, mode).await?.require_admin()?;
-    Ok(Json(
-        ctx.replica()
-            .read(|s| s.audit.values().map(AuditView::from).collect()),
-    ))
 }

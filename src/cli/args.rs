@@ -294,7 +294,24 @@ pub struct TokenFlags {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    List,
+    /// Entries oldest first; the filters combine.
+    List {
+        /// A user id, or `cluster` for the cluster's own entries.
+        #[arg(long)]
+        actor: Option<String>,
+        /// e.g. `hf_token_set`, `api_key_issued`, `node_removed`.
+        #[arg(long)]
+        kind: Option<String>,
+        /// RFC 3339, e.g. 2026-12-01T03:00:00Z (inclusive).
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 (inclusive).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only the newest N of the matching entries.
+        #[arg(long)]
+        limit: Option<String>,
+    },
 }
 
 /// One of `names` (listed in the help), read as the API value spelled that way in JSON.

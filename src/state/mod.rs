@@ -2,6 +2,7 @@
 //! may do what, and the token rulebook.
 
 mod apply;
+mod audit;
 mod auth;
 mod catalog;
 pub mod codec;
@@ -15,6 +16,7 @@ mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_BUCKET};
 pub use auth::{admin_only, Rule};
 pub use catalog::{parse_memory, Model, ModelType, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
@@ -22,9 +24,7 @@ pub use nodes::{
     slot_id_for, Gpu, NodeAnnouncement, NodeRecord, Placement, Slot, SlotState, SlotStatus,
 };
 pub use records::StateKey;
-pub use tenancy::{
-    ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User, AUDIT_KEEP,
-};
+pub use tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
 pub use validate::{
@@ -44,8 +44,8 @@ pub struct State {
     pub nodes: BTreeMap<u64, NodeRecord>,
     pub slots: BTreeMap<String, Slot>,
     pub orgs: BTreeMap<String, Org>,
-    /// Changes of secrets and permissions, oldest first, the last [`AUDIT_KEEP`] of them.
-    pub audit: BTreeMap<u64, AuditEntry>,
+    /// Changes of secrets and permissions, oldest first, kept per actor and kind (see `audit.rs`).
+    pub audit: AuditLog,
     /// The cluster CA, join tokens and issued certificates.
     pub trust: Trust,
     /// The latest time an applied proposal was stamped with: `apply` never goes back from

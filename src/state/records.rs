@@ -13,7 +13,7 @@ use super::codec::{self, CodecError};
 use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
 use super::tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, SystemSettings, User};
 use super::trust::{CaRecord, CertRecord, JoinTokenRecord};
-use super::State;
+use super::{AuditLog, State};
 
 /// One record of the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ impl State {
                     state.orgs.insert(o.id.clone(), o);
                 }
                 StateValue::Audit(a) => {
-                    state.audit.insert(a.seq, a);
+                    state.audit.load(a);
                 }
                 StateValue::Clock(ms) => state.clock_ms = ms,
                 StateValue::Ca(ca) => state.trust.ca = Some(ca),
@@ -189,7 +189,7 @@ impl State {
         keys.extend(self.nodes.keys().copied().map(StateKey::Node));
         keys.extend(self.slots.keys().cloned().map(StateKey::Slot));
         keys.extend(self.orgs.keys().cloned().map(StateKey::Org));
-        keys.extend(self.audit.keys().copied().map(StateKey::Audit));
+        keys.extend(self.audit.keys().map(StateKey::Audit));
         keys.push(StateKey::Clock);
         keys.extend(self.trust.ca.iter().map(|_| StateKey::Ca));
         keys.extend(
@@ -251,7 +251,7 @@ impl State {
                 .collect(),
             slots: s.slots,
             orgs: s.orgs,
-            audit: s.audit,
+            audit: AuditLog::from_entries(s.audit.into_values()),
             clock_ms: 0,
             trust: Default::default(),
         })

@@ -116,13 +116,10 @@ pub struct AuditEntry {
     /// The user whose key made the change; `None` for the cluster itself.
     pub actor_user_id: Option<String>,
     /// e.g. `hf_token_set`, `hf_token_cleared`, `api_key_issued`, `api_key_revoked`,
-    /// `user_created`, `org_created`.
+    /// `user_created`, `org_created`, `node_admitted`, `node_removed`.
     pub kind: String,
     /// `system`, `organization`, `user`, `model` or `api_key`.
     pub level: String,
     /// The id at that level (org, user, model or key id); `None` for system.
     pub target: Option<String>,
 }
-
-/// How many audit entries the state keeps (older ones are dropped as new ones arrive).
-pub const AUDIT_KEEP: u64 = 10_000;

@@ -418,3 +418,50 @@ fn codec_refuses_unknown_versions() {
         Err(codec::CodecError::Version { found: 99, .. })
     ));
 }
+
+/// A removed node is audited once, with the leader's time, however often removal is retried.
+#[test]
+fn removing_a_node_is_audited_once() {
+    let mut s = State::default();
+    s.apply(&register(1)).0.unwrap();
+    for at_ms in [40, 41] {
+        s.apply(&by(None, at_ms, Command::RemoveNode { id: 1 }))
+            .0
+            .unwrap();
+    }
+    let removed: Vec<_> = s
+        .audit
+        .values()
+        .filter(|e| e.kind == "node_removed")
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(
+        (
+            removed[0].at_ms,
+            removed[0].actor_user_id.as_deref(),
+            removed[0].target.as_deref()
+        ),
+        (40, None, Some("1"))
+    );
+}
+
+/// The CA and every certificate recorded outside an admission are audited as the
+/// cluster's own acts; a retried CA is not a second `ca_created`.
+#[test]
+fn the_ca_and_certificates_are_audited() {
+    let mut s = State::default();
+    for p in every_command() {
+        s.apply(&p).0.unwrap();
+    }
+    s.apply(&by(None, 90, Command::InitCa(ca_record())))
+        .0
+        .unwrap();
+    let kinds: Vec<_> = s
+        .audit
+        .values()
+        .filter(|e| e.actor_user_id.is_none())
+        .map(|e| e.kind.as_str())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "ca_created").count(), 1);
+    assert!(kinds.contains(&"certificate_issued"), "{kinds:?}");
+}

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod audit;
 mod bench_smoke;
 mod cluster_core;
 mod keys;

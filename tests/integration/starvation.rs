@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::common::peer::raw_exchange;
 use crate::common::*;
 
 /// Connections a flood holds open in the first story.
@@ -108,11 +109,19 @@ fn beyond_the_cap_clients_are_refused_and_stalled_heads_are_cut_off() {
     // Fill the cap with requests in flight (a few more, in case the rig's own last
     // connections still held places), and the next client is refused with a reason.
     let stalled = stalled_bodies(&addr, &c.admin_key, 64 + 8);
-    let refused = admin.get("/readyz");
-    assert_eq!(refused.status, 503, "beyond the cap: {}", refused.text());
-    assert_eq!(
-        refused.error_message(),
-        "too many connections to this node's api port (limit 64)"
+    // A new connection: the rig's client would reuse one it already holds a place with.
+    let refused = String::from_utf8_lossy(&raw_exchange(
+        &addr,
+        b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n",
+    ))
+    .into_owned();
+    assert!(
+        refused.starts_with("HTTP/1.1 503"),
+        "beyond the cap: {refused}"
+    );
+    assert!(
+        refused.contains("too many connections to this node's api port (limit 64)"),
+        "{refused}"
     );
     drop(stalled);
     wait_until(

@@ -165,6 +165,15 @@ fn a_removed_nodes_certificate_is_refused() {
     let id = c.id(gone);
     c.client(1)
         .expect("DELETE", &format!("/api/v1/nodes/{id}"), None, 200);
+    // The removal is in the audit log, as the cluster's own act.
+    let removed = c
+        .client(1)
+        .get_ok("/api/v1/audit?actor=cluster&kind=node_removed");
+    assert_eq!(
+        removed[0]["target"],
+        serde_json::json!(id.to_string()),
+        "{removed}"
+    );
     c.stop(gone);
     let l = leader(&c, 1);
     let answer = wait_for(
@@ -335,4 +344,17 @@ fn certificates_are_renewed_before_they_expire_and_the_cluster_keeps_working() {
     c.client(2).create_model_acked("trust/after-renewal", WAIT);
     c.client(1)
         .create_model_acked("trust/after-renewal-2", WAIT);
+    // Each renewal is audited as the cluster's own act.
+    let issued = c
+        .client(1)
+        .get_ok("/api/v1/audit?actor=cluster&kind=certificate_issued");
+    let node2 = serde_json::json!(c.id(2).to_string());
+    assert!(
+        issued
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == node2),
+        "{issued}"
+    );
 }

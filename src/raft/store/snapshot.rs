@@ -213,7 +213,7 @@ mod tests {
                     .collect(),
                 slots: &state.slots,
                 orgs: &state.orgs,
-                audit: &state.audit,
+                audit: state.audit.entries(),
             },
         };
         // Format 1 predates the trust records.

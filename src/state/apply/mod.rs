@@ -1,5 +1,6 @@
 //! The pure, deterministic transition function of the replicated state.
 
+mod audit;
 mod keys;
 mod trust;
 
@@ -7,7 +8,7 @@ use super::auth::Rule;
 use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
-use super::tenancy::{AuditEntry, OrgRole, AUDIT_KEEP};
+use super::tenancy::OrgRole;
 use super::tokens::{TokenLevel, TokenUpdate};
 use super::trust::JoinTokenRecord;
 use super::State;
@@ -59,51 +60,6 @@ impl State {
         };
         command.validate()?;
         Ok(actor)
-    }
-
-    fn audit(
-        &mut self,
-        ctx: &Ctx,
-        kind: &str,
-        level: &str,
-        target: Option<&str>,
-        touched: &mut Vec<StateKey>,
-    ) {
-        let seq = self.audit.keys().next_back().map_or(1, |last| last + 1);
-        self.audit.insert(
-            seq,
-            AuditEntry {
-                seq,
-                at_ms: ctx.at_ms,
-                actor_user_id: ctx.actor.clone(),
-                kind: kind.into(),
-                level: level.into(),
-                target: target.map(str::to_owned),
-            },
-        );
-        touched.push(StateKey::Audit(seq));
-        if seq > AUDIT_KEEP {
-            let oldest = seq - AUDIT_KEEP;
-            if self.audit.remove(&oldest).is_some() {
-                touched.push(StateKey::Audit(oldest));
-            }
-        }
-    }
-
-    fn audit_token(
-        &mut self,
-        ctx: &Ctx,
-        update: &Option<TokenUpdate>,
-        level: TokenLevel,
-        target: Option<&str>,
-        touched: &mut Vec<StateKey>,
-    ) {
-        let level = level.name();
-        match update {
-            Some(TokenUpdate::Set(_)) => self.audit(ctx, "hf_token_set", level, target, touched),
-            Some(TokenUpdate::Clear) => self.audit(ctx, "hf_token_cleared", level, target, touched),
-            None => {}
-        }
     }
 
     fn apply_command(
@@ -195,9 +151,18 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::RemoveNode { id } => {
-                self.nodes.remove(id);
+                let registered = self.nodes.remove(id).is_some();
                 touched.push(StateKey::Node(*id));
-                self.retire_node(*id, touched);
+                // Removing an already removed node again changes nothing worth a line.
+                if self.retire_node(*id, touched) || registered {
+                    self.audit(
+                        ctx,
+                        "node_removed",
+                        "cluster",
+                        Some(&id.to_string()),
+                        touched,
+                    );
+                }
                 Ok(Reply::Done)
             }
             Command::CreateOrg(org) => {
@@ -336,7 +301,9 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::InitCa(ca) => {
-                self.init_ca(ca, touched);
+                if self.init_ca(ca, touched) {
+                    self.audit(ctx, "ca_created", "cluster", Some(&ca.fingerprint), touched);
+                }
                 Ok(Reply::Done)
             }
             Command::CreateJoinToken {
@@ -378,6 +345,8 @@ impl State {
             }
             Command::RecordCertificate(certificate) => {
                 self.record_certificate(certificate, at_ms, touched)?;
+                let node = certificate.node_id.to_string();
+                self.audit(ctx, "certificate_issued", "cluster", Some(&node), touched);
                 Ok(Reply::Done)
             }
             Command::IssueNamedApiKey {

@@ -41,12 +41,15 @@ impl State {
         Err(StateError::Forbidden(refusal))
     }
 
-    pub(super) fn init_ca(&mut self, ca: &CaRecord, touched: &mut Vec<StateKey>) {
+    /// Whether `ca` became the cluster CA.
+    pub(super) fn init_ca(&mut self, ca: &CaRecord, touched: &mut Vec<StateKey>) -> bool {
         // The first CA stays: a second bootstrap attempt (a retry) changes nothing.
-        if self.trust.ca.is_none() {
-            self.trust.ca = Some(ca.clone());
-            touched.push(StateKey::Ca);
+        if self.trust.ca.is_some() {
+            return false;
         }
+        self.trust.ca = Some(ca.clone());
+        touched.push(StateKey::Ca);
+        true
     }
 
     pub(super) fn create_join_token(
@@ -166,17 +169,20 @@ impl State {
         Ok(())
     }
 
-    /// A removed node: its id is retired and every certificate it holds is revoked.
-    pub(super) fn retire_node(&mut self, id: u64, touched: &mut Vec<StateKey>) {
+    /// A removed node: its id is retired and every certificate it holds is revoked. Whether
+    /// the id was not retired before.
+    pub(super) fn retire_node(&mut self, id: u64, touched: &mut Vec<StateKey>) -> bool {
         for cert in self.trust.certificates.values_mut() {
             if cert.node_id == id && !cert.revoked {
                 cert.revoked = true;
                 touched.push(StateKey::Certificate(cert.serial.clone()));
             }
         }
-        if self.trust.retired_nodes.insert(id) {
+        let newly = self.trust.retired_nodes.insert(id);
+        if newly {
             touched.push(StateKey::RetiredNode(id));
         }
+        newly
     }
 }
 
