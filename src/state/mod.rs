@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod auth;
+mod backup;
 mod catalog;
 pub mod codec;
 mod command;
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_BUCKET};
 pub use auth::{admin_only, Rule};
+pub use backup::{decode_backup, encode_backup, Backup, BackupError, BACKUP_FORMAT};
 pub use catalog::{parse_memory, Model, ModelType, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
 pub use nodes::{
