@@ -7,6 +7,7 @@ mod error;
 mod key_use;
 mod keys;
 mod models;
+mod operator;
 mod request;
 mod slots;
 mod system;
@@ -129,6 +130,7 @@ fn router(ctx: ApiContext) -> Router {
             post(keys::rotate_api_key),
         )
         .route("/api/v1/audit", get(audit::list_audit))
+        .route(operator::SNAPSHOT_PATH, get(operator::save_snapshot))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not accept that method".into())

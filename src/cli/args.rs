@@ -43,6 +43,9 @@ pub enum Command {
     /// Changes of secrets and permissions (admin).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Backups of the whole state (admin).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -312,6 +315,20 @@ pub enum AuditCommand {
         #[arg(long)]
         limit: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Save or restore a snapshot of the whole state.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCommand {
+    /// Save the state, read at a linearizable point, to FILE (secrets stay sealed with the
+    /// cluster key: keep the source's DATA_DIR/cluster.key safe too, apart from FILE).
+    Save { file: PathBuf },
 }
 
 /// One of `names` (listed in the help), read as the API value spelled that way in JSON.

@@ -33,6 +33,9 @@ pub struct Answer<T> {
     pub body: T,
 }
 
+/// How long a download (a snapshot of a large state) may take in all.
+const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 pub struct Client {
     http: reqwest::Client,
     urls: Vec<String>,
@@ -101,6 +104,55 @@ impl Client {
 
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, ClientError> {
         self.send(Method::DELETE, path, None::<&()>).await
+    }
+
+    /// A binary answer (a snapshot), read in chunks: `progress` sees the bytes so far. A
+    /// large state may take longer than a JSON answer's timeout.
+    pub async fn download(
+        &self,
+        path: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut failures = Vec::new();
+        for url in &self.urls {
+            let mut req = self
+                .http
+                .get(format!("{url}{path}"))
+                .timeout(DOWNLOAD_TIMEOUT);
+            if let Some(key) = &self.api_key {
+                req = req.bearer_auth(key);
+            }
+            let mut resp = match req.send().await {
+                Ok(resp) => resp,
+                Err(e) if e.is_connect() => {
+                    failures.push(format!("{url}: {}", causes(&e)));
+                    continue;
+                }
+                Err(e) => return Err(ClientError::Unreachable(format!("{url}: {}", causes(&e)))),
+            };
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|j| j.get("error").and_then(Value::as_str).map(str::to_owned))
+                    .unwrap_or(text);
+                return Err(ClientError::Server {
+                    status: status.as_u16(),
+                    message,
+                });
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Unexpected {
+                url: url.clone(),
+                message: causes(&e),
+            })? {
+                bytes.extend_from_slice(&chunk);
+                progress(bytes.len() as u64);
+            }
+            return Ok(bytes);
+        }
+        Err(ClientError::Unreachable(failures.join("; ")))
     }
 
     async fn send<B, T>(

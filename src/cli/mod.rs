@@ -11,6 +11,7 @@ mod cluster;
 mod failure;
 mod model;
 mod node;
+mod operator;
 mod org;
 mod output;
 mod secret;
@@ -89,5 +90,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Org(cmd) => org::run(cmd, &client, out).await,
         Command::User(cmd) => user::run(cmd, &client, out).await,
         Command::Audit(cmd) => audit::run(cmd, &client, out).await,
+        Command::Operator(cmd) => operator::run(cmd, &client).await,
     }
 }

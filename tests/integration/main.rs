@@ -9,6 +9,7 @@ mod bench_smoke;
 mod cluster_core;
 mod keys;
 mod runner;
+mod snapshot;
 mod starvation;
 mod storage;
 mod tenancy;

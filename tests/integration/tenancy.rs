@@ -859,6 +859,12 @@ fn table() -> Vec<Row> {
         row("GET", "/api/v1/audit", ADMIN, fixed("/api/v1/audit")),
         row(
             "GET",
+            "/api/v1/operator/snapshot",
+            ADMIN,
+            fixed("/api/v1/operator/snapshot"),
+        ),
+        row(
+            "GET",
             "(any other path)",
             [404, 404, 404, 404, 404, 404],
             fixed("/api/v1/no-such-route"),

@@ -32,6 +32,12 @@ impl StateView {
         f(&self.applied.read().expect("state lock poisoned").state)
     }
 
+    /// Run `f` on the applied state and the index it reflects, read together.
+    pub fn read_at<R>(&self, f: impl FnOnce(u64, &State) -> R) -> R {
+        let a = self.applied.read().expect("state lock poisoned");
+        f(a.last_applied.map_or(0, |l| l.index), &a.state)
+    }
+
     /// The index of the last applied log entry (0 before the first).
     pub fn applied_index(&self) -> u64 {
         self.applied

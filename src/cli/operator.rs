@@ -1,0 +1,63 @@
+//! `helix operator snapshot save`: a backup of the whole state, written atomically.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::args::{OperatorCommand, SnapshotCommand};
+use super::client::Client;
+use super::failure::{self, Failure};
+use crate::state::decode_backup;
+
+const SNAPSHOT_PATH: &str = "/api/v1/operator/snapshot";
+/// A progress line every this many bytes.
+const PROGRESS_EVERY: u64 = 1 << 20;
+
+pub async fn run(cmd: OperatorCommand, client: &Client) -> Result<(), Failure> {
+    match cmd {
+        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client).await,
+    }
+}
+
+async fn save(file: &Path, client: &Client) -> Result<(), Failure> {
+    let mut shown = 0;
+    let bytes = client
+        .download(SNAPSHOT_PATH, |received| {
+            if received >= shown + PROGRESS_EVERY {
+                shown = received;
+                eprint!("\rreceived {} MiB", received >> 20);
+            }
+        })
+        .await?;
+    if shown > 0 {
+        eprintln!();
+    }
+    // Checked before it is kept: a damaged transfer is not a backup.
+    let backup = decode_backup(&bytes)
+        .map_err(|e| failure::failed(format!("the node sent a bad snapshot: {e}")))?;
+    write_atomically(file, &bytes)
+        .map_err(|e| failure::failed(format!("cannot write {}: {e}", file.display())))?;
+    println!(
+        "saved a snapshot at applied index {} ({} bytes) to {}",
+        backup.applied_index,
+        bytes.len(),
+        file.display()
+    );
+    Ok(())
+}
+
+/// Write `bytes` to a temporary file beside `file`, sync it, then rename it over `file`.
+fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp_name = file.as_os_str().to_owned();
+    tmp_name.push(".partial");
+    let tmp = Path::new(&tmp_name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, file)
+}
