@@ -329,6 +329,19 @@ pub enum SnapshotCommand {
     /// Save the state, read at a linearizable point, to FILE (secrets stay sealed with the
     /// cluster key: keep the source's DATA_DIR/cluster.key safe too, apart from FILE).
     Save { file: PathBuf },
+    /// Make a new data dir (`--data-dir`, missing or empty) whose node, started with
+    /// `helix node start` and the same flags, runs a one-node cluster holding FILE's state;
+    /// other nodes join it with join tokens. Offline: no node needs to run.
+    Restore {
+        file: PathBuf,
+        /// The `cluster.key` of a node of the cluster FILE was saved from: it opens the CA and
+        /// the sealed tokens in FILE, and becomes the new cluster's key. Required: without
+        /// it nothing sealed in FILE could be opened.
+        #[arg(long)]
+        cluster_key_file: PathBuf,
+        #[command(flatten)]
+        flags: Box<NodeFlags>,
+    },
 }
 
 /// One of `names` (listed in the help), read as the API value spelled that way in JSON.

@@ -23,12 +23,17 @@ pub async fn join(url: String, token: String, flags: NodeFlags) -> Result<(), Fa
     run_node(flags, launch).await
 }
 
-async fn run_node(flags: NodeFlags, launch: Launch) -> Result<(), Failure> {
+/// The node's configuration: the config file, overridden by the flags.
+pub fn config(flags: NodeFlags) -> Result<NodeConfig, Failure> {
     let file = match &flags.config {
         Some(path) => FileConfig::load(path).map_err(|e| usage(e.to_string()))?,
         None => FileConfig::default(),
     };
-    let config = NodeConfig::resolve(file, flags.options).map_err(|e| usage(e.to_string()))?;
+    NodeConfig::resolve(file, flags.options).map_err(|e| usage(e.to_string()))
+}
+
+async fn run_node(flags: NodeFlags, launch: Launch) -> Result<(), Failure> {
+    let config = config(flags)?;
     crate::logging::init(config.log_format);
     crate::daemon::run(config, launch, shutdown_signal())
         .await

@@ -1,11 +1,13 @@
-//! `helix operator snapshot save`: a backup of the whole state, written atomically.
+//! `helix operator snapshot save|restore`: a backup of the whole state, written
+//! atomically; a new one-node cluster made from one.
 
 use std::io::Write;
 use std::path::Path;
 
-use super::args::{OperatorCommand, SnapshotCommand};
+use super::args::{NodeFlags, OperatorCommand, SnapshotCommand};
 use super::client::Client;
 use super::failure::{self, Failure};
+use crate::crypto::ClusterSecret;
 use crate::state::decode_backup;
 
 const SNAPSHOT_PATH: &str = "/api/v1/operator/snapshot";
@@ -15,7 +17,34 @@ const PROGRESS_EVERY: u64 = 1 << 20;
 pub async fn run(cmd: OperatorCommand, client: &Client) -> Result<(), Failure> {
     match cmd {
         OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client).await,
+        OperatorCommand::Snapshot(SnapshotCommand::Restore {
+            file,
+            cluster_key_file,
+            flags,
+        }) => restore(&file, &cluster_key_file, *flags).await,
     }
+}
+
+async fn restore(file: &Path, key_file: &Path, flags: NodeFlags) -> Result<(), Failure> {
+    let config = super::node::config(flags)?;
+    let bytes = std::fs::read(file)
+        .map_err(|e| failure::usage(format!("cannot read {}: {e}", file.display())))?;
+    let backup =
+        decode_backup(&bytes).map_err(|e| failure::failed(format!("{}: {e}", file.display())))?;
+    let key_text = std::fs::read_to_string(key_file)
+        .map_err(|e| failure::usage(format!("cannot read {}: {e}", key_file.display())))?;
+    let secret = ClusterSecret::from_hex(key_text.trim())
+        .map_err(|e| failure::usage(format!("{} is not a cluster key: {e}", key_file.display())))?;
+    let applied_index = backup.applied_index;
+    let node_id = crate::daemon::restore(&config, backup, &secret)
+        .await
+        .map_err(|e| failure::failed(format!("{e:#}")))?;
+    println!(
+        "restored the snapshot (applied index {applied_index}) into {} as node {node_id}; \
+         start it with `helix node start` and the same flags",
+        config.data_dir.display()
+    );
+    Ok(())
 }
 
 async fn save(file: &Path, client: &Client) -> Result<(), Failure> {

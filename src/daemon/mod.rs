@@ -13,6 +13,7 @@ mod announce;
 mod certificates;
 mod files;
 mod identity;
+mod restore;
 mod stop;
 mod storage;
 
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use self::announce::Announcement;
 use self::files::DataDir;
 use self::identity::Established;
+pub use self::restore::restore;
 pub use self::stop::STOP_WITHIN;
 use self::stop::{Ending, Stopping};
 use crate::api::{ApiContext, KeyUse};

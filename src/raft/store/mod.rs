@@ -18,10 +18,11 @@ mod log;
 mod snapshot;
 mod state_machine;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use openraft::{AnyError, StorageIOError};
+use openraft::{AnyError, BasicNode, CommittedLeaderId, Membership, StorageIOError};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -29,8 +30,8 @@ pub use self::applied::StateView;
 use self::flush::{FlushWaiter, Flusher};
 pub(crate) use self::log::LogStore;
 pub(crate) use self::state_machine::StateMachine;
-use super::types::{NodeId, StorageError};
-use crate::state::codec;
+use super::types::{LogId, NodeId, SnapshotMeta, StorageError, StoredMembership};
+use crate::state::{codec, State};
 
 const NODE_ID: &[u8] = b"node_id";
 
@@ -95,6 +96,45 @@ impl Db {
 
     pub async fn set_node_id(&self, id: NodeId) -> Result<(), StorageError> {
         put(&self.raft_meta, NODE_ID, &id)?;
+        self.flush().await.map_err(write_err)
+    }
+
+    /// Make `state` the state of this new database (a restore): applied at log index 1,
+    /// with `node_id` the only voter, and kept as the snapshot too, so that the node starts
+    /// a one-node cluster holding it and members that join later are sent it. Refused
+    /// unless the database is empty.
+    pub async fn seed(
+        &self,
+        state: &State,
+        node_id: NodeId,
+        peer_addr: &str,
+    ) -> Result<(), StorageError> {
+        let trees = [&self.log, &self.raft_meta, &self.state, &self.state_meta];
+        if trees.iter().any(|t| !t.is_empty()) {
+            return Err(write_err(std::io::Error::other(
+                "the database is not empty: a state can only be seeded into a new one",
+            )));
+        }
+        let log_id = LogId::new(CommittedLeaderId::new(0, node_id), 1);
+        let members = Membership::new(
+            vec![BTreeSet::from([node_id])],
+            BTreeMap::from([(node_id, BasicNode::new(peer_addr))]),
+        );
+        let membership = StoredMembership::new(Some(log_id), members);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id),
+            last_membership: membership.clone(),
+            snapshot_id: format!("restored-{}", crate::time::now_ms()),
+        };
+        snapshot::store(self, &meta, snapshot::encode(state))?;
+        let records = state
+            .records()
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        // On start openraft purges the (empty) log up to the applied id: the log then begins
+        // after it, and a joining member is sent the snapshot.
+        StateMachine::open(self.clone())?.persist(&records, false, &Some(log_id), &membership)?;
         self.flush().await.map_err(write_err)
     }
 

@@ -36,7 +36,7 @@ pub(super) fn decode(data: &[u8]) -> Result<State, CodecError> {
     }
 }
 
-fn encode(state: &State) -> Vec<u8> {
+pub(super) fn encode(state: &State) -> Vec<u8> {
     codec::encode_as(RECORDS_FORMAT, &state.records())
 }
 

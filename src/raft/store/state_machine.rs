@@ -60,7 +60,7 @@ impl StateMachine {
     }
 
     /// Persist the touched records and the applied id/membership in one sled transaction.
-    fn persist(
+    pub(super) fn persist(
         &self,
         records: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         clear_first: bool,

@@ -307,7 +307,7 @@ impl Cluster {
     }
 
     /// `--data-dir --api-addr --peer-addr --config --gpus [--vllm-command]`
-    fn node_args(&self, k: usize) -> Vec<String> {
+    pub fn node_args(&self, k: usize) -> Vec<String> {
         let n = self.node(k);
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
