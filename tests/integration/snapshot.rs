@@ -86,7 +86,9 @@ fn a_snapshot_saved_from_any_node_holds_the_state_sealed() {
 }
 
 /// Restored into a new data dir with the source's cluster key, the node runs a one-node
-/// cluster with the model and the token; the admin's key works; a new node joins it.
+/// cluster with the model and the token; the admin's key works; a new node joins it, and a
+/// vLLM launched there gets the restored token (it opens with the kept cluster key). The
+/// restored node restarts as a member like any other.
 #[test]
 fn a_restored_snapshot_runs_a_new_cluster_that_others_join() {
     let mut c = Cluster::new(2);
@@ -121,11 +123,25 @@ fn a_restored_snapshot_runs_a_new_cluster_that_others_join() {
         200,
     );
     let token = v["token"].as_str().unwrap().to_string();
-    let j = c.add_node(NodeSpec::none());
+    let j = c.add_node(NodeSpec::gpus("80GB"));
     c.spawn_join(j, k, &token);
     c.wait_ready(j);
     assert!(c.client(j).model_ids(false).unwrap().contains(MODEL));
     c.wait_token_set(j, true);
+
+    let after = "acme/after-restore";
+    c.create_model(k, &model_json(after, "10GB", &[]));
+    let slot = c.wait_running(k, after);
+    let launch = c.only_launch(slot["id"].as_str().expect("slot id"));
+    assert_eq!(
+        launch["hf_token_sha256"],
+        json!(sha256_hex(TOKEN)),
+        "{launch}"
+    );
+
+    c.stop(k);
+    c.restart(k);
+    assert!(c.client(k).model_ids(false).unwrap().contains(MODEL));
 }
 
 /// A flipped byte, another format, another file, a wrong key and a used data dir are each

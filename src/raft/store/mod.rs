@@ -180,6 +180,36 @@ mod tests {
         }
     }
 
+    /// A seeded database reads as a state machine that applied the state at index 1 with
+    /// one voter, and its snapshot (what joiners are sent) holds the same state; a second
+    /// seed is refused.
+    #[tokio::test]
+    async fn a_seeded_store_holds_the_state_as_applied_and_as_snapshot() -> Result<(), StorageError>
+    {
+        use openraft::storage::RaftStateMachine;
+        let mut state = State::default();
+        for p in crate::state::tests::every_command() {
+            let _ = state.apply(&p);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(dir.path()).expect("open sled");
+        db.seed(&state, 7, "127.0.0.1:9000").await?;
+        let (_, mut sm) = db.stores()?;
+        let (applied, membership) = sm.applied_state().await?;
+        assert_eq!(applied.map(|l| l.index), Some(1));
+        let voters: Vec<NodeId> = membership.membership().voter_ids().collect();
+        assert_eq!(voters, vec![7]);
+        assert_eq!(sm.view().read(|s| s.clone()), state);
+        let snapshot = sm.get_current_snapshot().await?.expect("a snapshot");
+        assert_eq!(snapshot.meta.last_log_id, applied);
+        assert_eq!(
+            snapshot::decode(snapshot.snapshot.get_ref()).unwrap(),
+            state
+        );
+        assert!(db.seed(&state, 7, "127.0.0.1:9000").await.is_err());
+        Ok(())
+    }
+
     #[test]
     fn openraft_storage_conformance_suite() -> Result<(), StorageError> {
         Suite::test_all(SledBuilder)?;
