@@ -322,6 +322,16 @@ pub enum OperatorCommand {
     /// Save or restore a snapshot of the whole state.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// After a quorum is lost for good: make this stopped node (`--data-dir`) the only
+    /// voter of a new configuration with its own committed state; then start it, and join
+    /// the other survivors to it with join tokens and empty data dirs. Prints what may be
+    /// lost; changes nothing without `--yes`.
+    Recover {
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        flags: Box<NodeFlags>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

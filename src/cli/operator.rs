@@ -1,5 +1,6 @@
 //! `helix operator snapshot save|restore`: a backup of the whole state, written
-//! atomically; a new one-node cluster made from one.
+//! atomically; a new one-node cluster made from one. `helix operator recover`: a survivor
+//! of a lost quorum made the only voter.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,6 +23,17 @@ pub async fn run(cmd: OperatorCommand, client: &Client) -> Result<(), Failure> {
             cluster_key_file,
             flags,
         }) => restore(&file, &cluster_key_file, *flags).await,
+        OperatorCommand::Recover { yes, flags } => {
+            let config = super::node::config(*flags)?;
+            let node_id = crate::daemon::recover(&config, yes)
+                .await
+                .map_err(|e| failure::failed(format!("{e:#}")))?;
+            println!(
+                "node {node_id} is now the only voter; start it with `helix node start` and \
+                 the same flags"
+            );
+            Ok(())
+        }
     }
 }
 

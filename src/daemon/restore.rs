@@ -67,19 +67,13 @@ pub async fn restore(
         now,
     )?;
     let identity = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem())?;
-    let old_nodes: Vec<u64> = state.nodes.keys().copied().collect();
-    let mut commands: Vec<Command> = old_nodes
-        .into_iter()
-        .map(|id| Command::RemoveNode { id })
-        .collect();
-    commands.push(Command::RecordCertificate(IssuedCertificate {
+    remove_nodes_but(&mut state, node_id, now)?;
+    let certificate = Command::RecordCertificate(IssuedCertificate {
         node_id,
         serial: issued.serial.clone(),
         not_after_ms: issued.not_after_ms,
-    }));
-    for command in commands {
-        apply_as_cluster(&mut state, command, now)?;
-    }
+    });
+    apply_as_cluster(&mut state, certificate, now)?;
 
     let dir = DataDir::create(&config.data_dir)?;
     dir.keep_cluster_key(secret)?;
@@ -91,6 +85,21 @@ pub async fn restore(
     // Last: a data dir with an identity is one that finished this step.
     dir.keep_identity(&identity)?;
     Ok(node_id)
+}
+
+/// Remove every node of `state` but `keep`, as `helix node remove` does: their certificates
+/// are refused from then on, and their slots are placed elsewhere.
+pub(super) fn remove_nodes_but(state: &mut State, keep: u64, at_ms: i64) -> anyhow::Result<()> {
+    let others: Vec<u64> = state
+        .nodes
+        .keys()
+        .copied()
+        .filter(|id| *id != keep)
+        .collect();
+    for id in others {
+        apply_as_cluster(state, Command::RemoveNode { id }, at_ms)?;
+    }
+    Ok(())
 }
 
 /// Apply `command` as the cluster's own bookkeeping, as the leader would.

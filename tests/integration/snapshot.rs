@@ -194,3 +194,64 @@ fn restore_refuses_damaged_foreign_and_unopenable_snapshots() {
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
 }
+
+/// `helix operator recover` with node `k`'s flags.
+fn recover(c: &Cluster, k: usize, yes: bool) -> Output {
+    let mut args = vec!["operator".to_string(), "recover".into()];
+    if yes {
+        args.push("--yes".into());
+    }
+    args.extend(c.node_args(k));
+    Command::new(helix_bin())
+        .args(&args)
+        .output()
+        .expect("run helix")
+}
+
+/// Two of three nodes lost for good: the stopped survivor, recovered, runs alone with every
+/// write it had committed, takes writes again, and a new node joins it. Without `--yes` the
+/// recovery only says what it would do.
+#[test]
+fn a_survivor_of_a_lost_quorum_recovers_with_its_committed_writes() {
+    let mut c = Cluster::new(3);
+    c.set_system_token(1, TOKEN);
+    c.client(1).create_model_acked(MODEL, WAIT);
+    c.kill9(2);
+    c.kill9(3);
+    c.stop(1);
+
+    let out = recover(&c, 1, false);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(
+        transcript(&out).contains("add --yes"),
+        "{}",
+        transcript(&out)
+    );
+    let out = recover(&c, 1, true);
+    assert!(out.status.success(), "recover failed: {}", transcript(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("will be lost; nodes to remove: ["),
+        "{}",
+        transcript(&out)
+    );
+    c.restart(1);
+
+    let survivor = c.client(1);
+    assert!(survivor.model_ids(false).unwrap().contains(MODEL));
+    c.wait_token_set(1, true);
+    survivor.create_model_acked("acme/after-recovery", WAIT);
+    let v = survivor.expect(
+        "POST",
+        "/api/v1/cluster/join-tokens",
+        Some(&json!({"ttl": "10m"})),
+        200,
+    );
+    let j = c.add_node(NodeSpec::none());
+    c.spawn_join(j, 1, v["token"].as_str().unwrap());
+    c.wait_ready(j);
+    assert!(c
+        .client(j)
+        .model_ids(false)
+        .unwrap()
+        .contains("acme/after-recovery"));
+}

@@ -138,6 +138,25 @@ impl Db {
         self.flush().await.map_err(write_err)
     }
 
+    /// This stopped node's state with every entry it knows committed applied (as a start
+    /// would), its committed index, and its last log index: entries after the committed
+    /// one may or may not have been committed elsewhere.
+    pub async fn committed_state(&self) -> Result<(State, u64, u64), StorageError> {
+        use openraft::storage::{RaftLogStorage, RaftStateMachine};
+        use openraft::RaftLogReader;
+        let (mut log, mut sm) = self.stores()?;
+        let (applied, _) = sm.applied_state().await?;
+        let committed = log.read_committed().await?.max(applied);
+        let from = applied.map_or(0, |l| l.index + 1);
+        if let Some(to) = committed.filter(|c| c.index >= from) {
+            let entries = log.try_get_log_entries(from..=to.index).await?;
+            sm.apply(entries).await?;
+        }
+        let last = log.get_log_state().await?.last_log_id;
+        let index = |l: Option<LogId>| l.map_or(0, |l| l.index);
+        Ok((sm.view().read(|s| s.clone()), index(committed), index(last)))
+    }
+
     /// Opens the log store and the state machine over this database.
     pub(crate) fn stores(&self) -> Result<(LogStore, StateMachine), StorageError> {
         Ok((
