@@ -84,14 +84,8 @@ impl DataDir {
                 ca_path.display()
             )
         })?;
-        let damaged = || format!("{} is damaged", node_path.display());
-        let split = node_pem
-            .find("-----BEGIN PRIVATE KEY-----")
-            .with_context(damaged)?;
-        let (cert_pem, key_pem) = node_pem.split_at(split);
-        let identity =
-            NodeIdentity::new(&ca_pem, cert_pem, SecretString::from(key_pem.to_string()))
-                .with_context(damaged)?;
+        let identity = NodeIdentity::from_node_pem(&ca_pem, &node_pem)
+            .with_context(|| format!("{} is damaged", node_path.display()))?;
         Ok(Some(identity))
     }
 
@@ -99,12 +93,10 @@ impl DataDir {
     /// replaces both at once.
     pub fn keep_identity(&self, identity: &NodeIdentity) -> anyhow::Result<()> {
         write_private(&self.ca_path(), identity.ca_pem())?;
-        let node_pem = format!(
-            "{}\n{}",
-            identity.cert_pem().trim(),
-            identity.key_pem().expose_secret().trim()
-        );
-        write_private(&self.root.join(NODE_PEM_FILE), &node_pem)
+        write_private(
+            &self.root.join(NODE_PEM_FILE),
+            identity.node_pem().expose_secret(),
+        )
     }
 
     /// The cluster CA's certificate: what clients verify the API with (`--ca-cert`).

@@ -3,17 +3,14 @@
 
 use std::collections::BTreeSet;
 
-use super::tests::{by, every_command, gpu, new_user, sealed, ADMIN_KEY, U2_KEY};
+use super::tests::{
+    by, every_command, every_command_applied, gpu, new_user, sealed, ADMIN_KEY, U2_KEY,
+};
 use super::*;
 use crate::crypto::SealedSecret;
 
-/// The state `every_command` builds.
 fn built() -> State {
-    let mut s = State::default();
-    for p in every_command() {
-        s.apply(&p).0.unwrap();
-    }
-    s
+    every_command_applied()
 }
 
 /// Applies `proposal` to a copy of `s`: its refusal, after checking it changed nothing.

@@ -293,6 +293,15 @@ pub(crate) fn every_command() -> Vec<Proposal> {
     ]
 }
 
+/// The state `every_command` builds (every proposal in it succeeds).
+pub(crate) fn every_command_applied() -> State {
+    let mut state = State::default();
+    for p in every_command() {
+        state.apply(&p).0.unwrap();
+    }
+    state
+}
+
 pub(crate) const JOIN_TOKEN_ID: &str = "00000000000000a1";
 pub(crate) const JOIN_SECRET_HASH: &str =
     "00000000000000000000000000000000000000000000000000000000000000a2";

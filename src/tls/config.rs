@@ -13,7 +13,7 @@ use super::{certs_from_pem, key_from_pem, provider, valid_fingerprint, NodeIdent
 const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// Peer port, server side: a client certificate is required and must chain to the CA;
-/// presents [node cert, CA cert]. Who the client is: `peer_node_id` of its certificate.
+/// presents [node cert, CA cert]. Who the client is: `leaf_info` of its certificate.
 pub fn peer_server_config(id: &NodeIdentity) -> Result<Arc<ServerConfig>, TlsError> {
     let clients = WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots(std::slice::from_ref(id.ca_der()))?),

@@ -22,12 +22,6 @@ impl NodeKey {
         Ok(NodeKey { key })
     }
 
-    pub fn from_pem(key_pem: &SecretString) -> Result<NodeKey, TlsError> {
-        let key = KeyPair::from_pem(key_pem.expose_secret())
-            .map_err(|e| TlsError::BadKey(e.to_string()))?;
-        Ok(NodeKey { key })
-    }
-
     /// A CSR carrying only the public key: the signer decides the names.
     pub fn csr_pem(&self) -> Result<String, TlsError> {
         let mut params = CertificateParams::default();
@@ -104,18 +98,6 @@ pub fn leaf_info(der: &[u8]) -> Result<LeafInfo, TlsError> {
     })
 }
 
-/// `leaf_info` of the first certificate in the PEM text.
-pub fn leaf_info_pem(pem: &str) -> Result<LeafInfo, TlsError> {
-    let first = super::certs_from_pem(pem, "certificate")?.swap_remove(0);
-    leaf_info(&first)
-}
-
-/// The node a peer's certificate names (the first certificate rustls reports after the
-/// handshake).
-pub fn peer_node_id(der: &[u8]) -> Option<u64> {
-    leaf_info(der).ok()?.node_id
-}
-
 /// What a node holds: the CA cert, its own cert and private key.
 #[derive(Clone)]
 pub struct NodeIdentity {
@@ -184,6 +166,27 @@ impl NodeIdentity {
         &self.key_pem
     }
 
+    /// The certificate and the private key in one PEM text, as a node keeps them (one file,
+    /// so a renewal replaces both at once).
+    pub fn node_pem(&self) -> SecretString {
+        SecretString::from(format!(
+            "{}\n{}",
+            self.cert_pem.trim(),
+            self.key_pem.expose_secret().trim()
+        ))
+    }
+
+    /// An identity from the CA certificate and a [`NodeIdentity::node_pem`] text.
+    pub fn from_node_pem(ca_pem: &str, node_pem: &str) -> Result<NodeIdentity, TlsError> {
+        let split = node_pem
+            .find("-----BEGIN PRIVATE KEY-----")
+            .ok_or(TlsError::NoPem {
+                what: "private key",
+            })?;
+        let (cert_pem, key_pem) = node_pem.split_at(split);
+        NodeIdentity::new(ca_pem, cert_pem, SecretString::from(key_pem.to_string()))
+    }
+
     pub(super) fn ca_der(&self) -> &CertificateDer<'static> {
         &self.ca_der
     }
@@ -213,6 +216,12 @@ mod tests {
     use super::super::{CertRequest, ClusterCa};
     use super::*;
 
+    /// `leaf_info` of the first certificate in the PEM text.
+    fn leaf_info_pem(pem: &str) -> Result<LeafInfo, TlsError> {
+        let first = super::super::certs_from_pem(pem, "certificate")?.swap_remove(0);
+        leaf_info(&first)
+    }
+
     #[test]
     fn leaf_info_reads_the_node_id_serial_and_validity() {
         let ca = ClusterCa::generate(now()).unwrap();
@@ -226,7 +235,7 @@ mod tests {
             DAY.as_millis() as i64 + 5 * 60_000
         );
         let der = &super::super::certs_from_pem(&issued.cert_pem, "cert").unwrap()[0];
-        assert_eq!(peer_node_id(der), Some(12));
+        assert_eq!(leaf_info(der).unwrap().node_id, Some(12));
         assert_eq!(leaf_info_pem(ca.cert_pem()).unwrap().node_id, None);
         assert!(matches!(leaf_info(b"junk"), Err(TlsError::BadCert(_))));
     }
@@ -272,17 +281,5 @@ mod tests {
             .unwrap();
         let node = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem()).unwrap();
         assert!(node.info().not_after_ms < now());
-    }
-
-    #[test]
-    fn a_node_key_round_trips_through_pem() {
-        let key = NodeKey::generate().unwrap();
-        let again = NodeKey::from_pem(&key.key_pem()).unwrap();
-        assert_eq!(
-            again.key_pem().expose_secret(),
-            key.key_pem().expose_secret()
-        );
-        let err = NodeKey::from_pem(&SecretString::from("nope")).unwrap_err();
-        assert!(matches!(err, TlsError::BadKey(_)), "{err}");
     }
 }

@@ -26,7 +26,7 @@ pub use config::{
     api_server_config, ca_client_config, peer_client_config, peer_server_config,
     pinned_client_config,
 };
-pub use identity::{leaf_info, leaf_info_pem, peer_node_id, LeafInfo, NodeIdentity, NodeKey};
+pub use identity::{leaf_info, LeafInfo, NodeIdentity, NodeKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

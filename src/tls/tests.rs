@@ -74,7 +74,7 @@ async fn handshake(server: Arc<ServerConfig>, client: ClientConfig, host: &str) 
 }
 
 fn presented_node(certs: Option<&[rustls::pki_types::CertificateDer<'static>]>) -> Option<u64> {
-    peer_node_id(certs?.first()?)
+    leaf_info(certs?.first()?).ok()?.node_id
 }
 
 /// A client that trusts `trusted` but presents `presenter`'s certificate.

@@ -114,11 +114,7 @@ mod tests {
     use super::*;
 
     fn sample() -> State {
-        let mut state = State::default();
-        for p in crate::state::tests::every_command() {
-            let _ = state.apply(&p);
-        }
-        state
+        crate::state::tests::every_command_applied()
     }
 
     #[test]
