@@ -46,6 +46,8 @@ pub struct NodeConfig {
     /// when two thirds of that have passed.
     pub certificate_lifetime: Duration,
     pub server: ServerTuning,
+    /// Where the seal key is, when it is not derived from the cluster key in the data dir.
+    pub seal_key_file: Option<PathBuf>,
 }
 
 /// How the API port is served.
@@ -193,6 +195,10 @@ pub struct NodeOptions {
     #[arg(long = "advertise-name")]
     #[serde(default)]
     pub advertise_names: Vec<String>,
+    /// The seal key (64 hex digits) kept outside the data dir: then a copy of the data dir
+    /// or a snapshot opens no token. Every node of such a cluster needs it.
+    #[arg(long, env = "HELIX_SEAL_KEY_FILE")]
+    pub seal_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -344,6 +350,7 @@ impl NodeConfig {
             advertise_names,
             certificate_lifetime,
             server: server_tuning(file.server)?,
+            seal_key_file: flags.seal_key_file.or(n.seal_key_file),
         })
     }
 }

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::cluster::ClusterError;
-use crate::state::StateError;
+use crate::state::{SealError, StateError};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
@@ -71,6 +71,13 @@ impl From<ClusterError> for ApiError {
             ClusterError::Refused(e) => e.into(),
             ClusterError::Internal(m) => ApiError::Internal(m),
         }
+    }
+}
+
+/// A token cannot be sealed here: this node has no usable keyring key (yet).
+impl From<SealError> for ApiError {
+    fn from(e: SealError) -> Self {
+        ApiError::Unavailable(format!("cannot seal the token on this node: {e}"))
     }
 }
 

@@ -5,6 +5,7 @@ mod audit;
 mod cluster;
 mod error;
 mod key_use;
+mod keyring;
 mod keys;
 mod models;
 mod operator;
@@ -29,9 +30,9 @@ pub use key_use::KeyUse;
 pub use request::{Caller, ReadMode};
 
 use crate::cluster::Cluster;
-use crate::crypto::DataKey;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
+use crate::state::Sealer;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -43,8 +44,8 @@ pub struct ApiContext {
     /// This node's runner view of the tokens: its own `HF_TOKEN`, whether the cluster-wide
     /// token opens here.
     pub tokens: Tokens,
-    /// Seals tokens before they are proposed.
-    pub data_key: DataKey,
+    /// Seals tokens with the keyring's current key before they are proposed.
+    pub sealer: Sealer,
     /// Keys seen in use, for their coarse "last used".
     pub key_use: KeyUse,
 }
@@ -131,6 +132,9 @@ fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/audit", get(audit::list_audit))
         .route(operator::SNAPSHOT_PATH, get(operator::save_snapshot))
+        .route(keyring::KEYRING_PATH, get(keyring::list_keyring))
+        .route(keyring::ROTATE_PATH, post(keyring::rotate_keyring))
+        .route(keyring::COMPACT_PATH, post(keyring::compact))
         .fallback(|| async { ApiError::NotFound("no such API route".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("this route does not accept that method".into())

@@ -81,5 +81,9 @@ pub async fn get_config(
         node_id: ctx.cluster.node_id(),
         huggingface_token_set: ctx.tokens.system_token_opens(),
         applied_index: ctx.replica().applied_index(),
+        log_purged_through: ctx.cluster.purged_index(),
+        seal_key: ctx
+            .replica()
+            .read(|s| super::keyring::seal_key_view(&ctx, s)),
     }))
 }

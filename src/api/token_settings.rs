@@ -238,7 +238,11 @@ pub fn seal_token_update(
         Some(t) if t.expose_secret().is_empty() => Some(TokenUpdate::Clear),
         Some(t) => {
             validate_hf_token(field, t)?;
-            Some(TokenUpdate::Set(ctx.data_key.seal(t, &scope.seal_label())))
+            let sealed = ctx
+                .cluster
+                .replica()
+                .read(|state| ctx.sealer.seal(state, t, scope))?;
+            Some(TokenUpdate::Set(sealed))
         }
     })
 }

@@ -156,6 +156,52 @@ pub struct RunnerConfigView {
     pub node_id: u64,
     pub huggingface_token_set: bool,
     pub applied_index: u64,
+    /// Entries up to here are gone from this node's Raft log (`helix operator compact`).
+    pub log_purged_through: Option<u64>,
+    pub seal_key: SealKeyView,
+}
+
+/// This node's seal key: its public id, where it comes from, and whether it opens the
+/// cluster's keyring (when not, the node seals and opens no token, and says why).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealKeyView {
+    pub id: String,
+    /// `data-dir` (derived from the cluster key) or `file`.
+    pub source: String,
+    pub opens_keyring: bool,
+    pub problem: Option<String>,
+}
+
+/// `helix operator keyring list`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyringView {
+    /// The id of the seal key the cluster's data keys are wrapped with.
+    pub seal_key_id: String,
+    pub current: u32,
+    pub keys: Vec<DataKeyView>,
+    /// Tokens still sealed with the cluster key from before keyrings (until a rotation).
+    pub legacy_secrets: usize,
+    pub this_node: SealKeyView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DataKeyView {
+    pub id: u32,
+    pub created: String,
+    pub age_seconds: i64,
+    /// How many stored tokens it seals.
+    pub secrets: usize,
+    pub current: bool,
+}
+
+/// `helix operator compact`: what was asked of every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CompactionView {
+    /// Each node compacts its log up to what it has applied when it applies the request:
+    /// through this index at least, which every write acknowledged before it is below.
+    pub purges_through_at_least: u64,
+    /// This node's log is purged through here (it compacts as the others do).
+    pub this_node_purged_through: Option<u64>,
 }
 
 // ------------------------------------------------------------------------------- tenancy

@@ -332,6 +332,23 @@ pub enum OperatorCommand {
         #[command(flatten)]
         flags: Box<NodeFlags>,
     },
+    /// The data keys that seal Hugging Face tokens.
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+    /// Make every node snapshot its state and drop its Raft log up to it now, so replaced
+    /// or cleared tokens and destroyed keys leave the logs without waiting for the next
+    /// automatic snapshot.
+    Compact,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyringCommand {
+    /// Key ids, ages, and how many tokens each seals; whether this node's seal key opens
+    /// them.
+    List,
+    /// Make a new data key, re-seal every stored token with it (one Raft write), and
+    /// destroy the old keys.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]

@@ -9,6 +9,7 @@ mod audit;
 mod client;
 mod cluster;
 mod failure;
+mod keyring;
 mod model;
 mod node;
 mod operator;
@@ -90,6 +91,6 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Org(cmd) => org::run(cmd, &client, out).await,
         Command::User(cmd) => user::run(cmd, &client, out).await,
         Command::Audit(cmd) => audit::run(cmd, &client, out).await,
-        Command::Operator(cmd) => operator::run(cmd, &client).await,
+        Command::Operator(cmd) => operator::run(cmd, &client, out).await,
     }
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::args::{NodeFlags, OperatorCommand, SnapshotCommand};
+use super::args::{NodeFlags, OperatorCommand, OutputFormat, SnapshotCommand};
 use super::client::Client;
 use super::failure::{self, Failure};
 use crate::crypto::ClusterSecret;
@@ -15,8 +15,10 @@ const SNAPSHOT_PATH: &str = "/api/v1/operator/snapshot";
 /// A progress line every this many bytes.
 const PROGRESS_EVERY: u64 = 1 << 20;
 
-pub async fn run(cmd: OperatorCommand, client: &Client) -> Result<(), Failure> {
+pub async fn run(cmd: OperatorCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
+        OperatorCommand::Keyring(cmd) => super::keyring::run(cmd, client, out).await,
+        OperatorCommand::Compact => super::keyring::compact(client, out).await,
         OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client).await,
         OperatorCommand::Snapshot(SnapshotCommand::Restore {
             file,

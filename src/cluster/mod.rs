@@ -19,6 +19,7 @@ mod write;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -31,6 +32,9 @@ use crate::config::RaftTuning;
 use crate::peer::PeerClient;
 pub use crate::peer::{AddLearnerRequest, AdmitRequest, ClusterError, JoinReply, JoinRequest};
 use crate::raft::{NodeId, Raft, StateView, StatusWatch};
+
+/// How long a compaction waits for its snapshot, and then for the purge.
+const COMPACTION_WAIT: Duration = Duration::from_secs(30);
 
 /// This node's handle on the cluster. Cheap to clone.
 #[derive(Clone)]
@@ -107,7 +111,18 @@ impl Cluster {
         self.inner.raft.is_leader()
     }
 
+    /// Snapshot this node's applied state and purge its log up to it (`helix operator
+    /// compact`); the index purged through.
+    pub async fn compact_log(&self) -> Result<Option<u64>, ClusterError> {
+        Ok(self.inner.raft.compact(COMPACTION_WAIT).await?)
+    }
+
     /// Wakes on every change of this node's Raft status (leader, term, membership).
+    /// Entries up to this index are gone from this node's Raft log.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.inner.raft.status().purged_index
+    }
+
     pub fn watch(&self) -> StatusWatch {
         self.inner.raft.watch()
     }

@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use super::files::DataDir;
 use crate::cluster::{Cluster, CA_KEY_SCOPE};
 use crate::crypto::{generate_api_key, hash_api_key, random_id, ClusterSecret, JoinToken};
-use crate::state::{CaRecord, Command, IssuedCertificate, NewUser, NodeAnnouncement};
+use crate::state::{
+    CaRecord, Command, IssuedCertificate, NewUser, NodeAnnouncement, SealError, Sealer,
+};
 use crate::tls::NodeIdentity;
 
 /// How long the first join token, made at bootstrap for the quick start, admits nodes.
@@ -30,6 +32,7 @@ pub async fn announce(
     cluster: Cluster,
     dir: DataDir,
     secret: ClusterSecret,
+    sealer: Sealer,
     identity: Arc<NodeIdentity>,
     me: Announcement,
     mut shutdown: watch::Receiver<bool>,
@@ -39,7 +42,7 @@ pub async fn announce(
             _ = cluster.wait_member_with_leader() => {}
             _ = shutdown.changed() => return,
         }
-        match announce_once(&cluster, &dir, &secret, &identity, &me).await {
+        match announce_once(&cluster, &dir, &secret, &sealer, &identity, &me).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "could not record this node in the cluster state yet")
@@ -56,12 +59,29 @@ async fn announce_once(
     cluster: &Cluster,
     dir: &DataDir,
     secret: &ClusterSecret,
+    sealer: &Sealer,
     identity: &NodeIdentity,
     me: &Announcement,
 ) -> anyhow::Result<()> {
     // Only the node that bootstrapped holds the CA key in a file, until the state has it.
     if let Some(ca_key) = dir.pending_ca_key()? {
         bootstrap_trust(cluster, dir, secret, identity, &ca_key).await?;
+    }
+    // The first leader makes the keyring (also a leader of a cluster from before keyrings).
+    if cluster.is_leader() && cluster.replica().read(|s| s.keyring.is_none()) {
+        cluster
+            .propose_system(Command::InstallKeyring(sealer.first_keyring()))
+            .await?;
+    }
+    match cluster.replica().read(|s| sealer.check(s).map(drop)) {
+        Ok(()) => {
+            tracing::info!(seal_key = %sealer.seal_key_id(), "this node's seal key opens the keyring")
+        }
+        // Not an error to retry: the node serves, but seals and opens no token.
+        Err(e @ SealError::WrongSealKey { .. }) => {
+            tracing::error!(error = %e, "this node cannot open any Hugging Face token")
+        }
+        Err(e) => return Err(e.into()),
     }
     // Only the node that bootstrapped has no users yet and joined nobody.
     let no_users = cluster.replica().read(|s| s.users.is_empty());

@@ -11,6 +11,7 @@
 
 mod announce;
 mod certificates;
+mod compaction;
 mod files;
 mod identity;
 mod recover;
@@ -37,12 +38,13 @@ use self::stop::{Ending, Stopping};
 use crate::api::{ApiContext, KeyUse};
 use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
+use crate::crypto::SealKey;
 use crate::peer::{AddLearnerRequest, PeerClient};
 use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
-use crate::state::NodeAnnouncement;
+use crate::state::{NodeAnnouncement, Sealer};
 
 /// How this process becomes a member.
 pub enum Launch {
@@ -66,7 +68,14 @@ pub async fn run(
     let dir = DataDir::create(&config.data_dir)?;
     let db = Db::open(&dir.database())
         .with_context(|| format!("cannot open the database in {}", dir.root().display()))?;
+    // Read before joining anything, so a bad file fails fast.
+    let external_seal_key = config
+        .seal_key_file
+        .as_deref()
+        .map(SealKey::from_file)
+        .transpose()?;
     let Established { identity, secret } = identity::establish(&config, &dir, &db, &launch).await?;
+    let seal_key = external_seal_key.unwrap_or_else(|| secret.seal_key());
     let node_id = identity.node_id();
     crate::logging::set_node_id(node_id);
     let (identity_tx, identity_rx) = watch::channel(Arc::new(identity));
@@ -113,7 +122,8 @@ pub async fn run(
         .filter(|t| !t.is_empty())
         .map(SecretString::from);
     let hf_token_in_env = env_token.is_some();
-    let tokens = Tokens::new(secret.data_key(), env_token);
+    let sealer = Sealer::new(seal_key, secret.legacy_data_key());
+    let tokens = Tokens::new(sealer.clone(), env_token);
     tokens.watch(node_id, cluster.replica().clone(), stop.clone());
     let key_use = KeyUse::default();
     tokio::spawn(key_use.clone().report(
@@ -126,7 +136,7 @@ pub async fn run(
         ApiContext {
             cluster: cluster.clone(),
             tokens: tokens.clone(),
-            data_key: secret.data_key(),
+            sealer: sealer.clone(),
             key_use,
         },
         api_tls,
@@ -171,6 +181,7 @@ pub async fn run(
         }
     }
     cluster.start_upkeep(config.raft.max_voters, stop.clone());
+    tokio::spawn(compaction::follow_requests(cluster.clone(), stop.clone()));
     tokio::spawn(certificates::keep_renewed(
         cluster.clone(),
         dir.clone(),
@@ -182,6 +193,7 @@ pub async fn run(
         cluster.clone(),
         dir.clone(),
         secret.clone(),
+        sealer,
         identity_rx.borrow().clone(),
         Announcement {
             node: NodeAnnouncement {

@@ -186,6 +186,42 @@ impl Raft {
             .is_ok()
     }
 
+    /// Snapshot what this node has applied and drop every log entry the snapshot covers, so
+    /// no earlier command (a replaced token, say) stays in this node's storage. Returns the
+    /// index the log is purged through; openraft may purge later than this returns when
+    /// it is still sending those entries to a follower, so `timeout` bounds the wait.
+    pub async fn compact(&self, timeout: Duration) -> Result<Option<u64>, RaftError> {
+        let Some(applied) = self.status().applied_index else {
+            return Ok(None);
+        };
+        self.inner.trigger().snapshot().await?;
+        let snapshot = self
+            .inner
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "snapshot for compaction",
+            )
+            .await;
+        let Ok(metrics) = snapshot else {
+            return Ok(self.status().purged_index);
+        };
+        let upto = metrics.snapshot.map_or(applied, |s| s.index);
+        self.inner.trigger().purge_log(upto).await?;
+        let purged = self
+            .inner
+            .wait(Some(timeout))
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= upto),
+                "purge for compaction",
+            )
+            .await;
+        Ok(match purged {
+            Ok(m) => m.purged.map(|p| p.index),
+            Err(_) => self.status().purged_index,
+        })
+    }
+
     /// On the leader: change the membership. `retain`: voters removed stay as learners.
     pub async fn change_membership(
         &self,

@@ -16,6 +16,10 @@ pub struct RaftStatus {
     pub is_leader: bool,
     pub last_log_index: Option<u64>,
     pub applied_index: Option<u64>,
+    /// The last entry the latest snapshot covers.
+    pub snapshot_index: Option<u64>,
+    /// Entries up to here are gone from this node's log.
+    pub purged_index: Option<u64>,
     pub membership: Membership,
     /// On the leader: the highest log index known replicated on each other member.
     pub replication: BTreeMap<NodeId, Option<u64>>,
@@ -39,6 +43,8 @@ impl RaftStatus {
             is_leader: m.state == ServerState::Leader,
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             membership: Membership::of(m.membership_config.membership()),
             replication: m
                 .replication

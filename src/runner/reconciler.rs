@@ -357,7 +357,23 @@ impl Reconciler {
             want.gpu_indices.len(),
         );
         let source = choice.source;
-        let token = self.tokens.open(&choice);
+        let opened = self
+            .cluster
+            .replica()
+            .read(|state| self.tokens.open(&choice, state));
+        let token = match opened {
+            Ok(token) => token,
+            Err(e) => {
+                // Never launched without the token it should get: a gated model would fail,
+                // and a node without the seal key must not run what needs a secret.
+                slot.consecutive_failures += 1;
+                slot.retry_at = Some(Instant::now() + backoff(slot.consecutive_failures));
+                slot.status.state = SlotState::Failed;
+                slot.status.last_error = Some(format!("cannot open its Hugging Face token: {e}"));
+                tracing::error!(slot = %slot_id, level = ?source, error = %e, "not launching vLLM: cannot open its token");
+                return;
+            }
+        };
         tracing::info!(
             model = %want.model.id,
             hf_token_provided = token.is_some(),

@@ -1,5 +1,5 @@
 //! The Hugging Face tokens as this node's runner uses them: which one a launch gets (by the
-//! rulebook in `state::tokens`), opened with the data key only at launch, into memory only.
+//! rulebook in `state::tokens`), opened through the keyring only at launch, into memory only.
 //!
 //! A watcher follows the cluster-wide token so every node says, in its log and in
 //! `system/config`, whether it is set and opens here; logs never show a token.
@@ -10,14 +10,14 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-use crate::crypto::{DataKey, SealedSecret};
+use crate::crypto::SealedSecret;
 use crate::raft::StateView;
-use crate::state::{resolve, Model, State, TokenScope, TokenSource};
+use crate::state::{resolve, Model, SealError, Sealer, State, TokenScope, TokenSite, TokenSource};
 
 /// This node's means to open tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct Tokens {
-    key: DataKey,
+    sealer: Sealer,
     /// The node's own `HF_TOKEN`, read once at start: the lowest level of resolution.
     env: Option<SecretString>,
     /// The cluster-wide token is set and opens with this node's key.
@@ -29,13 +29,13 @@ pub struct Tokens {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenChoice {
     pub source: TokenSource,
-    sealed: Option<(SealedSecret, String)>,
+    sealed: Option<(SealedSecret, TokenSite)>,
 }
 
 impl Tokens {
-    pub fn new(key: DataKey, env: Option<SecretString>) -> Tokens {
+    pub fn new(sealer: Sealer, env: Option<SecretString>) -> Tokens {
         Tokens {
-            key,
+            sealer,
             env,
             system_token_opens: Arc::default(),
         }
@@ -57,24 +57,24 @@ impl Tokens {
             source: resolution.level.into(),
             sealed: resolution
                 .sealed(state, model)
-                .map(|(sealed, scope)| (sealed.clone(), scope.seal_label())),
+                .map(|(sealed, scope)| (sealed.clone(), scope.site())),
         }
     }
 
-    /// Decrypt the chosen token, at launch, into memory only.
-    pub fn open(&self, choice: &TokenChoice) -> Option<SecretString> {
+    /// Decrypt the chosen token, at launch, into memory only. A token this node cannot
+    /// open (its seal key is not the cluster's) is an error: the slot does not launch.
+    pub fn open(
+        &self,
+        choice: &TokenChoice,
+        state: &State,
+    ) -> Result<Option<SecretString>, SealError> {
         if choice.source == TokenSource::Environment {
-            return self.env.clone();
+            return Ok(self.env.clone());
         }
-        let (sealed, scope) = choice.sealed.as_ref()?;
-        match self.key.open(sealed, scope) {
-            Ok(token) => Some(token),
-            Err(e) => {
-                tracing::error!(level = ?choice.source, error = %e,
-                    "cannot decrypt a hugging face token; launching without it");
-                None
-            }
-        }
+        let Some((sealed, site)) = choice.sealed.as_ref() else {
+            return Ok(None);
+        };
+        self.sealer.open(state, sealed, site.scope()).map(Some)
     }
 
     /// Follow the cluster-wide token in `view` until shutdown. Returns once the current
@@ -96,19 +96,23 @@ impl Tokens {
     }
 
     fn refresh(&self, node_id: u64, view: &StateView, seen: &mut Option<Option<SealedSecret>>) {
-        let sealed = view.read(|s| s.settings.hf_token.clone());
+        let (sealed, opened) = view.read(|state| {
+            let sealed = state.settings.hf_token.clone();
+            let opened = sealed
+                .as_ref()
+                .map(|s| self.sealer.open(state, s, TokenScope::System).map(drop));
+            (sealed, opened)
+        });
         if seen.as_ref() == Some(&sealed) {
             return;
         }
-        let opens = match &sealed {
+        let opens = match opened {
             None => false,
-            Some(s) => match self.key.open(s, &TokenScope::System.seal_label()) {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::error!(node_id, error = %e, "cannot decrypt the cluster-wide hugging face token");
-                    false
-                }
-            },
+            Some(Ok(())) => true,
+            Some(Err(e)) => {
+                tracing::error!(node_id, error = %e, "cannot decrypt the cluster-wide hugging face token");
+                false
+            }
         };
         self.system_token_opens.store(opens, Ordering::Relaxed);
         *seen = Some(sealed);

@@ -115,7 +115,8 @@ impl State {
             | Command::InitCa(_)
             | Command::AdmitNode { .. }
             | Command::RecordCertificate(_)
-            | Command::TouchApiKeys { .. } => Rule::Cluster,
+            | Command::TouchApiKeys { .. }
+            | Command::InstallKeyring(_) => Rule::Cluster,
             Command::UpdateSystemSettings { .. }
             | Command::CreateOrg(_)
             | Command::CreateUser { .. }
@@ -124,7 +125,9 @@ impl State {
             | Command::DeleteModel { .. }
             | Command::CreateJoinToken { .. }
             | Command::RevokeJoinToken { .. }
-            | Command::SetUserDisabled { .. } => Rule::Admin,
+            | Command::SetUserDisabled { .. }
+            | Command::RotateKeyring { .. }
+            | Command::CompactLogs => Rule::Admin,
             Command::IssueApiKey { user_id, .. } | Command::IssueNamedApiKey { user_id, .. } => {
                 Rule::AdminOrSelf { user_id }
             }

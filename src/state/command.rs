@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::WrappedKey;
+
 use super::catalog::{Model, ModelType, Runtime};
+use super::keyring::{Keyring, Reseal};
 use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
 use super::tenancy::{NewUser, Org, User};
 use super::tokens::TokenUpdate;
@@ -141,6 +144,19 @@ pub enum Command {
     TouchApiKeys {
         key_hashes: Vec<String>,
     },
+    /// The cluster's first keyring, made by its first leader. Ignored once there is one.
+    InstallKeyring(Keyring),
+    /// A new data key, and every stored token re-sealed with it; keys that then seal
+    /// nothing are destroyed in the same apply.
+    RotateKeyring {
+        /// The seal key that wrapped `wrapped`; must be the keyring's.
+        seal_key_id: String,
+        key_id: u32,
+        wrapped: WrappedKey,
+        resealed: Vec<Reseal>,
+    },
+    /// Every node compacts its Raft log up to what it has applied, when it applies this.
+    CompactLogs,
 }
 
 impl Command {
@@ -173,6 +189,9 @@ impl Command {
             Command::RotateApiKey { .. } => "RotateApiKey",
             Command::SetUserDisabled { .. } => "SetUserDisabled",
             Command::TouchApiKeys { .. } => "TouchApiKeys",
+            Command::InstallKeyring(_) => "InstallKeyring",
+            Command::RotateKeyring { .. } => "RotateKeyring",
+            Command::CompactLogs => "CompactLogs",
         }
     }
 }

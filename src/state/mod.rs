@@ -8,8 +8,10 @@ mod backup;
 mod catalog;
 pub mod codec;
 mod command;
+mod keyring;
 mod nodes;
 mod records;
+mod sealer;
 mod tenancy;
 mod tokens;
 mod trust;
@@ -22,10 +24,12 @@ pub use auth::{admin_only, Rule};
 pub use backup::{decode_backup, encode_backup, Backup, BackupError, BACKUP_FORMAT};
 pub use catalog::{parse_memory, Model, ModelType, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
+pub use keyring::{Keyring, KeyringKey, Reseal, TokenSite};
 pub use nodes::{
     slot_id_for, Gpu, NodeAnnouncement, NodeRecord, Placement, Slot, SlotState, SlotStatus,
 };
 pub use records::StateKey;
+pub use sealer::{SealError, Sealer};
 pub use tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User};
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
@@ -53,10 +57,17 @@ pub struct State {
     /// The latest time an applied proposal was stamped with: `apply` never goes back from
     /// it, even when a new leader's clock is behind the last one's.
     pub clock_ms: i64,
+    /// The data keys that seal tokens; `None` until the first leader makes it.
+    pub keyring: Option<Keyring>,
+    /// How many times an operator asked every node to compact its Raft log now; each node
+    /// compacts when it sees this grow.
+    pub compactions: u64,
 }
 
 #[cfg(test)]
 mod key_tests;
+#[cfg(test)]
+mod keyring_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]

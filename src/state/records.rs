@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::Model;
 use super::codec::{self, CodecError};
+use super::keyring::Keyring;
 use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
 use super::tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, SystemSettings, User};
 use super::trust::{CaRecord, CertRecord, JoinTokenRecord};
@@ -33,6 +34,8 @@ pub enum StateKey {
     Certificate(String),
     RetiredNode(u64),
     DisabledUser(String),
+    Keyring,
+    Compactions,
 }
 
 /// The stored value behind a [`StateKey`].
@@ -59,6 +62,8 @@ enum StateValue {
     RetiredNode(u64),
     ApiKey(String, ApiKey),
     DisabledUser(String),
+    Keyring(Keyring),
+    Compactions(u64),
 }
 
 impl StateKey {
@@ -78,6 +83,8 @@ impl StateKey {
             StateKey::Certificate(serial) => format!("cert/{serial}").into_bytes(),
             StateKey::RetiredNode(id) => format!("retired/{id:020}").into_bytes(),
             StateKey::DisabledUser(id) => format!("disabled/{id}").into_bytes(),
+            StateKey::Keyring => b"keyring".to_vec(),
+            StateKey::Compactions => b"compactions".to_vec(),
         }
     }
 }
@@ -110,6 +117,8 @@ impl State {
             StateKey::DisabledUser(id) => {
                 StateValue::DisabledUser(self.disabled_users.get(id)?.clone())
             }
+            StateKey::Keyring => StateValue::Keyring(self.keyring.clone()?),
+            StateKey::Compactions => StateValue::Compactions(self.compactions),
         };
         Some(codec::encode(&value))
     }
@@ -175,6 +184,8 @@ impl State {
                 StateValue::RetiredNode(id) => {
                     state.trust.retired_nodes.insert(id);
                 }
+                StateValue::Keyring(k) => state.keyring = Some(k),
+                StateValue::Compactions(n) => state.compactions = n,
             }
         }
         Ok(state)
@@ -219,6 +230,8 @@ impl State {
                 .cloned()
                 .map(StateKey::DisabledUser),
         );
+        keys.extend(self.keyring.iter().map(|_| StateKey::Keyring));
+        keys.push(StateKey::Compactions);
         keys
     }
 
@@ -254,6 +267,8 @@ impl State {
             audit: AuditLog::from_entries(s.audit.into_values()),
             clock_ms: 0,
             trust: Default::default(),
+            keyring: None,
+            compactions: 0,
         })
     }
 }

@@ -39,6 +39,7 @@ const SYSTEM_KINDS: &[&str] = &[
     "RecordCertificate",
     "AdmitNode",
     "TouchApiKeys",
+    "InstallKeyring",
 ];
 
 /// Every command, at the point `every_command` runs it: without an actor only the
@@ -412,7 +413,7 @@ fn placements_of_unknown_models_or_gpus_are_dropped() {
 #[test]
 fn time_never_goes_back() {
     let mut s = built();
-    assert_eq!(s.clock_ms, 29);
+    assert_eq!(s.clock_ms, 31);
     let org = |id: &str| Org {
         id: id.into(),
         name: id.into(),
@@ -421,9 +422,9 @@ fn time_never_goes_back() {
         hf_token: None,
     };
     let (outcome, touched) = s.apply(&by(Some(ADMIN_KEY), 5, Command::CreateOrg(org("late"))));
-    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 29));
+    assert!(matches!(outcome, Ok(Reply::Org(o)) if o.created_ms == 31));
     assert!(!touched.contains(&StateKey::Clock));
-    assert_eq!(s.audit.values().next_back().map(|a| a.at_ms), Some(29));
+    assert_eq!(s.audit.values().next_back().map(|a| a.at_ms), Some(31));
 
     refused(
         &s,

@@ -1,9 +1,10 @@
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use secrecy::SecretString;
 
 use super::*;
-use crate::crypto::{ClusterSecret, SealedSecret};
+use crate::crypto::{ClusterSecret, SealKey, SealKeySource, SealedSecret};
 
 /// Key hashes as `apply` accepts them: 64 lowercase hex digits.
 pub(super) const ADMIN_KEY: &str =
@@ -12,10 +13,35 @@ pub(super) const U2_KEY: &str = "00000000000000000000000000000000000000000000000
 const U2_SECOND_KEY: &str = "00000000000000000000000000000000000000000000000000000000000002b2";
 const U2_THIRD_KEY: &str = "00000000000000000000000000000000000000000000000000000000000003b2";
 
+/// The seal key and cluster key of the test states: fixed, so every test's keyring opens.
+pub(crate) fn test_sealer() -> Sealer {
+    let cluster_key = ClusterSecret::from_hex(&"07".repeat(32)).expect("64 hex digits");
+    Sealer::new(
+        SealKey::new([9; 32], SealKeySource::DataDir),
+        cluster_key.legacy_data_key(),
+    )
+}
+
+/// The keyring `every_command` installs: made once, so every token sealed for it opens.
+pub(crate) static TEST_KEYRING: LazyLock<Keyring> = LazyLock::new(|| test_sealer().first_keyring());
+
+/// A state holding only the test keyring.
+pub(crate) fn with_test_keyring() -> State {
+    State {
+        keyring: Some(TEST_KEYRING.clone()),
+        ..State::default()
+    }
+}
+
+/// A token sealed with the test keyring's current key, as the API would seal it.
 pub(super) fn sealed(scope: TokenScope) -> SealedSecret {
-    ClusterSecret::generate()
-        .data_key()
-        .seal(&SecretString::from("hf_x".to_string()), &scope.seal_label())
+    test_sealer()
+        .seal(
+            &with_test_keyring(),
+            &SecretString::from("hf_x".to_string()),
+            scope,
+        )
+        .expect("the test keyring opens")
 }
 
 pub(super) fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
@@ -76,7 +102,7 @@ pub(crate) fn every_command() -> Vec<Proposal> {
     let mut model = Model::new("org/m".into());
     model.memory = 10_000_000_000;
     model.prewarm = true;
-    vec![
+    let mut proposals = vec![
         by(
             None,
             1,
@@ -86,6 +112,7 @@ pub(crate) fn every_command() -> Vec<Proposal> {
                 key_hash: ADMIN_KEY.into(),
             },
         ),
+        by(None, 1, Command::InstallKeyring(TEST_KEYRING.clone())),
         by(None, 2, Command::RegisterNode(node(1))),
         by(None, 3, Command::RegisterNode(node(2))),
         by(
@@ -290,7 +317,18 @@ pub(crate) fn every_command() -> Vec<Proposal> {
                 disabled: false,
             },
         ),
-    ]
+    ];
+    // A rotation re-seals the tokens set above, so it is made from the state they built.
+    let mut state = State::default();
+    for p in &proposals {
+        state.apply(p).0.expect("every command above applies");
+    }
+    let rotation = test_sealer()
+        .rotation(&state)
+        .expect("the test keyring opens");
+    proposals.push(by(admin, 30, rotation));
+    proposals.push(by(admin, 31, Command::CompactLogs));
+    proposals
 }
 
 /// The state `every_command` builds (every proposal in it succeeds).
@@ -374,7 +412,9 @@ fn unknown_key_and_duplicate_model_are_refused() {
 #[test]
 fn clearing_the_token_clears_it() {
     let mut s = State::default();
-    s.apply(&every_command()[0]).0.unwrap();
+    for p in &every_command()[..2] {
+        s.apply(p).0.unwrap();
+    }
     for update in [
         TokenUpdate::Set(sealed(TokenScope::System)),
         TokenUpdate::Clear,

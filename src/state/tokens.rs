@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Model;
+use super::keyring::TokenSite;
 use super::State;
 use crate::crypto::SealedSecret;
 
@@ -90,6 +91,16 @@ pub enum TokenScope<'a> {
 }
 
 impl TokenScope<'_> {
+    /// The owned form, to keep.
+    pub fn site(&self) -> TokenSite {
+        match self {
+            TokenScope::System => TokenSite::System,
+            TokenScope::Organization(id) => TokenSite::Organization(id.to_string()),
+            TokenScope::User(id) => TokenSite::User(id.to_string()),
+            TokenScope::Model(id) => TokenSite::Model(id.to_string()),
+        }
+    }
+
     /// The scope string sealed into the ciphertext. Organizations are spelled `org:` here:
     /// that is how tokens were sealed from the start, and changing it would make every
     /// stored organization token unreadable.
@@ -185,7 +196,7 @@ mod tests {
     use secrecy::SecretString;
 
     fn sealed(scope: TokenScope) -> Option<SealedSecret> {
-        let key = ClusterSecret::generate().data_key();
+        let key = ClusterSecret::generate().legacy_data_key();
         Some(key.seal(&SecretString::from("hf_x".to_string()), &scope.seal_label()))
     }
 

@@ -215,6 +215,8 @@ mod tests {
         // Format 1 predates the trust records.
         let expected = crate::state::State {
             trust: Default::default(),
+            keyring: None,
+            compactions: 0,
             ..state.clone()
         };
         assert_eq!(decode(&codec::encode(&old)).unwrap(), expected);

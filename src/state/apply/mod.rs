@@ -1,6 +1,7 @@
 //! The pure, deterministic transition function of the replicated state.
 
 mod audit;
+mod keyring;
 mod keys;
 mod trust;
 
@@ -59,6 +60,7 @@ impl State {
             }
         };
         command.validate()?;
+        self.check_sealed_with_current_key(command)?;
         Ok(actor)
     }
 
@@ -364,6 +366,25 @@ impl State {
                 self.set_user_disabled(user_id, *disabled, ctx, touched)
             }
             Command::TouchApiKeys { key_hashes } => Ok(self.touch_keys(key_hashes, ctx, touched)),
+            Command::InstallKeyring(keyring) => {
+                self.install_keyring(keyring, ctx, touched);
+                Ok(Reply::Done)
+            }
+            Command::RotateKeyring {
+                seal_key_id,
+                key_id,
+                wrapped,
+                resealed,
+            } => {
+                self.rotate_keyring(seal_key_id, *key_id, wrapped, resealed, ctx, touched)?;
+                Ok(Reply::Done)
+            }
+            Command::CompactLogs => {
+                self.compactions += 1;
+                touched.push(StateKey::Compactions);
+                self.audit(ctx, "logs_compacted", "system", None, touched);
+                Ok(Reply::Done)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! owner a model names exists, a key is new) are `State` methods below, which `apply` runs
 //! before it changes anything.
 
+mod keyring;
 mod trust;
 
 use std::collections::BTreeSet;
@@ -19,6 +20,7 @@ use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
 use super::State;
 use crate::crypto::SealedSecret;
+use keyring::{check_first_keyring, check_rotation};
 use trust::{check_ca, check_certificate, check_join_token, JOIN_TOKEN_TTL_MAX_MS};
 
 /// Longest Hugging Face token accepted, in bytes.
@@ -186,6 +188,14 @@ impl Command {
                 check_certificate(certificate)
             }
             Command::RecordCertificate(certificate) => check_certificate(certificate),
+            Command::InstallKeyring(keyring) => check_first_keyring(keyring),
+            Command::RotateKeyring {
+                seal_key_id,
+                key_id,
+                wrapped,
+                resealed,
+            } => check_rotation(seal_key_id, *key_id, wrapped, resealed),
+            Command::CompactLogs => Ok(()),
         }
     }
 }
@@ -389,7 +399,7 @@ fn check_new_user(user: &NewUser) -> Result<(), StateError> {
     Ok(())
 }
 
-fn check_sealed(field: &str, token: &SealedSecret) -> Result<(), StateError> {
+pub(super) fn check_sealed(field: &str, token: &SealedSecret) -> Result<(), StateError> {
     if token.is_well_formed(HF_TOKEN_MAX) {
         Ok(())
     } else {
