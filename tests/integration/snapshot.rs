@@ -19,8 +19,7 @@ fn saved(c: &Cluster) -> std::path::PathBuf {
     c.set_system_token(1, TOKEN);
     c.client(1).create_model_acked(MODEL, WAIT);
     let file = c.root().join("backup.helix");
-    let out = helix(
-        c,
+    let out = c.cli(
         c.nodes.len(),
         &["operator", "snapshot", "save", path(&file)],
     );
@@ -31,15 +30,6 @@ fn saved(c: &Cluster) -> std::path::PathBuf {
         "{stdout}"
     );
     file
-}
-
-fn helix(c: &Cluster, via: usize, args: &[&str]) -> Output {
-    Command::new(helix_bin())
-        .args(args)
-        .env("HELIX_URL", format!("http://{}", c.node(via).api_addr))
-        .env("HELIX_API_KEY", &c.admin_key)
-        .output()
-        .expect("run helix")
 }
 
 /// `helix operator snapshot restore FILE --cluster-key-file KEY` with node `k`'s flags.
@@ -61,14 +51,6 @@ fn restore(c: &Cluster, k: usize, file: &Path, key: &Path) -> Output {
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 path")
-}
-
-fn transcript(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

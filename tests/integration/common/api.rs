@@ -1,12 +1,14 @@
 //! The helix API as the tests use it: routes, and the calls several test files make.
 
 use std::collections::BTreeSet;
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::cluster::Cluster;
 use super::http::{Client, HttpError, Resp};
+use super::process::helix_bin;
 use super::wait::{wait_for, WAIT};
 
 pub const SETTINGS: &str = "/api/v1/system/settings";
@@ -15,6 +17,15 @@ pub const MODELS: &str = "/api/v1/helix-models";
 pub const SLOTS: &str = "/api/v1/slots";
 pub const ORGS: &str = "/api/v1/orgs";
 pub const USERS: &str = "/api/v1/users";
+
+/// A CLI run's stdout then stderr, for assertion messages.
+pub fn transcript(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 /// `{"huggingface_token": token}`: sets a token, or clears it when empty.
 pub fn hf_token(token: &str) -> Value {
@@ -106,6 +117,16 @@ pub fn issue_key(caller: &Client, user_id: &str) -> (String, String) {
 }
 
 impl Cluster {
+    /// The `helix` CLI as the admin, against node `via`.
+    pub fn cli(&self, via: usize, args: &[&str]) -> Output {
+        std::process::Command::new(helix_bin())
+            .args(args)
+            .env("HELIX_URL", format!("http://{}", self.node(via).api_addr))
+            .env("HELIX_API_KEY", &self.admin_key)
+            .output()
+            .expect("run helix")
+    }
+
     /// Waits until node `k` lists (stale, local copy) every id in `ids`.
     pub fn wait_models_present(&self, k: usize, ids: &BTreeSet<String>) {
         let c = self.client(k);
