@@ -34,6 +34,7 @@ impl From<&Model> for ModelView {
             owner_user_id: m.owner_user_id.clone(),
             organization_id: m.organization_id.clone(),
             huggingface_token_set: m.hf_token.is_some(),
+            replicas: m.replicas,
         }
     }
 }
@@ -65,6 +66,7 @@ impl ModelInput {
                 &self.huggingface_token,
                 TokenScope::Model(model_id),
             )?,
+            replicas: self.replicas,
         })
     }
 }

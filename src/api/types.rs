@@ -35,6 +35,8 @@ pub struct ModelView {
     pub organization_id: Option<String>,
     /// The token itself is write-only.
     pub huggingface_token_set: bool,
+    /// How many slots run it (when prewarm), on distinct GPUs.
+    pub replicas: u32,
 }
 
 /// The body of model create and update (the seed's model.json). Every field is optional
@@ -75,6 +77,8 @@ pub struct ModelInput {
         serialize_with = "expose_optional"
     )]
     pub huggingface_token: Option<SecretString>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
 }
 
 /// A model's GPU memory as given: bytes, or a size such as "39GB" or "36GiB" that the

@@ -188,6 +188,9 @@ pub struct ModelFlags {
     /// The model's own Hugging Face token (write-only; `-` reads stdin, "" clears).
     #[arg(long)]
     pub huggingface_token: Option<String>,
+    /// How many slots run it (prewarm models), on distinct GPUs, preferably distinct nodes.
+    #[arg(long)]
+    pub replicas: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

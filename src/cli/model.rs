@@ -13,7 +13,7 @@ use crate::api::types::{Memory, ModelInput, ModelView, TokenSourceView};
 
 const MODELS: &str = "/api/v1/helix-models";
 
-table_row!(ModelView { id, name, model_type as "type", memory, context_length, enabled, prewarm });
+table_row!(ModelView { id, name, model_type as "type", memory, context_length, enabled, prewarm, replicas });
 
 pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
@@ -102,6 +102,7 @@ fn model_input(flags: ModelFlags) -> Result<ModelInput, Failure> {
         auto_pull: flags.auto_pull,
         runtime_args,
         huggingface_token,
+        replicas: flags.replicas,
         ..ModelInput::default()
     })
 }

@@ -1,6 +1,8 @@
 //! Placement, decided once by the leader and committed.
 //!
-//! Every enabled prewarm model gets one slot. The leader places it on a node and GPUs,
+//! Every enabled prewarm model gets one slot per replica, each on GPUs no other replica of
+//! it uses, and on a node without one when there is room. The leader places them on nodes
+//! and GPUs,
 //! accounting memory from the committed assignments themselves (never from what processes
 //! report), and proposes the decision as a `Schedule` command. A placement only changes when
 //! its model changes or goes away, or its node is lost or gone: a change of leader moves
@@ -14,7 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
-use crate::state::{slot_id_for, Command, Model, Placement, SlotChange, State};
+use crate::state::{replica_slot_id, Command, Model, Placement, SlotChange, State};
 
 /// GPU counts vLLM can split a model across (tensor parallelism), smallest first.
 const TENSOR_PARALLEL_SIZES: &[usize] = &[2, 4, 8];
@@ -27,7 +29,7 @@ pub fn plan(state: &State, usable: &BTreeSet<u64>) -> Vec<SlotChange> {
         .models
         .values()
         .filter(|m| m.enabled && m.prewarm)
-        .map(|m| (slot_id_for(&m.id), m))
+        .flat_map(|m| (0..m.replicas).map(move |r| (replica_slot_id(&m.id, r), m)))
         .collect();
 
     // Slots whose model is gone, disabled or no longer prewarm.
@@ -41,6 +43,8 @@ pub fn plan(state: &State, usable: &BTreeSet<u64>) -> Vec<SlotChange> {
 
     // Memory already committed per (node, gpu), from slots that keep their placement.
     let mut used: BTreeMap<(u64, u32), u64> = BTreeMap::new();
+    // Where each model's replicas run, so the next one goes elsewhere.
+    let mut spread: BTreeMap<&str, Spread> = BTreeMap::new();
     let mut to_place: Vec<(&String, &Model, u64)> = Vec::new();
     for (slot_id, model) in &wanted {
         let slot = state.slots.get(slot_id);
@@ -53,6 +57,7 @@ pub fn plan(state: &State, usable: &BTreeSet<u64>) -> Vec<SlotChange> {
                 for gpu in &p.gpu_indices {
                     *used.entry((p.node_id, *gpu)).or_default() += share;
                 }
+                spread.entry(&model.id).or_default().add(p);
             }
             None => to_place.push((slot_id, model, slot.map(|s| s.generation).unwrap_or(0))),
         }
@@ -62,12 +67,14 @@ pub fn plan(state: &State, usable: &BTreeSet<u64>) -> Vec<SlotChange> {
     to_place.sort_by(|a, b| b.1.memory.cmp(&a.1.memory).then(a.0.cmp(b.0)));
     for (slot_id, model, generation) in to_place {
         let current = state.slots.get(slot_id);
-        match choose(state, usable, &used, model.memory) {
+        let replicas = spread.entry(&model.id).or_default();
+        match choose(state, usable, &used, replicas, model.memory) {
             Ok(placement) => {
                 let share = model.memory / placement.gpu_indices.len() as u64;
                 for gpu in &placement.gpu_indices {
                     *used.entry((placement.node_id, *gpu)).or_default() += share;
                 }
+                replicas.add(&placement);
                 changes.push(SlotChange::Place {
                     slot_id: slot_id.clone(),
                     model_id: model.id.clone(),
@@ -102,17 +109,57 @@ fn placement_still_fits(state: &State, p: &Placement) -> bool {
     })
 }
 
-/// One GPU when the model fits on one (the fullest GPU that still fits, to keep big holes
-/// for big models), else the fewest GPUs of one node that fit it with tensor parallelism.
+/// The GPUs and nodes a model's replicas already hold.
+#[derive(Default)]
+struct Spread {
+    gpus: BTreeSet<(u64, u32)>,
+    nodes: BTreeSet<u64>,
+}
+
+impl Spread {
+    fn add(&mut self, placement: &Placement) {
+        self.nodes.insert(placement.node_id);
+        self.gpus.extend(
+            placement
+                .gpu_indices
+                .iter()
+                .map(|g| (placement.node_id, *g)),
+        );
+    }
+}
+
+/// A placement on GPUs no other replica of the model holds: on a node without a replica
+/// when one has room, else on any.
 fn choose(
     state: &State,
     usable: &BTreeSet<u64>,
     used: &BTreeMap<(u64, u32), u64>,
+    replicas: &Spread,
+    memory: u64,
+) -> Result<Placement, String> {
+    let elsewhere: BTreeSet<u64> = usable.difference(&replicas.nodes).copied().collect();
+    if !replicas.nodes.is_empty() {
+        if let Ok(placement) = choose_on(state, &elsewhere, used, &replicas.gpus, memory) {
+            return Ok(placement);
+        }
+    }
+    choose_on(state, usable, used, &replicas.gpus, memory)
+}
+
+/// One GPU when the model fits on one (the fullest GPU that still fits, to keep big holes
+/// for big models), else the fewest GPUs of one node that fit it with tensor parallelism.
+/// `taken` GPUs count as full.
+fn choose_on(
+    state: &State,
+    usable: &BTreeSet<u64>,
+    used: &BTreeMap<(u64, u32), u64>,
+    taken: &BTreeSet<(u64, u32)>,
     memory: u64,
 ) -> Result<Placement, String> {
     let free = |node: u64, gpu: u32, total: u64| {
         total.saturating_sub(used.get(&(node, gpu)).copied().unwrap_or(0))
     };
+    let open = |node: u64, gpu: u32| !taken.contains(&(node, gpu));
     let nodes: Vec<_> = state
         .nodes
         .values()
@@ -124,6 +171,7 @@ fn choose(
         .flat_map(|n| {
             n.gpus
                 .iter()
+                .filter(move |g| open(n.id, g.index))
                 .map(move |g| (n.id, g.index, free(n.id, g.index, g.memory)))
         })
         .filter(|(_, _, f)| *f >= memory)
@@ -140,6 +188,7 @@ fn choose(
             let mut fitting: Vec<(u64, u32)> = node
                 .gpus
                 .iter()
+                .filter(|g| open(node.id, g.index))
                 .map(|g| (free(node.id, g.index, g.memory), g.index))
                 .filter(|(f, _)| *f >= share)
                 .collect();
@@ -296,7 +345,7 @@ pub fn would_place(state: &State, model: &Model) -> Option<u64> {
             *used.entry((p.node_id, *gpu)).or_default() += share;
         }
     }
-    choose(state, &all, &used, model.memory)
+    choose(state, &all, &used, &Spread::default(), model.memory)
         .ok()
         .map(|p| p.node_id)
 }
@@ -393,6 +442,80 @@ mod tests {
             [SlotChange::Place { placement, .. }] => assert_eq!(placement.gpu_indices, vec![0, 1]),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn placements(s: &State) -> BTreeMap<String, (u64, Vec<u32>)> {
+        s.slots
+            .values()
+            .filter_map(|sl| {
+                let p = sl.placement.as_ref()?;
+                Some((sl.id.clone(), (p.node_id, p.gpu_indices.clone())))
+            })
+            .collect()
+    }
+
+    /// Replicas go to nodes without one while there is room, then to other GPUs of nodes
+    /// that have one; never two on one GPU, even when memory would allow it.
+    #[test]
+    fn replicas_spread_over_nodes_then_gpus() {
+        let mut m = model("r", 10 * GB);
+        m.replicas = 3;
+        let mut s = state(
+            vec![node(1, &[80 * GB, 80 * GB]), node(2, &[80 * GB])],
+            vec![m],
+        );
+        let usable = BTreeSet::from([1, 2]);
+        let changes = plan(&s, &usable);
+        apply_all(&mut s, changes);
+        let placed = placements(&s);
+        assert_eq!(placed.len(), 3, "{placed:?}");
+        let gpus: BTreeSet<(u64, u32)> = placed.values().map(|(n, g)| (*n, g[0])).collect();
+        assert_eq!(gpus.len(), 3, "each replica on its own GPU: {placed:?}");
+        let nodes: BTreeSet<u64> = placed.values().map(|(n, _)| *n).collect();
+        assert_eq!(nodes, BTreeSet::from([1, 2]));
+        assert!(placed.contains_key(&replica_slot_id("r", 0)));
+        assert!(placed.contains_key(&replica_slot_id("r", 2)));
+
+        // One GPU fewer than replicas: the last one waits, with a reason.
+        let mut more = s.models["r"].clone();
+        more.replicas = 4;
+        s.models.insert("r".into(), more);
+        match &plan(&s, &usable)[..] {
+            [SlotChange::Pending { slot_id, .. }] => assert_eq!(*slot_id, replica_slot_id("r", 3)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Scaling down removes the last replicas and leaves the others where they run.
+    #[test]
+    fn scaling_down_keeps_the_replicas_that_stay() {
+        let mut m = model("r", 10 * GB);
+        m.replicas = 3;
+        let mut s = state(vec![node(1, &[80 * GB, 80 * GB, 80 * GB])], vec![m]);
+        let usable = BTreeSet::from([1]);
+        let changes = plan(&s, &usable);
+        apply_all(&mut s, changes);
+        let before = placements(&s);
+        let mut fewer = s.models["r"].clone();
+        fewer.replicas = 1;
+        s.models.insert("r".into(), fewer);
+        let changes = plan(&s, &usable);
+        let removed: BTreeSet<String> = changes
+            .iter()
+            .map(|c| match c {
+                SlotChange::Remove { slot_id } => slot_id.clone(),
+                other => panic!("only removals: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            removed,
+            BTreeSet::from([replica_slot_id("r", 1), replica_slot_id("r", 2)])
+        );
+        apply_all(&mut s, changes);
+        assert_eq!(
+            placements(&s).get(&replica_slot_id("r", 0)),
+            before.get(&replica_slot_id("r", 0))
+        );
     }
 
     #[test]

@@ -122,6 +122,8 @@ impl State {
             | Command::CreateUser { .. }
             | Command::CreateModel(_)
             | Command::UpdateModel { .. }
+            | Command::CreateModelV1(_)
+            | Command::UpdateModelV1 { .. }
             | Command::DeleteModel { .. }
             | Command::CreateJoinToken { .. }
             | Command::RevokeJoinToken { .. }

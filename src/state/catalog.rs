@@ -38,6 +38,53 @@ pub struct Model {
     pub organization_id: Option<String>,
     /// Sealed for [`super::TokenScope::Model`]; write-only through the API.
     pub hf_token: Option<SealedSecret>,
+    /// How many slots run the model (prewarm models only), on distinct GPUs.
+    pub replicas: u32,
+}
+
+/// A model as stored and proposed before models had `replicas`: read as one replica.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelV1 {
+    pub id: String,
+    pub name: String,
+    pub model_type: ModelType,
+    pub runtime: Runtime,
+    pub memory: u64,
+    pub context_length: Option<u64>,
+    pub description: String,
+    pub enabled: bool,
+    pub auto_pull: bool,
+    pub prewarm: bool,
+    pub runtime_args: Vec<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    pub owner_user_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub hf_token: Option<SealedSecret>,
+}
+
+impl From<ModelV1> for Model {
+    fn from(m: ModelV1) -> Model {
+        Model {
+            id: m.id,
+            name: m.name,
+            model_type: m.model_type,
+            runtime: m.runtime,
+            memory: m.memory,
+            context_length: m.context_length,
+            description: m.description,
+            enabled: m.enabled,
+            auto_pull: m.auto_pull,
+            prewarm: m.prewarm,
+            runtime_args: m.runtime_args,
+            created_ms: m.created_ms,
+            updated_ms: m.updated_ms,
+            owner_user_id: m.owner_user_id,
+            organization_id: m.organization_id,
+            hf_token: m.hf_token,
+            replicas: 1,
+        }
+    }
 }
 
 impl Model {
@@ -60,6 +107,33 @@ impl Model {
             owner_user_id: None,
             organization_id: None,
             hf_token: None,
+            replicas: 1,
+        }
+    }
+}
+
+/// The old shape of a model, for tests that write what older versions wrote.
+#[cfg(test)]
+impl From<&Model> for ModelV1 {
+    fn from(m: &Model) -> ModelV1 {
+        let m = m.clone();
+        ModelV1 {
+            id: m.id,
+            name: m.name,
+            model_type: m.model_type,
+            runtime: m.runtime,
+            memory: m.memory,
+            context_length: m.context_length,
+            description: m.description,
+            enabled: m.enabled,
+            auto_pull: m.auto_pull,
+            prewarm: m.prewarm,
+            runtime_args: m.runtime_args,
+            created_ms: m.created_ms,
+            updated_ms: m.updated_ms,
+            owner_user_id: m.owner_user_id,
+            organization_id: m.organization_id,
+            hf_token: m.hf_token,
         }
     }
 }

@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::crypto::WrappedKey;
 
-use super::catalog::{Model, ModelType, Runtime};
+use super::catalog::{Model, ModelType, ModelV1, Runtime};
 use super::keyring::{Keyring, Reseal};
 use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
 use super::tenancy::{NewUser, Org, User};
 use super::tokens::TokenUpdate;
 use super::trust::{CaRecord, IssuedCertificate};
+use super::upgrade::ModelPatchV1;
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,11 +85,12 @@ pub enum Command {
         user_id: String,
         hf_token: Option<TokenUpdate>,
     },
-    CreateModel(Model),
-    /// Merge a partial change into a model.
-    UpdateModel {
+    /// A model, as proposed before models had `replicas` (see `upgrade.rs`).
+    CreateModelV1(ModelV1),
+    /// A partial change, as proposed before models had `replicas`.
+    UpdateModelV1 {
         id: String,
-        patch: ModelPatch,
+        patch: ModelPatchV1,
     },
     DeleteModel {
         id: String,
@@ -157,6 +159,12 @@ pub enum Command {
     },
     /// Every node compacts its Raft log up to what it has applied, when it applies this.
     CompactLogs,
+    CreateModel(Model),
+    /// Merge a partial change into a model.
+    UpdateModel {
+        id: String,
+        patch: ModelPatch,
+    },
 }
 
 impl Command {
@@ -176,8 +184,8 @@ impl Command {
             Command::RevokeApiKey { .. } => "RevokeApiKey",
             Command::UpdateOrgSettings { .. } => "UpdateOrgSettings",
             Command::UpdateUserSettings { .. } => "UpdateUserSettings",
-            Command::CreateModel(_) => "CreateModel",
-            Command::UpdateModel { .. } => "UpdateModel",
+            Command::CreateModel(_) | Command::CreateModelV1(_) => "CreateModel",
+            Command::UpdateModel { .. } | Command::UpdateModelV1 { .. } => "UpdateModel",
             Command::DeleteModel { .. } => "DeleteModel",
             Command::PublishEnvToken { .. } => "PublishEnvToken",
             Command::InitCa(_) => "InitCa",
@@ -235,6 +243,7 @@ pub struct ModelPatch {
     pub owner_user_id: Option<Option<String>>,
     pub organization_id: Option<Option<String>>,
     pub hf_token: Option<TokenUpdate>,
+    pub replicas: Option<u32>,
 }
 
 impl Model {
@@ -275,6 +284,9 @@ impl Model {
         }
         if let Some(v) = p.organization_id {
             self.organization_id = v;
+        }
+        if let Some(v) = p.replicas {
+            self.replicas = v;
         }
         TokenUpdate::apply(&p.hf_token, &mut self.hf_token);
     }

@@ -15,6 +15,7 @@ mod sealer;
 mod tenancy;
 mod tokens;
 mod trust;
+mod upgrade;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,11 +23,12 @@ use std::collections::{BTreeMap, BTreeSet};
 pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_BUCKET};
 pub use auth::{admin_only, Rule};
 pub use backup::{decode_backup, encode_backup, Backup, BackupError, BACKUP_FORMAT};
-pub use catalog::{parse_memory, Model, ModelType, Runtime};
+pub use catalog::{parse_memory, Model, ModelType, ModelV1, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
 pub use keyring::{Keyring, KeyringKey, Reseal, TokenSite};
 pub use nodes::{
-    slot_id_for, Gpu, NodeAnnouncement, NodeRecord, Placement, Slot, SlotState, SlotStatus,
+    replica_slot_id, slot_id_for, split_replica, Gpu, NodeAnnouncement, NodeRecord, Placement,
+    Slot, SlotState, SlotStatus,
 };
 pub use records::StateKey;
 pub use sealer::{SealError, Sealer};
@@ -34,7 +36,7 @@ pub use tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSet
 pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
 pub use validate::{
-    check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, TOUCHED_KEYS_MAX,
+    check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, REPLICAS_MAX, TOUCHED_KEYS_MAX,
 };
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.

@@ -115,3 +115,23 @@ pub fn slot_id_for(model_id: &str) -> String {
     let hash = hex::encode(&Sha256::digest(model_id.as_bytes())[..3]);
     format!("{readable}-{hash}")
 }
+
+/// The slot id of replica `replica` of a model: the first replica keeps the model's slot id
+/// (so slots made before replicas keep theirs), the others add `_r<N>`.
+pub fn replica_slot_id(model_id: &str, replica: u32) -> String {
+    match replica {
+        0 => slot_id_for(model_id),
+        r => format!("{}_r{r}", slot_id_for(model_id)),
+    }
+}
+
+/// Which replica a slot id names, and the slot id of its model's first replica.
+pub fn split_replica(slot_id: &str) -> (&str, u32) {
+    match slot_id.rsplit_once("_r") {
+        Some((base, n)) if !n.starts_with('0') => match n.parse() {
+            Ok(r) => (base, r),
+            Err(_) => (slot_id, 0),
+        },
+        _ => (slot_id, 0),
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::catalog::Model;
+use super::catalog::{Model, ModelV1};
 use super::codec::{self, CodecError};
 use super::keyring::Keyring;
 use super::nodes::{NodeAnnouncement, NodeRecord, Slot};
@@ -46,7 +46,8 @@ enum StateValue {
     UserV1(NewUser),
     /// A key as stored before keys had a name and a last use.
     ApiKeyV1(String, ApiKeyV1),
-    Model(Model),
+    /// A model as stored before models had `replicas`.
+    ModelV1(ModelV1),
     /// A node as stored before nodes said whether they have an `HF_TOKEN`.
     NodeV1(NodeAnnouncement),
     Slot(Slot),
@@ -64,6 +65,7 @@ enum StateValue {
     DisabledUser(String),
     Keyring(Keyring),
     Compactions(u64),
+    Model(Model),
 }
 
 impl StateKey {
@@ -154,6 +156,9 @@ impl State {
                 }
                 StateValue::DisabledUser(id) => {
                     state.disabled_users.insert(id);
+                }
+                StateValue::ModelV1(m) => {
+                    state.models.insert(m.id.clone(), m.into());
                 }
                 StateValue::Model(m) => {
                     state.models.insert(m.id.clone(), m);
@@ -256,7 +261,7 @@ impl State {
                 .map(|(hash, k)| (hash, k.upgrade()))
                 .collect(),
             disabled_users: Default::default(),
-            models: s.models,
+            models: s.models.into_iter().map(|(id, m)| (id, m.into())).collect(),
             nodes: s
                 .nodes
                 .into_iter()
@@ -284,7 +289,7 @@ struct StateShapeV1 {
     settings: SystemSettings,
     users: BTreeMap<String, NewUser>,
     api_keys: BTreeMap<String, ApiKeyV1>,
-    models: BTreeMap<String, Model>,
+    models: BTreeMap<String, ModelV1>,
     nodes: BTreeMap<u64, NodeAnnouncement>,
     slots: BTreeMap<String, Slot>,
     orgs: BTreeMap<String, Org>,
@@ -318,6 +323,16 @@ mod tests {
         let records = state.records();
         let loaded = State::from_records(records.iter().map(|(_, v)| v.as_slice())).unwrap();
         assert_eq!(loaded, state);
+    }
+
+    /// A model stored before models had replicas loads with one.
+    #[test]
+    fn a_model_stored_before_replicas_loads_with_one() {
+        let mut model = Model::new("a/b".into());
+        model.replicas = 5;
+        let bytes = codec::encode(&StateValue::ModelV1(ModelV1::from(&model)));
+        let loaded = State::from_records([bytes.as_slice()]).unwrap();
+        assert_eq!(loaded.models["a/b"].replicas, 1);
     }
 
     /// A key stored before keys had a name loads, unnamed and never used.

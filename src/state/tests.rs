@@ -7,7 +7,7 @@ use super::*;
 use crate::crypto::{ClusterSecret, SealKey, SealKeySource, SealedSecret};
 
 /// Key hashes as `apply` accepts them: 64 lowercase hex digits.
-pub(super) const ADMIN_KEY: &str =
+pub(crate) const ADMIN_KEY: &str =
     "00000000000000000000000000000000000000000000000000000000000000ad";
 pub(super) const U2_KEY: &str = "00000000000000000000000000000000000000000000000000000000000000b2";
 const U2_SECOND_KEY: &str = "00000000000000000000000000000000000000000000000000000000000002b2";
@@ -56,7 +56,7 @@ pub(super) fn new_user(id: &str, admin: bool, org: Option<&str>) -> NewUser {
     }
 }
 
-pub(super) fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
+pub(crate) fn by(actor: Option<&str>, at_ms: i64, command: Command) -> Proposal {
     Proposal {
         actor: actor.map(str::to_string),
         at_ms,

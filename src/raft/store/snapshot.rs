@@ -136,7 +136,7 @@ mod tests {
             settings: &'a crate::state::SystemSettings,
             users: std::collections::BTreeMap<&'a String, crate::state::NewUser>,
             api_keys: std::collections::BTreeMap<&'a String, crate::state::ApiKeyV1>,
-            models: &'a std::collections::BTreeMap<String, crate::state::Model>,
+            models: std::collections::BTreeMap<&'a String, crate::state::ModelV1>,
             nodes: std::collections::BTreeMap<u64, crate::state::NodeAnnouncement>,
             slots: &'a std::collections::BTreeMap<String, crate::state::Slot>,
             orgs: &'a std::collections::BTreeMap<String, crate::state::Org>,
@@ -190,7 +190,11 @@ mod tests {
                         )
                     })
                     .collect(),
-                models: &state.models,
+                models: state
+                    .models
+                    .iter()
+                    .map(|(id, m)| (id, crate::state::ModelV1::from(m)))
+                    .collect(),
                 nodes: state
                     .nodes
                     .values()

@@ -20,27 +20,30 @@ impl State {
     /// nothing: every check runs before the first change.
     pub fn apply(&mut self, proposal: &Proposal) -> (Outcome, Vec<StateKey>) {
         let mut touched = Vec::new();
-        let outcome = self.admit(proposal).and_then(|actor| {
-            // Time never goes back, even when a new leader's clock is behind the last one's.
-            let ctx = Ctx {
-                at_ms: proposal.at_ms.max(self.clock_ms),
-                actor,
-            };
-            let reply = self.apply_command(&proposal.command, &ctx, &mut touched)?;
-            if ctx.at_ms > self.clock_ms {
-                self.clock_ms = ctx.at_ms;
-                touched.push(StateKey::Clock);
-            }
-            Ok(reply)
-        });
+        // Old shapes from the log are applied as today's.
+        let command = proposal.command.upgraded();
+        let outcome = self
+            .admit(proposal.actor.as_deref(), &command)
+            .and_then(|actor| {
+                // Time never goes back, even when a new leader's clock is behind the last one's.
+                let ctx = Ctx {
+                    at_ms: proposal.at_ms.max(self.clock_ms),
+                    actor,
+                };
+                let reply = self.apply_command(&command, &ctx, &mut touched)?;
+                if ctx.at_ms > self.clock_ms {
+                    self.clock_ms = ctx.at_ms;
+                    touched.push(StateKey::Clock);
+                }
+                Ok(reply)
+            });
         (outcome, touched)
     }
 
     /// Who proposes, if they may, and whether the command is well formed: the user id
     /// behind the actor, `None` for the cluster itself. Trusts nothing the proposer says.
-    fn admit(&self, proposal: &Proposal) -> Result<Option<String>, StateError> {
-        let command = &proposal.command;
-        let actor = match proposal.actor.as_deref() {
+    fn admit(&self, actor: Option<&str>, command: &Command) -> Result<Option<String>, StateError> {
+        let actor = match actor {
             // Re-checked at commit time: a key revoked or a role lost since the request was
             // accepted fails here, identically on every node.
             Some(hash) => {
@@ -258,6 +261,9 @@ impl State {
                 touched.push(StateKey::User(user_id.clone()));
                 self.audit_token(ctx, hf_token, TokenLevel::User, Some(user_id), touched);
                 Ok(Reply::Done)
+            }
+            Command::CreateModelV1(_) | Command::UpdateModelV1 { .. } => {
+                self.apply_command(&command.upgraded(), ctx, touched)
             }
             Command::CreateModel(model) => {
                 if self.models.contains_key(&model.id) {

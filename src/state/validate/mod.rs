@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 use super::catalog::Model;
 use super::command::{Command, SlotChange, StateError};
-use super::nodes::{slot_id_for, Gpu, NodeAnnouncement};
+use super::nodes::{replica_slot_id, split_replica, Gpu, NodeAnnouncement};
 use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
 use super::State;
@@ -23,6 +23,8 @@ use crate::crypto::SealedSecret;
 use keyring::{check_first_keyring, check_rotation};
 use trust::{check_ca, check_certificate, check_join_token, JOIN_TOKEN_TTL_MAX_MS};
 
+/// Most replicas a model may ask for.
+pub const REPLICAS_MAX: u32 = 64;
 /// Longest Hugging Face token accepted, in bytes.
 pub const HF_TOKEN_MAX: usize = 1024;
 /// Longest user or organization name, in bytes.
@@ -152,6 +154,7 @@ impl Command {
                 check_id("user_id", user_id)?;
                 check_token_update(hf_token)
             }
+            Command::CreateModelV1(_) | Command::UpdateModelV1 { .. } => self.upgraded().validate(),
             Command::CreateModel(model) => model.validate(),
             // The merged model is validated by `apply`, against the committed one.
             Command::UpdateModel { id, patch } => {
@@ -204,6 +207,12 @@ impl Model {
     /// Is the model, as it would be stored, acceptable?
     pub fn validate(&self) -> Result<(), StateError> {
         check_model_id(&self.id)?;
+        if !(1..=REPLICAS_MAX).contains(&self.replicas) {
+            return Err(invalid(
+                "replicas",
+                format!("must be from 1 to {REPLICAS_MAX}"),
+            ));
+        }
         if self.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty"));
         }
@@ -446,8 +455,13 @@ fn check_gpus(field: &str, gpus: &[Gpu]) -> Result<(), StateError> {
     Ok(())
 }
 
-/// Slot ids are made by [`slot_id_for`]: a readable part, `-`, six hex digits.
+/// Slot ids are made by [`replica_slot_id`]: a readable part, `-`, six hex digits, and for
+/// replicas after the first `_r<N>`.
 fn check_slot_id(field: &str, id: &str) -> Result<(), StateError> {
+    let (id, replica) = split_replica(id);
+    if replica >= REPLICAS_MAX {
+        return Err(invalid(field, format!("{id:?} names replica {replica}")));
+    }
     let readable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
     let well_formed = id.rsplit_once('-').is_some_and(|(name, hash)| {
         name.len() <= 64
@@ -493,7 +507,9 @@ fn check_slot_change(change: &SlotChange) -> Result<(), StateError> {
         }
     };
     check_model_id_field("model_id", model_id)?;
-    if *slot_id != slot_id_for(model_id) {
+    check_slot_id("slot_id", slot_id)?;
+    let (_, replica) = split_replica(slot_id);
+    if *slot_id != replica_slot_id(model_id, replica) {
         return Err(invalid(
             "slot_id",
             format!("{slot_id:?} is not the slot of model {model_id:?}"),
