@@ -48,6 +48,7 @@ pub struct NodeConfig {
     pub server: ServerTuning,
     /// Where the seal key is, when it is not derived from the cluster key in the data dir.
     pub seal_key_file: Option<PathBuf>,
+    pub gateway: GatewayTuning,
 }
 
 /// How the API port is served.
@@ -131,6 +132,16 @@ pub struct ServerTuning {
     pub key_use_report: Duration,
 }
 
+/// How the OpenAI-compatible gateway reaches replicas and bounds what it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayTuning {
+    /// Connecting to a replica (loopback) or to the node that runs it (peer channel).
+    pub connect_timeout: Duration,
+    /// A whole answer, a long prompt's time to first token included.
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
 /// The longest `runner.stop_grace_ms`: a node stops within 10 s of SIGTERM, and its vLLM
 /// processes stop first, so their grace must leave room for the rest (see `daemon::stop`).
 pub const MAX_STOP_GRACE_MS: u64 = 6000;
@@ -149,6 +160,8 @@ pub struct FileConfig {
     pub tls: FileTls,
     #[serde(default)]
     pub server: FileServer,
+    #[serde(default)]
+    pub gateway: FileGateway,
 }
 
 /// A node's own options: the config file's `[node]` table, and the same again as flags of
@@ -233,6 +246,14 @@ pub struct FileServer {
     pub header_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub key_use_report_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGateway {
+    pub connect_timeout_ms: Option<u64>,
+    pub request_timeout_s: Option<u64>,
+    pub max_body_bytes: Option<usize>,
 }
 
 impl FileConfig {
@@ -351,6 +372,7 @@ impl NodeConfig {
             certificate_lifetime,
             server: server_tuning(file.server)?,
             seal_key_file: flags.seal_key_file.or(n.seal_key_file),
+            gateway: gateway_tuning(file.gateway)?,
         })
     }
 }
@@ -402,6 +424,30 @@ fn server_tuning(s: FileServer) -> Result<ServerTuning, ConfigError> {
         )?,
         idle_timeout: millis("server.idle_timeout_ms", s.idle_timeout_ms, 120_000)?,
         key_use_report: millis("server.key_use_report_ms", s.key_use_report_ms, 60_000)?,
+    })
+}
+
+fn gateway_tuning(g: FileGateway) -> Result<GatewayTuning, ConfigError> {
+    let positive = |field: &'static str, value: Option<u64>, default: u64| match value {
+        Some(0) => Err(invalid(field, "must be at least 1")),
+        value => Ok(value.unwrap_or(default)),
+    };
+    let max_body_bytes = g.max_body_bytes.unwrap_or(32 << 20);
+    if max_body_bytes < 1024 {
+        return Err(invalid("gateway.max_body_bytes", "must be at least 1024"));
+    }
+    Ok(GatewayTuning {
+        connect_timeout: Duration::from_millis(positive(
+            "gateway.connect_timeout_ms",
+            g.connect_timeout_ms,
+            10_000,
+        )?),
+        request_timeout: Duration::from_secs(positive(
+            "gateway.request_timeout_s",
+            g.request_timeout_s,
+            1800,
+        )?),
+        max_body_bytes,
     })
 }
 

@@ -30,6 +30,7 @@ pub use key_use::KeyUse;
 pub use request::{Caller, ReadMode};
 
 use crate::cluster::Cluster;
+use crate::gateway::Gateway;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
 use crate::state::Sealer;
@@ -56,11 +57,14 @@ pub struct ApiContext {
 pub async fn serve(
     listener: TcpListener,
     ctx: ApiContext,
+    gateway: Gateway,
     tls: Option<watch::Receiver<Arc<rustls::ServerConfig>>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    crate::server::serve(listener, router(ctx), tls, limits, "api", shutdown).await
+    // The OpenAI-compatible routes share the port, with their own body limit and errors.
+    let routes = router(ctx).merge(crate::gateway::router(gateway));
+    crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
 }
 
 fn router(ctx: ApiContext) -> Router {

@@ -8,7 +8,7 @@ use crate::peer::{
 use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, SnapshotAnswer, SnapshotRequest, VoteAnswer, VoteRequest,
 };
-use crate::state::Proposal;
+use crate::state::{Proposal, SlotState};
 
 impl PeerHandler for Cluster {
     fn check_peer(&self, node: NodeId, serial: &str) -> Result<(), String> {
@@ -73,6 +73,26 @@ impl PeerHandler for Cluster {
 
     fn progress(&self) -> Result<Progress, ClusterError> {
         self.progress_local()
+    }
+
+    fn local_replica_port(&self, slot_id: &str) -> Result<u16, String> {
+        let me = self.node_id();
+        self.replica().read(|s| {
+            let slot = s
+                .slots
+                .get(slot_id)
+                .ok_or_else(|| format!("no slot {slot_id:?}"))?;
+            if slot.placement.as_ref().map(|p| p.node_id) != Some(me) {
+                return Err(format!("slot {slot_id:?} does not run on node {me}"));
+            }
+            match (slot.status.state, slot.status.port) {
+                (SlotState::Running, Some(port)) => Ok(port),
+                (state, _) => Err(format!(
+                    "slot {slot_id:?} is {}, not ready",
+                    format!("{state:?}").to_lowercase()
+                )),
+            }
+        })
     }
 }
 

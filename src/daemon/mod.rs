@@ -39,6 +39,8 @@ use crate::api::{ApiContext, KeyUse};
 use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
 use crate::crypto::SealKey;
+use crate::gateway::{Gateway, InFlight};
+use crate::loopback::{Loopback, UpstreamTimeouts};
 use crate::peer::{AddLearnerRequest, PeerClient};
 use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
@@ -110,9 +112,14 @@ pub async fn run(
     )?;
     let api_tls = certificates::api_tls(&config.api_tls, &identity_rx, &stop)?;
     let api_scheme = if api_tls.is_some() { "https" } else { "http" };
+    let loopback = Loopback::new(UpstreamTimeouts {
+        connect: config.gateway.connect_timeout,
+        overall: config.gateway.request_timeout,
+    });
     let peer_server = tokio::spawn(crate::peer::serve(
         peer_listener,
         cluster.clone(),
+        loopback.clone(),
         peer_tls,
         limits,
         stop.clone(),
@@ -139,6 +146,13 @@ pub async fn run(
             sealer: sealer.clone(),
             key_use,
         },
+        Gateway::new(
+            cluster.clone(),
+            peers.clone(),
+            loopback,
+            config.gateway,
+            InFlight::default(),
+        ),
         api_tls,
         limits,
         stop.clone(),

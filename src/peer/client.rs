@@ -176,6 +176,28 @@ impl PeerClient {
         self.call(target, addr, PROGRESS_PATH, &(), timeout).await
     }
 
+    /// Send an inference request to replica `slot_id` on node `target`, which passes it to
+    /// its vLLM. Resolves when the answer's head arrives; its body streams after. A 421
+    /// means the replica does not run (or is not ready) there.
+    pub async fn infer(
+        &self,
+        target: NodeId,
+        addr: &str,
+        slot_id: &str,
+        path: &str,
+        body: axum::body::Bytes,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, TransportError> {
+        self.pool(target, addr)?
+            .post(format!("https://{addr}{INFER_PREFIX}/{slot_id}{path}"))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| classify(addr, e))
+    }
+
     pub async fn pre_vote(
         &self,
         target: NodeId,

@@ -44,4 +44,7 @@ pub trait PeerHandler: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, ClusterError>> + Send;
     fn remove(&self, node: NodeId) -> impl Future<Output = Result<(), ClusterError>> + Send;
     fn progress(&self) -> Result<Progress, ClusterError>;
+    /// The loopback port of replica `slot_id` when it runs on this node and is ready, else
+    /// why not.
+    fn local_replica_port(&self, slot_id: &str) -> Result<u16, String>;
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use super::auth::{identify, Caller};
 use super::handler::PeerHandler;
 use super::message::*;
+use crate::loopback::{pass_on, Loopback, INFERENCE_PATHS};
 use crate::raft::{NodeId, Speaker};
 use crate::server::Limits;
 use crate::state::codec;
@@ -33,11 +34,19 @@ const PEER_BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     handler: H,
+    loopback: Loopback,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
     let checker = handler.clone();
+    // Inference requests another node routed to a replica here, passed on as they stream.
+    let infer = Router::new()
+        .route(
+            &format!("{INFER_PREFIX}/{{slot_id}}/{{*path}}"),
+            post(infer::<H>),
+        )
+        .layer(Extension(loopback));
     let router = Router::new()
         .route(APPEND_PATH, post(append::<H>))
         .route(VOTE_PATH, post(vote::<H>))
@@ -51,12 +60,44 @@ pub async fn serve<H: PeerHandler>(
         .route(RENEW_PATH, post(renew::<H>))
         .route(REMOVE_PATH, post(remove::<H>))
         .route(PROGRESS_PATH, post(progress::<H>))
+        .merge(infer)
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .layer(middleware::from_fn(move |req, next| {
             identify(checker.clone(), req, next)
         }))
         .with_state(handler);
     crate::server::serve(listener, router, Some(tls), limits, "peer", shutdown).await
+}
+
+/// A request for replica `slot_id` here, sent on to its vLLM over loopback. 421 when the
+/// replica does not run (or is not ready) here.
+async fn infer<H: PeerHandler>(
+    State(handler): State<H>,
+    Extension(loopback): Extension<Loopback>,
+    Path((slot_id, path)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let path = format!("/{path}");
+    if !INFERENCE_PATHS.contains(&path.as_str()) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("{path} is not an inference path"),
+        )
+            .into_response();
+    }
+    let port = match handler.local_replica_port(&slot_id) {
+        Ok(port) => port,
+        // 421: the calling gateway tries another replica.
+        Err(why) => return (StatusCode::MISDIRECTED_REQUEST, why).into_response(),
+    };
+    match loopback.send(port, &path, body).await {
+        Ok(answer) => pass_on(answer),
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            format!("replica {slot_id} did not answer: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 /// Decode the call in `body` and answer with what `handle` makes of it; 400 when the body

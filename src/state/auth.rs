@@ -90,6 +90,15 @@ impl State {
         }
     }
 
+    /// May `actor` send requests to `model`'s replicas (the OpenAI-compatible API)? An admin
+    /// any model; a user those they own, those of their organization, and those of no owner.
+    pub fn may_use_model(&self, actor: &User, model: &Model) -> bool {
+        actor.admin
+            || model.owner_user_id.is_none()
+            || model.owner_user_id.as_deref() == Some(actor.id.as_str())
+            || (model.organization_id.is_some() && model.organization_id == actor.organization_id)
+    }
+
     /// `Ok` when `rule` lets `actor` through, else the rule's refusal.
     pub fn check(&self, actor: &User, rule: Rule) -> Result<(), StateError> {
         if self.permits(actor, rule) {

@@ -1,0 +1,114 @@
+//! Errors in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`, so OpenAI
+//! clients show them as they show OpenAI's own.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenAiError {
+    pub status: StatusCode,
+    pub message: String,
+    /// OpenAI's `type`: `invalid_request_error`, `authentication_error`, ...
+    pub kind: &'static str,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+    /// Seconds, for a 503 that may pass.
+    pub retry_after: Option<u64>,
+}
+
+impl OpenAiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> OpenAiError {
+        OpenAiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> OpenAiError {
+        OpenAiError {
+            code: Some("invalid_api_key"),
+            ..OpenAiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+        }
+    }
+
+    pub fn forbidden(model: &str) -> OpenAiError {
+        OpenAiError {
+            param: Some("model"),
+            code: Some("model_not_allowed"),
+            ..OpenAiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!("this API key may not use model {model:?}"),
+            )
+        }
+    }
+
+    pub fn unknown_model(model: &str) -> OpenAiError {
+        OpenAiError {
+            param: Some("model"),
+            code: Some("model_not_found"),
+            ..OpenAiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("the model {model:?} does not exist"),
+            )
+        }
+    }
+
+    pub fn bad_request(param: Option<&'static str>, message: impl Into<String>) -> OpenAiError {
+        OpenAiError {
+            param,
+            ..OpenAiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        }
+    }
+
+    pub fn too_large(limit: usize) -> OpenAiError {
+        OpenAiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// No replica can answer now; `retry_after` seconds is a fair guess when it may.
+    pub fn unavailable(message: impl Into<String>, retry_after: u64) -> OpenAiError {
+        OpenAiError {
+            code: Some("model_not_ready"),
+            retry_after: Some(retry_after),
+            ..OpenAiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                message,
+            )
+        }
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        })
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

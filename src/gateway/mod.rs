@@ -1,0 +1,195 @@
+//! The OpenAI-compatible API every node serves on its API port: `GET /v1/models`, `POST
+//! /v1/chat/completions`, `/v1/completions` and `/v1/embeddings`, routed by the body's
+//! `model` to a ready replica (`route.rs`), on this node over loopback or on another through
+//! that node's peer port, and answered as the replica streams (`forward.rs`).
+//!
+//! Callers use their helix API key. Request bodies are bounded and never logged.
+
+mod error;
+mod forward;
+mod in_flight;
+mod route;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+pub use self::error::OpenAiError;
+pub use self::in_flight::InFlight;
+pub use self::route::{Candidate, Liveness, Load, NotReady};
+use crate::cluster::Cluster;
+use crate::config::GatewayTuning;
+use crate::crypto::hash_api_key;
+use crate::loopback::Loopback;
+use crate::peer::PeerClient;
+use crate::state::{Model, User};
+
+/// What every gateway request can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    cluster: Cluster,
+    /// Requests to replicas on other nodes go through their peer port (mutual TLS).
+    peers: PeerClient,
+    /// Requests to replicas on this node.
+    loopback: Loopback,
+    tuning: GatewayTuning,
+    in_flight: InFlight,
+}
+
+impl Gateway {
+    pub fn new(
+        cluster: Cluster,
+        peers: PeerClient,
+        loopback: Loopback,
+        tuning: GatewayTuning,
+        in_flight: InFlight,
+    ) -> Gateway {
+        Gateway {
+            cluster,
+            peers,
+            loopback,
+            tuning,
+            in_flight,
+        }
+    }
+
+    /// The user behind the request's bearer key. A key made a moment ago on another node
+    /// is found once this node has caught up.
+    async fn caller(&self, headers: &HeaderMap) -> Result<User, OpenAiError> {
+        let key = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                OpenAiError::unauthorized("send a helix API key as `Authorization: Bearer KEY`")
+            })?;
+        let hash = hash_api_key(key.trim());
+        self.cluster
+            .check_current(|s| s.user_by_key_hash(&hash).cloned().ok_or(()))
+            .await
+            .map_err(|()| OpenAiError::unauthorized("the API key is unknown or revoked"))
+    }
+}
+
+/// The routes, bounded to `tuning.max_body_bytes` per request.
+pub fn router(gateway: Gateway) -> Router {
+    let limit = gateway.tuning.max_body_bytes;
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/chat/completions", post(infer))
+        .route("/v1/completions", post(infer))
+        .route("/v1/embeddings", post(infer))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+/// The models the caller may use, in OpenAI's list shape.
+async fn list_models(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, OpenAiError> {
+    let user = gateway.caller(&headers).await?;
+    let data: Vec<Value> = gateway.cluster.replica().read(|s| {
+        s.models
+            .values()
+            .filter(|m| s.may_use_model(&user, m))
+            .map(model_entry)
+            .collect()
+    });
+    Ok(Json(json!({ "object": "list", "data": data })))
+}
+
+fn model_entry(model: &Model) -> Value {
+    json!({
+        "id": model.id,
+        "object": "model",
+        "created": model.created_ms / 1000,
+        "owned_by": model.owner_user_id.as_deref().unwrap_or("helix"),
+    })
+}
+
+/// What routing reads from a request body: it is passed on as it came.
+struct Request {
+    model: String,
+    /// Requests with the same session stay on one replica (OpenAI's `user`, or the
+    /// `X-Session-ID` header).
+    session: Option<String>,
+}
+
+fn read_request(body: &[u8], headers: &HeaderMap) -> Result<Request, OpenAiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| OpenAiError::bad_request(None, format!("the body is not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| OpenAiError::bad_request(None, "the body must be a JSON object"))?;
+    let model = match object.get("model") {
+        Some(Value::String(model)) => model.clone(),
+        Some(_) => {
+            return Err(OpenAiError::bad_request(
+                Some("model"),
+                "`model` must be a string",
+            ))
+        }
+        None => {
+            return Err(OpenAiError::bad_request(
+                Some("model"),
+                "`model` is required",
+            ))
+        }
+    };
+    let session = headers
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| {
+            object
+                .get("user")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|s| !s.is_empty());
+    Ok(Request { model, session })
+}
+
+async fn infer(
+    State(gateway): State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let user = gateway.caller(&headers).await?;
+    let body = body.map_err(|rejection| match rejection {
+        BytesRejection::FailedToBufferBody(_) => {
+            OpenAiError::too_large(gateway.tuning.max_body_bytes)
+        }
+        other => OpenAiError::bad_request(None, other.body_text()),
+    })?;
+    let request = read_request(&body, &headers)?;
+    let (candidates, model) = gateway.cluster.replica().read(|s| {
+        let model = s
+            .models
+            .get(&request.model)
+            .ok_or_else(|| OpenAiError::unknown_model(&request.model))?;
+        if !s.may_use_model(&user, model) {
+            return Err(OpenAiError::forbidden(&request.model));
+        }
+        let live = forward::CommittedLiveness {
+            in_flight: &gateway.in_flight,
+        };
+        let candidates = route::candidates(s, model, &live)
+            .map_err(|n| OpenAiError::unavailable(n.reason, n.retry_after))?;
+        Ok((candidates, model.id.clone()))
+    })?;
+    let order = route::order(
+        &candidates,
+        request.session.as_deref(),
+        &mut rand::thread_rng(),
+    );
+    let tries: Vec<Candidate> = order.into_iter().map(|i| candidates[i].clone()).collect();
+    gateway.forward(&model, uri.path(), body, tries).await
+}
