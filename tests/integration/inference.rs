@@ -1,0 +1,261 @@
+//! The OpenAI-compatible API: any node answers for a model whose replica runs elsewhere,
+//! streams as the replica produces, keeps sessions on one replica, spreads the rest, and
+//! refuses in OpenAI's error shape.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+fn chat(model: &str) -> Value {
+    json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "hello there"}],
+        "max_tokens": 4,
+    })
+}
+
+/// A node without GPUs and one with, a model placed on the second: node 1 answers for it.
+fn two_nodes(models: &[Value]) -> Cluster {
+    let c = Cluster::builder()
+        .node(NodeSpec::none())
+        .node(NodeSpec::gpus("80GB"))
+        .start();
+    for model in models {
+        c.create_model(1, model);
+        c.wait_running(1, model["id"].as_str().unwrap());
+    }
+    c
+}
+
+#[test]
+fn a_node_without_a_replica_answers_through_the_node_that_has_one() {
+    let model = "acme/chat";
+    let c = two_nodes(&[model_json(model, "10GB", &[])]);
+    let slot = c.slot(1, model).unwrap().expect("a slot");
+    let slot_id = slot["id"].as_str().unwrap();
+
+    for k in [1, 2] {
+        let answer = c.client(k).post("/v1/chat/completions", &chat(model));
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(
+            answer.header("x-helix-node"),
+            Some(c.id(2).to_string().as_str())
+        );
+        assert_eq!(answer.header("x-helix-slot"), Some(slot_id));
+        let body = answer.json();
+        assert_eq!(body["object"], "chat.completion", "{body}");
+        assert_eq!(body["helix_test_slot"], json!(slot_id));
+        assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
+    }
+    let text = c.client(1).post(
+        "/v1/completions",
+        &json!({"model": model, "prompt": "once upon", "max_tokens": 3}),
+    );
+    assert_eq!(text.status, 200, "{}", text.text());
+    assert_eq!(text.json()["object"], "text_completion");
+    let embedding = c.client(1).post(
+        "/v1/embeddings",
+        &json!({"model": model, "input": ["a", "b"]}),
+    );
+    assert_eq!(embedding.status, 200, "{}", embedding.text());
+    assert_eq!(embedding.json()["data"].as_array().unwrap().len(), 2);
+
+    let models = c.client(1).get_ok("/v1/models");
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], model, "{models}");
+}
+
+/// With 300 ms between tokens, the first chunk reaches the client long before the replica
+/// has produced the last one: nothing is buffered on the way (two hops: node 1, then node 2).
+#[test]
+fn a_streamed_answer_arrives_in_pieces() {
+    let model = "acme/slow";
+    let c = two_nodes(&[model_json(model, "10GB", &["--fake-token-ms", "300"])]);
+    let mut body = chat(model);
+    body["stream"] = json!(true);
+    body["max_tokens"] = json!(10);
+    let client = reqwest::blocking::Client::new();
+    let mut answer = client
+        .post(format!("http://{}/v1/chat/completions", c.node(1).api_addr))
+        .bearer_auth(&c.admin_key)
+        .json(&body)
+        .timeout(WAIT)
+        .send()
+        .expect("a streamed answer");
+    assert_eq!(answer.status(), 200);
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+
+    let mut received = String::new();
+    let mut first_chunk_at = None;
+    let mut buffer = [0u8; 4096];
+    loop {
+        let n = answer.read(&mut buffer).expect("read the stream");
+        if n == 0 {
+            break;
+        }
+        first_chunk_at.get_or_insert_with(Instant::now);
+        received.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    let ended_at = Instant::now();
+    let first = first_chunk_at.expect("some chunk");
+    assert!(
+        ended_at - first >= Duration::from_millis(1500),
+        "the answer came in one piece ({:?} between first chunk and end)",
+        ended_at - first
+    );
+    let events: Vec<&str> = received
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{received}");
+    assert!(events.len() >= 11, "one event per token: {received}");
+}
+
+fn error_of(answer: &Resp) -> Value {
+    let body = answer.json();
+    for field in ["message", "type", "param", "code"] {
+        assert!(
+            body["error"].get(field).is_some(),
+            "no error.{field}: {body}"
+        );
+    }
+    body["error"].clone()
+}
+
+/// Each refusal in OpenAI's shape, with the status a client expects; a user sees and uses
+/// only the models they may.
+#[test]
+fn refusals_come_in_openai_s_shape() {
+    let open = "acme/open";
+    let c = two_nodes(&[model_json(open, "10GB", &[])]);
+    let admin = c.client(1);
+    let mut cold = model_json("acme/cold", "10GB", &[]);
+    cold["prewarm"] = json!(false);
+    c.create_model(1, &cold);
+    let user = create_user(&admin, json!({"name": "plain"}));
+    let as_user = c.client(1).key(&user.key);
+
+    let anonymous = Client::new(&c.node(1).api_addr).post("/v1/chat/completions", &chat(open));
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(error_of(&anonymous)["type"], "authentication_error");
+    let bad_key = Client::new(&c.node(1).api_addr)
+        .key("hx_nope")
+        .post("/v1/chat/completions", &chat(open));
+    assert_eq!(bad_key.status, 401, "{}", bad_key.text());
+
+    let forbidden = as_user.post("/v1/chat/completions", &chat(open));
+    assert_eq!(forbidden.status, 403, "{}", forbidden.text());
+    assert_eq!(error_of(&forbidden)["param"], "model");
+    let listed = as_user.get_ok("/v1/models");
+    assert_eq!(
+        listed["data"],
+        json!([]),
+        "the user may use no model: {listed}"
+    );
+
+    let unknown = admin.post("/v1/chat/completions", &chat("acme/none"));
+    assert_eq!(unknown.status, 404);
+    assert_eq!(error_of(&unknown)["code"], "model_not_found");
+    for body in [
+        json!(["a list"]),
+        json!({"model": 7}),
+        json!({"messages": []}),
+    ] {
+        let bad = admin.post("/v1/chat/completions", &body);
+        assert_eq!(bad.status, 400, "{body}: {}", bad.text());
+        error_of(&bad);
+    }
+    let not_json = admin.send_raw("POST", "/v1/completions", Some(b"{nope"));
+    assert_eq!(not_json.status, 400, "{}", not_json.text());
+
+    let cold_answer = admin.post("/v1/chat/completions", &chat("acme/cold"));
+    assert_eq!(cold_answer.status, 503, "{}", cold_answer.text());
+    assert!(cold_answer.header("retry-after").is_some());
+    assert!(error_of(&cold_answer)["message"]
+        .as_str()
+        .unwrap()
+        .contains("not prewarm"));
+}
+
+/// Where each of `n` chat requests went, by slot, sent by `clients` threads at once.
+fn spread(
+    c: &Cluster,
+    k: usize,
+    model: &str,
+    n: usize,
+    clients: usize,
+    user: Option<&str>,
+) -> BTreeMap<String, usize> {
+    let per_client = n / clients;
+    let counts = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..clients {
+            scope.spawn(|| {
+                let client = c.client(k);
+                for _ in 0..per_client {
+                    let mut body = chat(model);
+                    if let Some(user) = user {
+                        body["user"] = json!(user);
+                    }
+                    let answer = client.post("/v1/chat/completions", &body);
+                    assert_eq!(answer.status, 200, "{}", answer.text());
+                    let slot = answer.header("x-helix-slot").unwrap().to_string();
+                    *counts.lock().unwrap().entry(slot).or_insert(0) += 1;
+                }
+            });
+        }
+    });
+    counts.into_inner().unwrap()
+}
+
+/// Two replicas on two nodes: 200 requests from 8 clients through a third node split
+/// between them; one session's requests all go to one.
+#[test]
+fn two_replicas_share_requests_and_a_session_sticks_to_one() {
+    let model = "acme/twice";
+    let c = Cluster::builder()
+        .node(NodeSpec::none())
+        .node(NodeSpec::gpus("80GB"))
+        .node(NodeSpec::gpus("80GB"))
+        .start();
+    let mut body = model_json(model, "10GB", &["--fake-token-ms", "5"]);
+    body["replicas"] = json!(2);
+    c.create_model(1, &body);
+    let slots = wait_for(WAIT, "both replicas run", || {
+        let running: Vec<Value> = c
+            .slots(1)?
+            .into_iter()
+            .filter(|s| s["model_id"] == model && s["state"] == "running")
+            .collect();
+        match running.len() {
+            2 => Ok(running),
+            n => Err(format!("{n} running")),
+        }
+    });
+    let nodes: std::collections::BTreeSet<_> =
+        slots.iter().map(|s| s["node_id"].as_u64()).collect();
+    assert_eq!(nodes.len(), 2, "replicas on distinct nodes: {slots:?}");
+
+    let counts = spread(&c, 1, model, 200, 8, None);
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    for (slot, n) in &counts {
+        assert!((80..=120).contains(n), "{slot} got {n} of 200: {counts:?}");
+    }
+    let sticky = spread(&c, 1, model, 40, 4, Some("alice"));
+    assert_eq!(
+        sticky.len(),
+        1,
+        "a session moved between replicas: {sticky:?}"
+    );
+}
