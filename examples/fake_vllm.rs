@@ -44,7 +44,8 @@
 //!   an embeddings answer.
 //! - `--fake-token-ms N` (default 0): wait between streamed tokens.
 //! - `--fake-max-running N` (default 8): requests in flight beyond N count as waiting.
-//! - `--fake-queue N` (default 0): N more waiting requests in `/metrics`, to look busy.
+//! - `--fake-queue N` (default `$FAKE_VLLM_QUEUE`, else 0): N more waiting requests in
+//!   `/metrics`, to look busy (the variable lets one node's replicas look busier).
 //!
 //! SIGTERM ends it with code 0; failing to bind, with code 1.
 
@@ -96,7 +97,13 @@ fn main() {
         ttft: Duration::from_millis(number("--fake-ttft-ms").unwrap_or(0)),
         token: Duration::from_millis(number("--fake-token-ms").unwrap_or(0)),
         max_running: number("--fake-max-running").unwrap_or(8),
-        queue: number("--fake-queue").unwrap_or(0),
+        queue: number("--fake-queue")
+            .or_else(|| {
+                std::env::var("FAKE_VLLM_QUEUE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0),
     });
     let token = std::env::var("HF_TOKEN").ok();
     let token_sha = token.as_deref().map(sha256_hex);

@@ -19,6 +19,7 @@ pub mod config;
 pub mod crypto;
 pub mod daemon;
 pub mod gateway;
+pub mod gossip;
 pub mod logging;
 pub mod loopback;
 pub mod peer;

@@ -42,6 +42,18 @@ impl Loopback {
         }
     }
 
+    /// The replica's Prometheus text from `/metrics`, within `timeout`.
+    pub async fn metrics(&self, port: u16, timeout: Duration) -> Result<String, reqwest::Error> {
+        self.client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .timeout(timeout)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await
+    }
+
     /// POST `body` (JSON) to `path` of the replica listening on 127.0.0.1:`port`. Resolves
     /// when the answer's head arrives; its body follows as the replica writes it.
     pub async fn send(

@@ -31,6 +31,7 @@ pub use request::{Caller, ReadMode};
 
 use crate::cluster::Cluster;
 use crate::gateway::Gateway;
+use crate::gossip::Gossip;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
 use crate::state::Sealer;
@@ -49,6 +50,8 @@ pub struct ApiContext {
     pub sealer: Sealer,
     /// Keys seen in use, for their coarse "last used".
     pub key_use: KeyUse,
+    /// Which nodes gossip says are alive, for `system/config`.
+    pub gossip: Gossip,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current

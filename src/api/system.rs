@@ -11,7 +11,9 @@ use axum::Json;
 
 use super::request::parse_json;
 use super::token_settings::seal_token_update;
-use super::types::{RunnerConfigView, SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView};
+use super::types::{
+    GossipStatusView, RunnerConfigView, SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView,
+};
 use super::{ApiContext, ApiError, ReadMode};
 use crate::state::{Command, SystemSettings, TokenScope};
 
@@ -85,5 +87,14 @@ pub async fn get_config(
         seal_key: ctx
             .replica()
             .read(|s| super::keyring::seal_key_view(&ctx, s)),
+        gossip: {
+            let view = ctx.gossip.view();
+            GossipStatusView {
+                running: view.running,
+                live_nodes: view.nodes.keys().copied().collect(),
+                down_nodes: view.down.iter().copied().collect(),
+                dropped_datagrams: ctx.gossip.dropped().total(),
+            }
+        },
     }))
 }

@@ -163,6 +163,18 @@ pub struct RunnerConfigView {
     /// Entries up to here are gone from this node's Raft log (`helix operator compact`).
     pub log_purged_through: Option<u64>,
     pub seal_key: SealKeyView,
+    pub gossip: GossipStatusView,
+}
+
+/// What this node's gossip says: who is alive, who was declared down, and how many
+/// datagrams it refused (forged, stale, replayed or malformed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GossipStatusView {
+    /// False until this node holds the keyring's gossip key.
+    pub running: bool,
+    pub live_nodes: Vec<u64>,
+    pub down_nodes: Vec<u64>,
+    pub dropped_datagrams: u64,
 }
 
 /// This node's seal key: its public id, where it comes from, and whether it opens the

@@ -1,7 +1,5 @@
 //! The cluster key: the root secret every member keeps in its data dir.
 
-use chacha20poly1305::aead::KeyInit;
-use chacha20poly1305::XChaCha20Poly1305;
 use hmac::{Hmac, Mac};
 use secrecy::SecretString;
 use sha2::Sha256;
@@ -52,18 +50,12 @@ impl ClusterSecret {
     /// The key that sealed tokens before clusters had a keyring (key 0). They stay readable
     /// until the first `keyring rotate` re-seals them with a keyring key.
     pub fn legacy_data_key(&self) -> DataKey {
-        DataKey::new(
-            0,
-            XChaCha20Poly1305::new(&self.derive("hf-token-encryption").into()),
-        )
+        DataKey::from_bytes(0, self.derive("hf-token-encryption"))
     }
 
     /// Seals the cluster CA's private key in the replicated state.
     pub fn ca_key_sealer(&self) -> DataKey {
-        DataKey::new(
-            0,
-            XChaCha20Poly1305::new(&self.derive("ca-key-encryption").into()),
-        )
+        DataKey::from_bytes(0, self.derive("ca-key-encryption"))
     }
 }
 

@@ -2,9 +2,11 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use super::CryptoError;
 
@@ -96,17 +98,27 @@ impl std::fmt::Debug for SealedSecret {
 pub struct DataKey {
     id: u32,
     cipher: XChaCha20Poly1305,
+    /// Authenticates gossip datagrams while this key is the keyring's current one.
+    gossip: [u8; 32],
 }
 
 impl DataKey {
-    pub(super) fn new(id: u32, cipher: XChaCha20Poly1305) -> DataKey {
-        DataKey { id, cipher }
+    /// A data key from its raw bytes (unwrapped from the keyring, derived from the cluster
+    /// key, or a candidate tried by the test that looks for keys left in files).
+    pub fn from_bytes(id: u32, bytes: [u8; 32]) -> DataKey {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length");
+        mac.update(b"helix/v1/gossip");
+        DataKey {
+            id,
+            cipher: XChaCha20Poly1305::new(&bytes.into()),
+            gossip: mac.finalize().into_bytes().into(),
+        }
     }
 
-    /// A data key from its raw bytes (unwrapped from the keyring, or a candidate tried by
-    /// the test that looks for keys left in files).
-    pub fn from_bytes(id: u32, bytes: [u8; 32]) -> DataKey {
-        DataKey::new(id, XChaCha20Poly1305::new(&bytes.into()))
+    /// The key that authenticates gossip: derived from this data key, so only members that
+    /// open the keyring hold it, and a keyring rotation replaces it.
+    pub fn gossip_key(&self) -> [u8; 32] {
+        self.gossip
     }
 
     pub fn id(&self) -> u32 {

@@ -40,6 +40,7 @@ use crate::cluster::{Cluster, Signing};
 use crate::config::NodeConfig;
 use crate::crypto::SealKey;
 use crate::gateway::{Gateway, InFlight};
+use crate::gossip::Gossip;
 use crate::loopback::{Loopback, UpstreamTimeouts};
 use crate::peer::{AddLearnerRequest, PeerClient};
 use crate::raft::Db;
@@ -130,6 +131,19 @@ pub async fn run(
         .map(SecretString::from);
     let hf_token_in_env = env_token.is_some();
     let sealer = Sealer::new(seal_key, secret.legacy_data_key());
+    let in_flight = InFlight::default();
+    let gossip = {
+        let in_flight = in_flight.clone();
+        Gossip::start(
+            cluster.clone(),
+            sealer.clone(),
+            config.peer_addr,
+            loopback.clone(),
+            Arc::new(move || in_flight.snapshot()),
+            stop.clone(),
+        )
+        .await?
+    };
     let tokens = Tokens::new(sealer.clone(), env_token);
     tokens.watch(node_id, cluster.replica().clone(), stop.clone());
     let key_use = KeyUse::default();
@@ -145,13 +159,15 @@ pub async fn run(
             tokens: tokens.clone(),
             sealer: sealer.clone(),
             key_use,
+            gossip: gossip.clone(),
         },
         Gateway::new(
             cluster.clone(),
             peers.clone(),
             loopback,
             config.gateway,
-            InFlight::default(),
+            in_flight,
+            gossip,
         ),
         api_tls,
         limits,

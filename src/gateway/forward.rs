@@ -12,6 +12,7 @@ use serde_json::json;
 use super::in_flight::{InFlight, InFlightGuard};
 use super::route::{Candidate, Liveness, Load};
 use super::{Gateway, OpenAiError};
+use crate::gossip::GossipView;
 
 /// Routing on the committed state alone: a slot reported running is ready, on a node
 /// presumed alive; the load is this gateway's own requests in flight.
@@ -32,6 +33,40 @@ impl Liveness for CommittedLiveness<'_> {
         Load {
             in_flight: self.in_flight.get(slot_id),
             ..Load::default()
+        }
+    }
+}
+
+/// Routing on gossip: a node is alive when gossip says so (this one always is), a replica
+/// ready when its node says so; its load is what its vLLM last reported plus this gateway's
+/// own requests in flight.
+pub(super) struct GossipLiveness<'a> {
+    pub view: &'a GossipView,
+    pub in_flight: &'a InFlight,
+}
+
+impl Liveness for GossipLiveness<'_> {
+    fn node_alive(&self, node_id: u64) -> bool {
+        self.view.maybe_alive(node_id)
+    }
+
+    /// A replica its node has not reported on yet (it just started) is taken as the
+    /// committed state has it: running.
+    fn slot_ready(&self, node_id: u64, slot_id: &str) -> bool {
+        self.view.slot(node_id, slot_id).is_none_or(|s| s.ready)
+    }
+
+    fn load(&self, node_id: u64, slot_id: &str) -> Load {
+        let facts = self
+            .view
+            .slot(node_id, slot_id)
+            .copied()
+            .unwrap_or_default();
+        Load {
+            waiting: facts.waiting,
+            running: facts.running,
+            kv_cache: facts.kv_cache,
+            in_flight: self.in_flight.get(slot_id),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Requests this gateway has in flight to each replica: part of a replica's load as routing
 //! sees it, and, gossiped, as other gateways see it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 #[derive(Clone, Default)]
@@ -23,11 +23,9 @@ impl InFlight {
         }
     }
 
-    pub fn snapshot(&self) -> HashMap<String, u64> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
 

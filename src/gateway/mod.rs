@@ -25,6 +25,7 @@ pub use self::route::{Candidate, Liveness, Load, NotReady};
 use crate::cluster::Cluster;
 use crate::config::GatewayTuning;
 use crate::crypto::hash_api_key;
+use crate::gossip::Gossip;
 use crate::loopback::Loopback;
 use crate::peer::PeerClient;
 use crate::state::{Model, User};
@@ -39,6 +40,8 @@ pub struct Gateway {
     loopback: Loopback,
     tuning: GatewayTuning,
     in_flight: InFlight,
+    /// Which nodes are alive and which replicas ready, and their load.
+    gossip: Gossip,
 }
 
 impl Gateway {
@@ -48,6 +51,7 @@ impl Gateway {
         loopback: Loopback,
         tuning: GatewayTuning,
         in_flight: InFlight,
+        gossip: Gossip,
     ) -> Gateway {
         Gateway {
             cluster,
@@ -55,6 +59,7 @@ impl Gateway {
             loopback,
             tuning,
             in_flight,
+            gossip,
         }
     }
 
@@ -170,6 +175,7 @@ async fn infer(
         other => OpenAiError::bad_request(None, other.body_text()),
     })?;
     let request = read_request(&body, &headers)?;
+    let gossip = gateway.gossip.view();
     let (candidates, model) = gateway.cluster.replica().read(|s| {
         let model = s
             .models
@@ -178,11 +184,20 @@ async fn infer(
         if !s.may_use_model(&user, model) {
             return Err(OpenAiError::forbidden(&request.model));
         }
-        let live = forward::CommittedLiveness {
-            in_flight: &gateway.in_flight,
-        };
-        let candidates = route::candidates(s, model, &live)
-            .map_err(|n| OpenAiError::unavailable(n.reason, n.retry_after))?;
+        // Until this node gossips (it needs the keyring's key), the committed state alone.
+        let candidates = if gossip.running {
+            let live = forward::GossipLiveness {
+                view: &gossip,
+                in_flight: &gateway.in_flight,
+            };
+            route::candidates(s, model, &live)
+        } else {
+            let live = forward::CommittedLiveness {
+                in_flight: &gateway.in_flight,
+            };
+            route::candidates(s, model, &live)
+        }
+        .map_err(|n| OpenAiError::unavailable(n.reason, n.retry_after))?;
         Ok((candidates, model.id.clone()))
     })?;
     let order = route::order(

@@ -110,9 +110,10 @@ pub fn candidates(
                 "failed: {}",
                 s.status.last_error.as_deref().unwrap_or("no reason given")
             ),
-            (Some(p), SlotState::Running) => {
+            (Some(p), SlotState::Running) if !live.node_alive(p.node_id) => {
                 format!("its node {} is not reachable", p.node_id)
             }
+            (Some(p), SlotState::Running) => format!("not ready on node {}", p.node_id),
             (Some(_), SlotState::Stopped) => "stopped".into(),
         })
         .collect();

@@ -81,6 +81,12 @@ impl Sealer {
             .map_err(|_| SealError::Damaged(id))
     }
 
+    /// The key that authenticates gossip now, and the id of the data key it comes from.
+    pub fn gossip_key(&self, state: &State) -> Result<(u32, [u8; 32]), SealError> {
+        let current = self.check(state)?.current;
+        Ok((current, self.data_key(state, current)?.gossip_key()))
+    }
+
     /// Seal `token` for `scope` with the keyring's current key.
     pub fn seal(
         &self,

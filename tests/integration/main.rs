@@ -7,6 +7,7 @@ mod common;
 mod audit;
 mod bench_smoke;
 mod cluster_core;
+mod gossip;
 mod inference;
 mod keyring;
 mod keys;
