@@ -46,6 +46,14 @@ pub enum Command {
     /// Backups of the whole state (admin).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// Send one prompt to a model (through any node) and stream its answer.
+    Chat {
+        /// The model id, as in `helix model list`.
+        model: String,
+        prompt: String,
+        #[arg(long)]
+        max_tokens: Option<u32>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -113,16 +113,47 @@ impl Client {
         path: &str,
         mut progress: impl FnMut(u64),
     ) -> Result<Vec<u8>, ClientError> {
+        let (url, mut resp) = self.start(Method::GET, path, None::<&()>).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Unexpected {
+            url: url.clone(),
+            message: causes(&e),
+        })? {
+            bytes.extend_from_slice(&chunk);
+            progress(bytes.len() as u64);
+        }
+        Ok(bytes)
+    }
+
+    /// A POST whose answer is read as it comes (a streamed chat answer).
+    pub async fn post_stream<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, ClientError> {
+        Ok(self.start(Method::POST, path, Some(body)).await?.1)
+    }
+
+    /// A request with a long timeout whose answer, once successful, is left to be read.
+    async fn start<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(String, reqwest::Response), ClientError> {
         let mut failures = Vec::new();
         for url in &self.urls {
             let mut req = self
                 .http
-                .get(format!("{url}{path}"))
+                .request(method.clone(), format!("{url}{path}"))
                 .timeout(DOWNLOAD_TIMEOUT);
             if let Some(key) = &self.api_key {
                 req = req.bearer_auth(key);
             }
-            let mut resp = match req.send().await {
+            if let Some(body) = body {
+                req = req.json(body);
+            }
+            let resp = match req.send().await {
                 Ok(resp) => resp,
                 Err(e) if e.is_connect() => {
                     failures.push(format!("{url}: {}", causes(&e)));
@@ -133,24 +164,12 @@ impl Client {
             let status = resp.status();
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|j| j.get("error").and_then(Value::as_str).map(str::to_owned))
-                    .unwrap_or(text);
                 return Err(ClientError::Server {
                     status: status.as_u16(),
-                    message,
+                    message: error_message(&text),
                 });
             }
-            let mut bytes = Vec::new();
-            while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Unexpected {
-                url: url.clone(),
-                message: causes(&e),
-            })? {
-                bytes.extend_from_slice(&chunk);
-                progress(bytes.len() as u64);
-            }
-            return Ok(bytes);
+            return Ok((url.clone(), resp));
         }
         Err(ClientError::Unreachable(failures.join("; ")))
     }
@@ -213,6 +232,17 @@ impl Client {
 
 /// An error with its causes: reqwest's own message names only the URL, the reason (refused
 /// connection, untrusted certificate, ...) is further down.
+/// The message of an error answer: helix's `{"error": "..."}`, OpenAI's `{"error":
+/// {"message": ...}}`, or the text itself.
+fn error_message(text: &str) -> String {
+    let json = serde_json::from_str::<Value>(text).ok();
+    let error = json.as_ref().and_then(|j| j.get("error"));
+    error
+        .and_then(|e| e.as_str().or_else(|| e.get("message")?.as_str()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| text.to_string())
+}
+
 fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();

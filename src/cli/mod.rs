@@ -6,6 +6,7 @@
 
 mod args;
 mod audit;
+mod chat;
 mod client;
 mod cluster;
 mod failure;
@@ -92,5 +93,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(cmd) => user::run(cmd, &client, out).await,
         Command::Audit(cmd) => audit::run(cmd, &client, out).await,
         Command::Operator(cmd) => operator::run(cmd, &client, out).await,
+        Command::Chat {
+            model,
+            prompt,
+            max_tokens,
+        } => chat::run(model, prompt, max_tokens, &client).await,
     }
 }

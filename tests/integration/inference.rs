@@ -67,6 +67,17 @@ fn a_node_without_a_replica_answers_through_the_node_that_has_one() {
     let models = c.client(1).get_ok("/v1/models");
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], model, "{models}");
+
+    // The CLI's way, with a prompt no log may hold.
+    let canary = "zebra-canary-prompt-7f3a";
+    let out = c.cli(1, &["chat", model, canary, "--max-tokens", "3"]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains(&format!("served by slot {slot_id}")),
+        "{printed}"
+    );
+    c.assert_no_leaks(&[canary]);
 }
 
 /// With 300 ms between tokens, the first chunk reaches the client long before the replica
@@ -138,7 +149,13 @@ fn error_of(answer: &Resp) -> Value {
 #[test]
 fn refusals_come_in_openai_s_shape() {
     let open = "acme/open";
-    let c = two_nodes(&[model_json(open, "10GB", &[])]);
+    let c = Cluster::builder()
+        .node(NodeSpec::none())
+        .node(NodeSpec::gpus("80GB"))
+        .config("[gateway]\nmax_body_bytes = 4096")
+        .start();
+    c.create_model(1, &model_json(open, "10GB", &[]));
+    c.wait_running(1, open);
     let admin = c.client(1);
     let mut cold = model_json("acme/cold", "10GB", &[]);
     cold["prewarm"] = json!(false);
@@ -178,6 +195,13 @@ fn refusals_come_in_openai_s_shape() {
     }
     let not_json = admin.send_raw("POST", "/v1/completions", Some(b"{nope"));
     assert_eq!(not_json.status, 400, "{}", not_json.text());
+    let huge = format!(r#"{{"model": "{open}", "prompt": "{}"}}"#, "x".repeat(8192));
+    let too_large = admin.send_oversized("POST", "/v1/completions", huge.into_bytes());
+    assert_eq!(too_large.status, 413, "{}", too_large.text());
+    assert!(error_of(&too_large)["message"]
+        .as_str()
+        .unwrap()
+        .contains("4096"));
 
     let cold_answer = admin.post("/v1/chat/completions", &chat("acme/cold"));
     assert_eq!(cold_answer.status, 503, "{}", cold_answer.text());
@@ -258,4 +282,83 @@ fn two_replicas_share_requests_and_a_session_sticks_to_one() {
         1,
         "a session moved between replicas: {sticky:?}"
     );
+}
+
+/// A streaming request through node 1 to a slow replica on node 2.
+fn open_stream(c: &Cluster, model: &str, max_tokens: u32) -> reqwest::blocking::Response {
+    let mut body = chat(model);
+    body["stream"] = json!(true);
+    body["max_tokens"] = json!(max_tokens);
+    let answer = reqwest::blocking::Client::new()
+        .post(format!("http://{}/v1/chat/completions", c.node(1).api_addr))
+        .bearer_auth(&c.admin_key)
+        .json(&body)
+        .timeout(WAIT)
+        .send()
+        .expect("a streamed answer");
+    assert_eq!(answer.status(), 200);
+    answer
+}
+
+fn first_chunk(answer: &mut reqwest::blocking::Response) -> String {
+    let mut buffer = [0u8; 4096];
+    let n = answer.read(&mut buffer).expect("a first chunk");
+    String::from_utf8_lossy(&buffer[..n]).into_owned()
+}
+
+/// A client that goes away mid-answer cancels the replica's work at once: the replica stops
+/// counting the request long before its 30-second answer would have ended.
+#[test]
+fn a_client_that_disconnects_cancels_the_upstream_request() {
+    let model = "acme/long";
+    let c = two_nodes(&[model_json(model, "10GB", &["--fake-token-ms", "300"])]);
+    let port = c.slot(1, model).unwrap().unwrap()["port"].as_u64().unwrap();
+    let running = || -> Result<f64, String> {
+        let text = reqwest::blocking::get(format!("http://127.0.0.1:{port}/metrics"))
+            .and_then(|r| r.text())
+            .map_err(|e| e.to_string())?;
+        text.lines()
+            .find(|l| l.starts_with("vllm:num_requests_running"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .ok_or(text)
+    };
+    let mut answer = open_stream(&c, model, 100);
+    first_chunk(&mut answer);
+    assert_eq!(running(), Ok(1.0));
+    let dropped_at = Instant::now();
+    drop(answer);
+    wait_for(
+        WAIT,
+        "the replica stops working on the dropped request",
+        || match running()? {
+            0.0 => Ok(()),
+            n => Err(format!("{n} running")),
+        },
+    );
+    assert!(
+        dropped_at.elapsed() < Duration::from_secs(20),
+        "cancelled only after {:?}",
+        dropped_at.elapsed()
+    );
+}
+
+/// The replica's node dies after the answer began: the stream ends with an SSE error event
+/// rather than a silent cut.
+#[test]
+fn a_stream_whose_replica_dies_ends_with_an_error_event() {
+    let model = "acme/fragile";
+    let mut c = two_nodes(&[model_json(model, "10GB", &["--fake-token-ms", "300"])]);
+    let mut answer = open_stream(&c, model, 100);
+    let mut received = first_chunk(&mut answer);
+    c.kill9(2);
+    answer
+        .read_to_string(&mut received)
+        .expect("the stream ends cleanly");
+    let last = received
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .last()
+        .expect("events");
+    let event: Value = serde_json::from_str(last).expect("a JSON event");
+    assert_eq!(event["error"]["type"], "upstream_error", "{received}");
 }
