@@ -357,7 +357,7 @@ fn a_stream_whose_replica_dies_ends_with_an_error_event() {
     let last = received
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .next_back()
         .expect("events");
     let event: Value = serde_json::from_str(last).expect("a JSON event");
     assert_eq!(event["error"]["type"], "upstream_error", "{received}");
