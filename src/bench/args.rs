@@ -53,6 +53,15 @@ pub struct BenchArgs {
     /// `propagation`: run even if the cluster already has a Hugging Face token (it is lost).
     #[arg(long)]
     pub allow_token_overwrite: bool,
+    /// `inference`: the model to chat with.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// `inference`: stream the answers (and time the first chunk apart).
+    #[arg(long)]
+    pub stream: bool,
+    /// `inference`: tokens per answer.
+    #[arg(long, default_value_t = 16)]
+    pub max_tokens: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -67,6 +76,7 @@ pub enum Target {
 pub enum Scenario {
     Write,
     Propagation,
+    Inference,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]

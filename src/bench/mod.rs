@@ -19,13 +19,18 @@
 //!   the new value on `GET /api/v1/system/config`. It refuses to run when a token is already
 //!   set in the cluster, unless `--allow-token-overwrite`: it is meant for benchmark clusters.
 //!
-//! Files: `args` (the command line), `write` and `propagation` (one per scenario, each with
+//! - `inference`: chat requests to an OpenAI-compatible endpoint (`--model`, `--stream`,
+//!   `--max-tokens`): a helix gateway with its key, or a vLLM directly without one.
+//!
+//! Files: `args` (the command line), `write`, `propagation` and `inference` (one per
+//! scenario, each with
 //! its report), `target` (what a write is on helix and on etcd), `http` (the shared client
 //! and how failures are counted), `stats` (latency percentiles, gaps, error tally, times),
 //! `report` (progress line, table).
 
 mod args;
 mod http;
+mod inference;
 mod propagation;
 mod report;
 mod stats;
@@ -52,7 +57,7 @@ pub async fn run(
     if args.mode == WriteMode::Update && args.keys == 0 {
         return Err("--keys must be at least 1".into());
     }
-    if args.target == Target::Helix && api_key.is_none() {
+    if args.target == Target::Helix && api_key.is_none() && args.scenario != Scenario::Inference {
         return Err("helix needs an admin API key: --api-key or HELIX_API_KEY".into());
     }
     let report = match args.scenario {
@@ -65,6 +70,10 @@ pub async fn run(
             }
             let key = api_key.unwrap_or_default();
             serde_json::to_value(propagation::propagation_bench(&args, endpoints, key).await?)
+        }
+        // A vLLM called directly takes no key: the comparison runs without one.
+        Scenario::Inference => {
+            serde_json::to_value(inference::inference_bench(&args, &endpoints[0], api_key).await?)
         }
     }
     .map_err(|e| e.to_string())?;

@@ -51,6 +51,27 @@ pub(super) fn print_table(report: &Value) {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    // An inference report: one endpoint, a latency, and for streams the first chunk.
+    if report["stream"].is_boolean() {
+        println!(
+            "endpoint {}  model {}  clients {}  stream {}",
+            s(&report["endpoint"]),
+            s(&report["model"]),
+            report["clients"],
+            report["stream"]
+        );
+        println!(
+            "requests {}  failed {}  {:.1} req/s",
+            report["requests"],
+            report["failed"],
+            report["requests_per_second"].as_f64().unwrap_or(0.0)
+        );
+        println!("latency ms      {}", lat("latency_ms"));
+        if report["first_chunk_ms"].is_object() {
+            println!("first chunk ms  {}", lat("first_chunk_ms"));
+        }
+        return;
+    }
     println!(
         "target {}  scenario {}  endpoints {}",
         s(&report["target"]),
