@@ -4,7 +4,6 @@
 mod audit;
 mod cluster;
 mod error;
-mod key_use;
 mod keyring;
 mod keys;
 mod models;
@@ -26,10 +25,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::ApiError;
-pub use key_use::KeyUse;
 pub use request::{Caller, ReadMode};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, KeyUse};
 use crate::gateway::Gateway;
 use crate::gossip::Gossip;
 use crate::runner::tokens::Tokens;

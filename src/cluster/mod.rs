@@ -12,6 +12,7 @@
 mod admission;
 mod election;
 mod forward;
+mod key_use;
 mod membership;
 mod read;
 mod service;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use admission::{certificate_names, Signing, CA_KEY_SCOPE};
+pub use key_use::KeyUse;
 pub use membership::{MemberView, MembershipView, QuorumView};
 pub use read::Consistency;
 

@@ -35,8 +35,8 @@ pub use self::recover::recover;
 pub use self::restore::restore;
 pub use self::stop::STOP_WITHIN;
 use self::stop::{Ending, Stopping};
-use crate::api::{ApiContext, KeyUse};
-use crate::cluster::{Cluster, Signing};
+use crate::api::ApiContext;
+use crate::cluster::{Cluster, KeyUse, Signing};
 use crate::config::NodeConfig;
 use crate::crypto::SealKey;
 use crate::gateway::{Gateway, InFlight};
@@ -158,7 +158,7 @@ pub async fn run(
             cluster: cluster.clone(),
             tokens: tokens.clone(),
             sealer: sealer.clone(),
-            key_use,
+            key_use: key_use.clone(),
             gossip: gossip.clone(),
         },
         Gateway::new(
@@ -168,6 +168,7 @@ pub async fn run(
             config.gateway,
             in_flight,
             gossip,
+            key_use,
         ),
         api_tls,
         limits,

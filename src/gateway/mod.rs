@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 pub use self::error::OpenAiError;
 pub use self::in_flight::InFlight;
 pub use self::route::{Candidate, Liveness, Load, NotReady};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, KeyUse};
 use crate::config::GatewayTuning;
 use crate::crypto::hash_api_key;
 use crate::gossip::Gossip;
@@ -42,6 +42,8 @@ pub struct Gateway {
     in_flight: InFlight,
     /// Which nodes are alive and which replicas ready, and their load.
     gossip: Gossip,
+    /// Keys seen in use, for their coarse "last used" (shared with the admin API).
+    key_use: KeyUse,
 }
 
 impl Gateway {
@@ -52,6 +54,7 @@ impl Gateway {
         tuning: GatewayTuning,
         in_flight: InFlight,
         gossip: Gossip,
+        key_use: KeyUse,
     ) -> Gateway {
         Gateway {
             cluster,
@@ -60,6 +63,7 @@ impl Gateway {
             tuning,
             in_flight,
             gossip,
+            key_use,
         }
     }
 
@@ -74,10 +78,13 @@ impl Gateway {
                 OpenAiError::unauthorized("send a helix API key as `Authorization: Bearer KEY`")
             })?;
         let hash = hash_api_key(key.trim());
-        self.cluster
+        let user = self
+            .cluster
             .check_current(|s| s.user_by_key_hash(&hash).cloned().ok_or(()))
             .await
-            .map_err(|()| OpenAiError::unauthorized("the API key is unknown or revoked"))
+            .map_err(|()| OpenAiError::unauthorized("the API key is unknown or revoked"))?;
+        self.key_use.note(&hash);
+        Ok(user)
     }
 }
 

@@ -362,3 +362,51 @@ fn a_stream_whose_replica_dies_ends_with_an_error_event() {
     let event: Value = serde_json::from_str(last).expect("a JSON event");
     assert_eq!(event["error"]["type"], "upstream_error", "{received}");
 }
+
+fn running_slots(c: &Cluster, model: &str) -> Result<Vec<String>, String> {
+    let mut ids: Vec<String> = c
+        .slots(1)?
+        .into_iter()
+        .filter(|s| s["model_id"] == model && s["state"] == "running")
+        .filter_map(|s| s["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// `--replicas 2` then `1`: a second replica starts and goes, and the first runs on as it
+/// was launched, never restarted.
+#[test]
+fn scaling_replicas_leaves_the_running_ones_alone() {
+    let model = "acme/scaled";
+    let c = Cluster::builder().node(NodeSpec::gpus("80GB,80GB")).start();
+    c.create_model(1, &model_json(model, "10GB", &[]));
+    let first = c.wait_running(1, model)["id"].as_str().unwrap().to_string();
+    for (replicas, expected) in [(2, 2), (1, 1)] {
+        let out = c.cli(
+            1,
+            &[
+                "model",
+                "update",
+                model,
+                "--replicas",
+                &replicas.to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{}", transcript(&out));
+        let ids = wait_for(
+            WAIT,
+            &format!("{expected} replicas run"),
+            || match running_slots(&c, model)? {
+                ids if ids.len() == expected && c.slots(1)?.len() == expected => Ok(ids),
+                ids => Err(format!("{ids:?}")),
+            },
+        );
+        assert!(ids.contains(&first), "{ids:?}");
+        assert_eq!(
+            c.launches(&first).len(),
+            1,
+            "the first replica was relaunched"
+        );
+    }
+}

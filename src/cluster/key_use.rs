@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use super::Cluster;
 use crate::state::{Command, TOUCHED_KEYS_MAX};
 
 /// The key hashes seen since the last report.
