@@ -200,21 +200,18 @@ fn main() {
         });
     }
 
-    listener
-        .set_nonblocking(true)
-        .expect("nonblocking listener");
-    loop {
+    // A blocking accept answers at once; SIGTERM is watched beside it.
+    std::thread::spawn(|| loop {
         exit_if_terminated();
+        std::thread::sleep(Duration::from_millis(10));
+    });
+    loop {
         match listener.accept() {
             Ok((conn, _)) => {
                 let server = Arc::clone(&server);
                 std::thread::spawn(move || {
-                    let _ = conn.set_nonblocking(false);
                     let _ = handle(conn, &server);
                 });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10))
             }
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }

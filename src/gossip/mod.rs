@@ -150,6 +150,7 @@ impl Gossip {
             loopback,
             in_flight,
             gossip: gossip.clone(),
+            scraped: BTreeMap::new(),
         };
         tokio::spawn(agent.run(shutdown));
         Ok(gossip)
@@ -177,6 +178,9 @@ struct Agent {
     loopback: Loopback,
     in_flight: InFlightCounts,
     gossip: Gossip,
+    /// Each local replica's last successful `/metrics` read: a replica busy enough to miss
+    /// one read is still ready, with its last known load.
+    scraped: BTreeMap<String, (SlotFacts, Instant)>,
 }
 
 type Swim = Foca<Member, PostcardCodec, rand_foca::rngs::StdRng, FactsBook>;
@@ -277,8 +281,9 @@ impl Agent {
     }
 
     /// Read the local replicas' load and broadcast it.
-    async fn publish(&self, foca: &mut Swim) -> Result<(), foca::Error> {
-        let facts = local_facts(&self.cluster, &self.loopback, (self.in_flight)()).await;
+    async fn publish(&mut self, foca: &mut Swim) -> Result<(), foca::Error> {
+        let in_flight = (self.in_flight)();
+        let facts = local_facts(&self.cluster, &self.loopback, &mut self.scraped, in_flight).await;
         let broadcast = Broadcast {
             key: FactsKey {
                 node: self.me.node,
@@ -416,10 +421,11 @@ fn follow_keys(
 }
 
 /// This node's replicas as they are now: each committed as running here, and ready when
-/// its vLLM answers `/metrics`.
+/// its vLLM answered `/metrics` within the last [`FACTS_EXPIRE_AFTER`].
 async fn local_facts(
     cluster: &Cluster,
     loopback: &Loopback,
+    scraped: &mut BTreeMap<String, (SlotFacts, Instant)>,
     in_flight: BTreeMap<String, u64>,
 ) -> NodeFacts {
     let me = cluster.node_id();
@@ -435,13 +441,22 @@ async fn local_facts(
         in_flight,
         ..NodeFacts::default()
     };
+    scraped.retain(|slot_id, _| local.iter().any(|(id, _)| id == slot_id));
     for (slot_id, port) in local {
-        let slot = match port {
-            Some(port) => match loopback.metrics(port, METRICS_TIMEOUT).await {
-                Ok(text) => SlotFacts::from_metrics(&text),
-                Err(_) => SlotFacts::default(),
+        let read = match port {
+            Some(port) => loopback.metrics(port, METRICS_TIMEOUT).await.ok(),
+            None => None,
+        };
+        let slot = match read {
+            Some(text) => {
+                let slot = SlotFacts::from_metrics(&text);
+                scraped.insert(slot_id.clone(), (slot, Instant::now()));
+                slot
+            }
+            None => match scraped.get(&slot_id) {
+                Some((last, at)) if at.elapsed() < FACTS_EXPIRE_AFTER => *last,
+                _ => SlotFacts::default(),
             },
-            None => SlotFacts::default(),
         };
         facts.slots.insert(slot_id, slot);
     }

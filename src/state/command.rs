@@ -12,7 +12,6 @@ use super::nodes::{Gpu, NodeAnnouncement, Placement, SlotStatus};
 use super::tenancy::{NewUser, Org, User};
 use super::tokens::TokenUpdate;
 use super::trust::{CaRecord, IssuedCertificate};
-use super::upgrade::ModelPatchV1;
 
 /// What goes into the Raft log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +243,24 @@ pub struct ModelPatch {
     pub organization_id: Option<Option<String>>,
     pub hf_token: Option<TokenUpdate>,
     pub replicas: Option<u32>,
+}
+
+/// A model patch as proposed before models had `replicas`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelPatchV1 {
+    pub name: Option<String>,
+    pub model_type: Option<ModelType>,
+    pub runtime: Option<Runtime>,
+    pub memory: Option<u64>,
+    pub context_length: Option<Option<u64>>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub auto_pull: Option<bool>,
+    pub prewarm: Option<bool>,
+    pub runtime_args: Option<Vec<String>>,
+    pub owner_user_id: Option<Option<String>>,
+    pub organization_id: Option<Option<String>>,
+    pub hf_token: Option<TokenUpdate>,
 }
 
 impl Model {

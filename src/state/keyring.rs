@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::tokens::TokenScope;
+use super::tokens::TokenSite;
 use super::State;
 use crate::crypto::{SealedSecret, WrappedKey};
 
@@ -25,26 +25,6 @@ pub struct Keyring {
 pub struct KeyringKey {
     pub wrapped: WrappedKey,
     pub created_ms: i64,
-}
-
-/// Where a stored token lives.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum TokenSite {
-    System,
-    Organization(String),
-    User(String),
-    Model(String),
-}
-
-impl TokenSite {
-    pub fn scope(&self) -> TokenScope<'_> {
-        match self {
-            TokenSite::System => TokenScope::System,
-            TokenSite::Organization(id) => TokenScope::Organization(id),
-            TokenSite::User(id) => TokenScope::User(id),
-            TokenSite::Model(id) => TokenScope::Model(id),
-        }
-    }
 }
 
 /// One token re-sealed by a rotation: `apply` replaces it only if it is still `replaces`,

@@ -25,7 +25,7 @@ pub use auth::{admin_only, Rule};
 pub use backup::{decode_backup, encode_backup, Backup, BackupError, BACKUP_FORMAT};
 pub use catalog::{parse_memory, Model, ModelType, ModelV1, Runtime};
 pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
-pub use keyring::{Keyring, KeyringKey, Reseal, TokenSite};
+pub use keyring::{Keyring, KeyringKey, Reseal};
 pub use nodes::{
     replica_slot_id, slot_id_for, split_replica, Gpu, NodeAnnouncement, NodeRecord, Placement,
     Slot, SlotState, SlotStatus,
@@ -33,7 +33,9 @@ pub use nodes::{
 pub use records::StateKey;
 pub use sealer::{SealError, Sealer};
 pub use tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User};
-pub use tokens::{resolve, Resolution, TokenLevel, TokenScope, TokenSource, TokenUpdate};
+pub use tokens::{
+    resolve, Resolution, TokenLevel, TokenScope, TokenSite, TokenSource, TokenUpdate,
+};
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
 pub use validate::{
     check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, REPLICAS_MAX, TOUCHED_KEYS_MAX,

@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::catalog::Model;
-use super::keyring::TokenSite;
 use super::State;
 use crate::crypto::SealedSecret;
 
@@ -110,6 +109,26 @@ impl TokenScope<'_> {
             TokenScope::Organization(id) => format!("org:{id}"),
             TokenScope::User(id) => format!("user:{id}"),
             TokenScope::Model(id) => format!("model:{id}"),
+        }
+    }
+}
+
+/// Where a stored token lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TokenSite {
+    System,
+    Organization(String),
+    User(String),
+    Model(String),
+}
+
+impl TokenSite {
+    pub fn scope(&self) -> TokenScope<'_> {
+        match self {
+            TokenSite::System => TokenScope::System,
+            TokenSite::Organization(id) => TokenScope::Organization(id),
+            TokenSite::User(id) => TokenScope::User(id),
+            TokenSite::Model(id) => TokenScope::Model(id),
         }
     }
 }

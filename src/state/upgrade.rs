@@ -5,29 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-
-use super::catalog::{ModelType, Runtime};
-use super::command::{Command, ModelPatch};
-use super::tokens::TokenUpdate;
-
-/// A model patch as proposed before models had `replicas`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelPatchV1 {
-    pub name: Option<String>,
-    pub model_type: Option<ModelType>,
-    pub runtime: Option<Runtime>,
-    pub memory: Option<u64>,
-    pub context_length: Option<Option<u64>>,
-    pub description: Option<String>,
-    pub enabled: Option<bool>,
-    pub auto_pull: Option<bool>,
-    pub prewarm: Option<bool>,
-    pub runtime_args: Option<Vec<String>>,
-    pub owner_user_id: Option<Option<String>>,
-    pub organization_id: Option<Option<String>>,
-    pub hf_token: Option<TokenUpdate>,
-}
+use super::command::{Command, ModelPatch, ModelPatchV1};
 
 impl From<ModelPatchV1> for ModelPatch {
     fn from(p: ModelPatchV1) -> ModelPatch {

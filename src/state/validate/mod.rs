@@ -7,20 +7,20 @@
 //! before it changes anything.
 
 mod keyring;
+mod nodes;
 mod trust;
 
-use std::collections::BTreeSet;
 use std::fmt::Display;
 use std::net::SocketAddr;
 
 use super::catalog::Model;
-use super::command::{Command, SlotChange, StateError};
-use super::nodes::{replica_slot_id, split_replica, Gpu, NodeAnnouncement};
+use super::command::{Command, StateError};
 use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
 use super::State;
 use crate::crypto::SealedSecret;
 use keyring::{check_first_keyring, check_rotation};
+use nodes::{check_announcement, check_gpus, check_report, check_slot_change, check_slot_id};
 use trust::{check_ca, check_certificate, check_join_token, JOIN_TOKEN_TTL_MAX_MS};
 
 /// Most replicas a model may ask for.
@@ -30,7 +30,7 @@ pub const HF_TOKEN_MAX: usize = 1024;
 /// Longest user or organization name, in bytes.
 const NAME_MAX: usize = 128;
 /// Longest model id or model name, in bytes.
-const MODEL_TEXT_MAX: usize = 256;
+pub(super) const MODEL_TEXT_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 4096;
 const RUNTIME_ARGS_MAX: usize = 256;
 /// Arguments helix sets itself (or that would escape the slot's isolation).
@@ -42,9 +42,9 @@ const ID_MAX: usize = 64;
 /// Most keys one `TouchApiKeys` may name.
 pub const TOUCHED_KEYS_MAX: usize = 4096;
 /// Most GPUs one node may publish.
-const GPUS_MAX: usize = 256;
+pub(super) const GPUS_MAX: usize = 256;
 /// Longest text a runner or the scheduler reports (an error, a pending reason).
-const REPORT_MAX: usize = 8192;
+pub(super) const REPORT_MAX: usize = 8192;
 
 /// A refusal that names `field`, worded as the API words it.
 pub fn invalid(field: &str, message: impl Display) -> StateError {
@@ -321,7 +321,7 @@ pub fn check_model_id(id: &str) -> Result<(), StateError> {
 }
 
 /// [`check_model_id`] of the model id in `field`.
-fn check_model_id_field(field: &str, id: &str) -> Result<(), StateError> {
+pub(super) fn check_model_id_field(field: &str, id: &str) -> Result<(), StateError> {
     let problem = if id.is_empty() {
         "must not be empty".to_string()
     } else if id.len() > MODEL_TEXT_MAX {
@@ -424,103 +424,4 @@ fn check_token_update(update: &Option<TokenUpdate>) -> Result<(), StateError> {
         Some(TokenUpdate::Set(token)) => check_sealed("hf_token", token),
         Some(TokenUpdate::Clear) | None => Ok(()),
     }
-}
-
-fn check_announcement(node: &NodeAnnouncement) -> Result<(), StateError> {
-    check_addr("api_addr", &node.api_addr)?;
-    check_addr("peer_addr", &node.peer_addr)?;
-    check_gpus("gpus", &node.gpus)
-}
-
-fn check_gpus(field: &str, gpus: &[Gpu]) -> Result<(), StateError> {
-    if gpus.len() > GPUS_MAX {
-        return Err(invalid(field, format!("lists more than {GPUS_MAX} GPUs")));
-    }
-    let mut seen = BTreeSet::new();
-    for gpu in gpus {
-        if !seen.insert(gpu.index) {
-            return Err(invalid(field, format!("GPU {} is listed twice", gpu.index)));
-        }
-        let printable = |s: &str| s.len() <= MODEL_TEXT_MAX && !s.chars().any(char::is_control);
-        if !printable(&gpu.name) || !gpu.uuid.as_deref().is_none_or(printable) {
-            return Err(invalid(
-                field,
-                format!(
-                    "GPU {}: name and uuid must be at most {MODEL_TEXT_MAX} printable characters",
-                    gpu.index
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Slot ids are made by [`replica_slot_id`]: a readable part, `-`, six hex digits, and for
-/// replicas after the first `_r<N>`.
-fn check_slot_id(field: &str, id: &str) -> Result<(), StateError> {
-    let (id, replica) = split_replica(id);
-    if replica >= REPLICAS_MAX {
-        return Err(invalid(field, format!("{id:?} names replica {replica}")));
-    }
-    let readable = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    let well_formed = id.rsplit_once('-').is_some_and(|(name, hash)| {
-        name.len() <= 64
-            && name.chars().all(readable)
-            && hash.len() == 6
-            && hash
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    });
-    if well_formed {
-        Ok(())
-    } else {
-        Err(invalid(field, format!("{id:?} is not a slot id")))
-    }
-}
-
-fn check_slot_change(change: &SlotChange) -> Result<(), StateError> {
-    let (slot_id, model_id) = match change {
-        SlotChange::Remove { slot_id } => return check_slot_id("slot_id", slot_id),
-        SlotChange::Place {
-            slot_id,
-            model_id,
-            placement,
-            ..
-        } => {
-            let distinct: BTreeSet<_> = placement.gpu_indices.iter().collect();
-            if distinct.is_empty() || distinct.len() != placement.gpu_indices.len() {
-                return Err(invalid(
-                    "placement.gpu_indices",
-                    "must name at least one GPU, each once",
-                ));
-            }
-            (slot_id, model_id)
-        }
-        SlotChange::Pending {
-            slot_id,
-            model_id,
-            reason,
-            ..
-        } => {
-            check_report("reason", reason)?;
-            (slot_id, model_id)
-        }
-    };
-    check_model_id_field("model_id", model_id)?;
-    check_slot_id("slot_id", slot_id)?;
-    let (_, replica) = split_replica(slot_id);
-    if *slot_id != replica_slot_id(model_id, replica) {
-        return Err(invalid(
-            "slot_id",
-            format!("{slot_id:?} is not the slot of model {model_id:?}"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_report(field: &str, text: &str) -> Result<(), StateError> {
-    if text.len() > REPORT_MAX {
-        return Err(invalid(field, format!("is longer than {REPORT_MAX} bytes")));
-    }
-    Ok(())
 }

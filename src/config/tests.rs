@@ -1,0 +1,75 @@
+//! Resolving the config: defaults, file, flags, and the refusals that name a field.
+
+use super::*;
+
+#[test]
+fn flags_override_file_override_defaults() {
+    let file: FileConfig = toml::from_str(
+        "[node]\napi_addr = \"127.0.0.2:1\"\npeer_addr = \"127.0.0.2:2\"\n[raft]\nsnapshot_every = 7\n",
+    )
+    .unwrap();
+    let flags = NodeOptions {
+        api_addr: Some("127.0.0.3:3".into()),
+        ..Default::default()
+    };
+    let c = NodeConfig::resolve(file, flags).unwrap();
+    assert_eq!(c.api_addr.to_string(), "127.0.0.3:3");
+    assert_eq!(c.peer_addr.to_string(), "127.0.0.2:2");
+    assert_eq!(c.raft.snapshot_every, 7);
+    assert_eq!(c.data_dir, PathBuf::from("./helix-data"));
+    assert_eq!(c.gpus, GpuSpec::Auto);
+}
+
+#[test]
+fn example_file_documents_the_defaults() {
+    let file: FileConfig = toml::from_str(include_str!("../../cluster.example.toml")).unwrap();
+    let example = NodeConfig::resolve(file, NodeOptions::default()).unwrap();
+    let defaults = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
+    assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+}
+
+#[test]
+fn stop_grace_fits_the_stop_budget() {
+    let grace = |ms: u64| {
+        let file: FileConfig =
+            toml::from_str(&format!("[runner]\nstop_grace_ms = {ms}\n")).unwrap();
+        NodeConfig::resolve(file, NodeOptions::default())
+    };
+    assert!(grace(MAX_STOP_GRACE_MS).is_ok());
+    let err = grace(MAX_STOP_GRACE_MS + 1).unwrap_err().to_string();
+    assert!(err.contains("runner.stop_grace_ms"), "{err}");
+}
+
+#[test]
+fn unknown_keys_are_rejected() {
+    assert!(toml::from_str::<FileConfig>("[node]\napi_adr = \"x\"\n").is_err());
+}
+
+#[test]
+fn server_limits_default_and_reject_zero() {
+    let c = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
+    assert_eq!(c.server.max_connections, None);
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.idle_timeout, Duration::from_secs(120));
+    for (line, field) in [
+        ("max_connections = 0", "server.max_connections"),
+        (
+            "header_read_timeout_ms = 0",
+            "server.header_read_timeout_ms",
+        ),
+        ("idle_timeout_ms = 0", "server.idle_timeout_ms"),
+    ] {
+        let file: FileConfig = toml::from_str(&format!("[server]\n{line}\n")).unwrap();
+        let e = NodeConfig::resolve(file, NodeOptions::default()).unwrap_err();
+        assert!(e.to_string().contains(field), "{line}: {e}");
+    }
+}
+
+#[test]
+fn gpus_parse() {
+    assert_eq!(
+        parse_gpus("80GB,24GB").unwrap(),
+        GpuSpec::Declared(vec![80_000_000_000, 24_000_000_000])
+    );
+    assert!(parse_gpus("80XB").is_err());
+}
