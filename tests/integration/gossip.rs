@@ -77,21 +77,12 @@ fn a_replica_with_a_long_queue_gets_few_requests() {
     let mut body = model_json(model, "10GB", &[]);
     body["replicas"] = json!(2);
     c.create_model(1, &body);
-    let busy = wait_for(WAIT, "both replicas run", || {
-        let slots: Vec<Value> = c
-            .slots(1)?
-            .into_iter()
-            .filter(|s| s["model_id"] == model && s["state"] == "running")
-            .collect();
-        let on_busy = slots
-            .iter()
-            .find(|s| s["node_id"].as_u64() == Some(c.id(3)))
-            .and_then(|s| s["id"].as_str().map(str::to_string));
-        match (slots.len(), on_busy) {
-            (2, Some(slot)) => Ok(slot),
-            (n, _) => Err(format!("{n} running")),
-        }
-    });
+    let busy = c
+        .wait_replicas_running(1, model, 2)
+        .into_iter()
+        .find(|s| s["node_id"].as_u64() == Some(c.id(3)))
+        .and_then(|s| s["id"].as_str().map(str::to_string))
+        .expect("a replica on the busy node");
     let client = c.client(1);
     let send = || {
         let answer = client.post(
@@ -131,17 +122,7 @@ fn requests_go_around_a_killed_node() {
     let mut body = model_json(model, "10GB", &["--fake-token-ms", "5"]);
     body["replicas"] = json!(2);
     c.create_model(1, &body);
-    wait_for(WAIT, "both replicas run", || {
-        let running = c
-            .slots(1)?
-            .into_iter()
-            .filter(|s| s["model_id"] == model && s["state"] == "running")
-            .count();
-        match running {
-            2 => Ok(()),
-            n => Err(format!("{n} running")),
-        }
-    });
+    c.wait_replicas_running(1, model, 2);
     let all: Vec<u64> = (1..=3).map(|k| c.id(k)).collect();
     wait_gossip_sees(&c, 1, &all);
 

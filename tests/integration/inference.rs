@@ -86,18 +86,7 @@ fn a_node_without_a_replica_answers_through_the_node_that_has_one() {
 fn a_streamed_answer_arrives_in_pieces() {
     let model = "acme/slow";
     let c = two_nodes(&[model_json(model, "10GB", &["--fake-token-ms", "300"])]);
-    let mut body = chat(model);
-    body["stream"] = json!(true);
-    body["max_tokens"] = json!(10);
-    let client = reqwest::blocking::Client::new();
-    let mut answer = client
-        .post(format!("http://{}/v1/chat/completions", c.node(1).api_addr))
-        .bearer_auth(&c.admin_key)
-        .json(&body)
-        .timeout(WAIT)
-        .send()
-        .expect("a streamed answer");
-    assert_eq!(answer.status(), 200);
+    let mut answer = open_stream(&c, model, 10);
     let content_type = answer.headers()["content-type"]
         .to_str()
         .unwrap()
@@ -256,17 +245,7 @@ fn two_replicas_share_requests_and_a_session_sticks_to_one() {
     let mut body = model_json(model, "10GB", &["--fake-token-ms", "5"]);
     body["replicas"] = json!(2);
     c.create_model(1, &body);
-    let slots = wait_for(WAIT, "both replicas run", || {
-        let running: Vec<Value> = c
-            .slots(1)?
-            .into_iter()
-            .filter(|s| s["model_id"] == model && s["state"] == "running")
-            .collect();
-        match running.len() {
-            2 => Ok(running),
-            n => Err(format!("{n} running")),
-        }
-    });
+    let slots = c.wait_replicas_running(1, model, 2);
     let nodes: std::collections::BTreeSet<_> =
         slots.iter().map(|s| s["node_id"].as_u64()).collect();
     assert_eq!(nodes.len(), 2, "replicas on distinct nodes: {slots:?}");

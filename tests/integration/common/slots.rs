@@ -67,6 +67,25 @@ impl Cluster {
         )
     }
 
+    /// Waits until node `k` lists exactly `n` running replicas of `model_id`; returns them.
+    pub fn wait_replicas_running(&self, k: usize, model_id: &str, n: usize) -> Vec<Value> {
+        wait_for(
+            WAIT,
+            &format!("{n} replicas of {model_id} run (GET {SLOTS} on node{k})"),
+            || {
+                let running: Vec<Value> = self
+                    .slots(k)?
+                    .into_iter()
+                    .filter(|s| s["model_id"] == json!(model_id) && s["state"] == "running")
+                    .collect();
+                match running.len() {
+                    len if len == n => Ok(running),
+                    len => Err(format!("{len} running")),
+                }
+            },
+        )
+    }
+
     pub fn wait_running(&self, k: usize, model_id: &str) -> Value {
         self.wait_slot(k, model_id, WAIT, "is running", |s| s["state"] == "running")
     }
