@@ -13,6 +13,11 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
+/// Which helix this node runs. Public, like `/healthz`: it says nothing about the cluster.
+pub async fn version() -> impl IntoResponse {
+    Json(serde_json::json!({"name": "helix", "version": env!("CARGO_PKG_VERSION")}))
+}
+
 pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let r = ctx.cluster.readiness();
     let error = match (r.storage_failure, r.member, r.leader) {

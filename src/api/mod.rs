@@ -71,6 +71,7 @@ pub async fn serve(
 fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/healthz", get(cluster::healthz))
+        .route("/api/v1/version", get(cluster::version))
         .route("/readyz", get(cluster::readyz))
         .route(
             "/api/v1/system/settings",

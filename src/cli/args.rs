@@ -46,6 +46,13 @@ pub enum Command {
     /// Backups of the whole state (admin).
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// This CLI's version, and the version of the node at `--url` when it answers.
+    Version,
+    /// A completion script for your shell: `helix completions bash > /etc/bash_completion.d/helix`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Send one prompt to a model (through any node) and stream its answer.
     Chat {
         /// The model id, as in `helix model list`.

@@ -54,6 +54,19 @@ pub struct Cli {
     command: Command,
 }
 
+/// `helix version`: this CLI's, then the node's when one answers (its absence is not an
+/// error: the CLI's version is what was asked first).
+async fn version(client: &Client) {
+    println!("helix {} (this command line)", env!("CARGO_PKG_VERSION"));
+    match client.get::<serde_json::Value>("/api/v1/version").await {
+        Ok(answer) => println!(
+            "helix {} (the node)",
+            answer.body["version"].as_str().unwrap_or("unknown")
+        ),
+        Err(e) => eprintln!("the node's version is unknown: {e}"),
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let client = Client::new(&cli.url, cli.api_key.clone(), cli.ca_cert.as_deref())?;
     let out = cli.output;
@@ -98,5 +111,14 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             prompt,
             max_tokens,
         } => chat::run(model, prompt, max_tokens, &client).await,
+        Command::Version => {
+            version(&client).await;
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "helix", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }

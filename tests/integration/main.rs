@@ -6,6 +6,7 @@ mod common;
 
 mod audit;
 mod bench_smoke;
+mod cli;
 mod cluster_core;
 mod gossip;
 mod inference;
