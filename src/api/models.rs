@@ -210,6 +210,11 @@ pub async fn update(
         }
     }
     let patch = input.patch(&ctx, &id)?;
+    if patch == ModelPatch::default() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: the body names no field of the model".into(),
+        ));
+    }
     // Validate the merged result against our copy; `apply` merges into the committed one.
     let mut preview = ctx
         .replica()

@@ -1390,3 +1390,39 @@ fn a_user_can_issue_use_and_revoke_their_own_keys() {
     t.as_carol.get_ok("/api/v1/users/me");
     t.assert_no_leaks();
 }
+
+/// A second user or organization with a name already taken gets 409 naming it; a model
+/// update that names no field gets 400 saying there is nothing to change. Nothing changes.
+#[test]
+fn taken_names_and_empty_updates_are_refused_by_name() {
+    let c = Cluster::new(1);
+    let admin = c.client(1);
+    create_user(&admin, json!({"name": "erin"}));
+    let again = admin.post(USERS, &json!({"name": "erin"}));
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert!(
+        again.error_message().contains("a user named \"erin\""),
+        "{}",
+        again.text()
+    );
+    create_org(&admin, "globex");
+    let again = admin.post(ORGS, &json!({"name": "globex"}));
+    assert_eq!(again.status, 409, "{}", again.text());
+
+    c.create_model(1, &model_json("acme/same", "10GB", &[]));
+    let empty = admin.put("/api/v1/helix-models/acme/same", &json!({}));
+    assert_eq!(empty.status, 400, "{}", empty.text());
+    assert!(
+        empty.error_message().contains("nothing to change"),
+        "{}",
+        empty.text()
+    );
+    let users = admin.get_ok(USERS);
+    let erins = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["name"] == "erin")
+        .count();
+    assert_eq!(erins, 1, "{users}");
+}

@@ -202,6 +202,12 @@ impl State {
                         user.id
                     )));
                 }
+                if self.users.values().any(|u| u.name == user.name) {
+                    return Err(StateError::Conflict(format!(
+                        "a user named {:?} already exists",
+                        user.name
+                    )));
+                }
                 if let Some(org_id) = &user.organization_id {
                     self.check_org_exists(org_id)?;
                 }
