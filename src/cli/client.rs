@@ -20,6 +20,9 @@ pub enum ClientError {
     /// `--ca-cert` names no usable CA certificate: the command line is wrong.
     #[error("{0}")]
     BadCaCert(String),
+    /// A `--url` that is not an http(s) URL.
+    #[error("{0}")]
+    BadUrl(String),
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
 }
@@ -40,6 +43,8 @@ pub struct Client {
     http: reqwest::Client,
     urls: Vec<String>,
     api_key: Option<String>,
+    /// Why `--url` cannot be used, if it cannot.
+    bad_url: Option<String>,
 }
 
 impl Client {
@@ -61,16 +66,25 @@ impl Client {
                 .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
             builder = builder.use_preconfigured_tls(tls);
         }
+        let urls: Vec<String> = urls
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        // Said when a request is made: commands that send none (`node start`) do not care.
+        let bad_url = urls
+            .iter()
+            .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+            .map(|bare| {
+                format!("--url {bare} has no scheme: write http://{bare} (or https://{bare})")
+            });
         Ok(Client {
             http: builder
                 .build()
                 .map_err(|e| ClientError::Setup(e.to_string()))?,
-            urls: urls
-                .split(',')
-                .map(|u| u.trim().trim_end_matches('/').to_string())
-                .filter(|u| !u.is_empty())
-                .collect(),
+            urls,
             api_key,
+            bad_url,
         })
     }
 
@@ -141,6 +155,9 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<(String, reqwest::Response), ClientError> {
+        if let Some(bad) = &self.bad_url {
+            return Err(ClientError::BadUrl(bad.clone()));
+        }
         let mut failures = Vec::new();
         for url in &self.urls {
             let mut req = self
@@ -164,14 +181,24 @@ impl Client {
             let status = resp.status();
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
-                return Err(ClientError::Server {
-                    status: status.as_u16(),
-                    message: error_message(&text),
-                });
+                return Err(self.refusal(status.as_u16(), error_message(&text)));
             }
             return Ok((url.clone(), resp));
         }
         Err(ClientError::Unreachable(failures.join("; ")))
+    }
+
+    /// A refusal as the server worded it; a 401 to a command that sent no key says where
+    /// one comes from.
+    fn refusal(&self, status: u16, message: String) -> ClientError {
+        let message = match (status, &self.api_key) {
+            (401, None) => format!(
+                "{message} (no API key was given: pass --api-key KEY or set HELIX_API_KEY; \
+                 the first admin's key is in the bootstrap node's DATA_DIR/admin.key)"
+            ),
+            _ => message,
+        };
+        ClientError::Server { status, message }
     }
 
     async fn send<B, T>(
@@ -184,6 +211,9 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        if let Some(bad) = &self.bad_url {
+            return Err(ClientError::BadUrl(bad.clone()));
+        }
         let mut failures = Vec::new();
         for url in &self.urls {
             let mut req = self.http.request(method.clone(), format!("{url}{path}"));
@@ -209,10 +239,7 @@ impl Client {
                             .and_then(Value::as_str)
                             .map(str::to_owned)
                             .unwrap_or_else(|| json.to_string());
-                        return Err(ClientError::Server {
-                            status: status.as_u16(),
-                            message,
-                        });
+                        return Err(self.refusal(status.as_u16(), message));
                     }
                     let body = T::deserialize(&json).map_err(|e| ClientError::Unexpected {
                         url: url.clone(),

@@ -28,7 +28,7 @@ pub fn failed(message: impl Into<String>) -> Failure {
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::BadCaCert(message) => usage(message),
+            ClientError::BadCaCert(message) | ClientError::BadUrl(message) => usage(message),
             e => failed(e.to_string()),
         }
     }

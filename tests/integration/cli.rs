@@ -48,3 +48,33 @@ fn completions_cover_every_shell_and_command() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
 }
+
+/// Two common slips get a message that says what to do: a URL without a scheme, and no API
+/// key at all.
+#[test]
+fn a_bare_url_and_a_missing_key_say_what_to_do() {
+    let c = Cluster::new(1);
+    let run = |url: &str| {
+        Command::new(helix_bin())
+            .args(["--url", url, "model", "list"])
+            .env_remove("HELIX_API_KEY")
+            .env_remove("HELIX_URL")
+            .output()
+            .expect("run helix")
+    };
+    let addr = &c.node(1).api_addr;
+    let bare = run(addr);
+    assert_eq!(bare.status.code(), Some(2), "{}", transcript(&bare));
+    let said = String::from_utf8_lossy(&bare.stderr);
+    assert!(
+        said.contains(&format!("has no scheme: write http://{addr}")),
+        "{said}"
+    );
+
+    let keyless = run(&format!("http://{addr}"));
+    assert_eq!(keyless.status.code(), Some(1), "{}", transcript(&keyless));
+    let said = String::from_utf8_lossy(&keyless.stderr);
+    for hint in ["--api-key", "HELIX_API_KEY", "admin.key"] {
+        assert!(said.contains(hint), "{hint} not named: {said}");
+    }
+}
