@@ -56,9 +56,19 @@ pub async fn establish(
                 );
             }
         }
-        if let Launch::Join { .. } = launch {
+        if let Launch::Join { token, .. } = launch {
+            // A member of another cluster must not start running as if it had joined.
+            let wanted = JoinToken::parse(token.expose_secret())?.ca_fingerprint;
+            let held = crate::tls::fingerprint_of_pem(identity.ca_pem())?;
+            if held != wanted {
+                bail!(
+                    "data dir {} holds node {id} of another cluster (CA {held}), not of the \
+                     cluster this join token is for (CA {wanted}); join with an empty data dir",
+                    dir.root().display()
+                );
+            }
             println!(
-                "data dir {} already holds a member of a cluster; resuming it (the join URL is ignored)",
+                "data dir {} already holds a member of this cluster; resuming it (the join URL is ignored)",
                 dir.root().display()
             );
         }

@@ -78,3 +78,31 @@ fn a_bare_url_and_a_missing_key_say_what_to_do() {
         assert!(said.contains(hint), "{hint} not named: {said}");
     }
 }
+
+/// `helix node join` with the data dir of a node of another cluster stops with an error that
+/// names both clusters, instead of running that other cluster's node as if it had joined.
+#[test]
+fn joining_with_another_cluster_s_data_dir_is_refused() {
+    let mut a = Cluster::new(1);
+    let b = Cluster::new(1);
+    a.stop(1);
+    let mut child = Command::new(helix_bin())
+        .args(["node", "join", &format!("http://{}", b.node(1).api_addr)])
+        .args(a.node_args(1))
+        .env("HELIX_JOIN_TOKEN", &b.join_token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run helix");
+    let status = wait_for(WAIT, "the join to give up", || {
+        child
+            .try_wait()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "still running".to_string())
+    });
+    let out = child.wait_with_output().expect("its output");
+    assert!(!status.success(), "{}", transcript(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("of another cluster"), "{said}");
+    assert!(said.contains("join with an empty data dir"), "{said}");
+}
