@@ -13,7 +13,7 @@ mod route;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, Uri};
+use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -70,14 +70,10 @@ impl Gateway {
     /// The user behind the request's bearer key. A key made a moment ago on another node
     /// is found once this node has caught up.
     async fn caller(&self, headers: &HeaderMap) -> Result<User, OpenAiError> {
-        let key = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                OpenAiError::unauthorized("send a helix API key as `Authorization: Bearer KEY`")
-            })?;
-        let hash = hash_api_key(key.trim());
+        let key = crate::server::bearer(headers).ok_or_else(|| {
+            OpenAiError::unauthorized("send a helix API key as `Authorization: Bearer KEY`")
+        })?;
+        let hash = hash_api_key(key);
         let user = self
             .cluster
             .check_current(|s| s.user_by_key_hash(&hash).cloned().ok_or(()))

@@ -101,13 +101,14 @@ impl GossipView {
 /// This node's gossip. Cheap to clone.
 #[derive(Clone)]
 pub struct Gossip {
-    view: Arc<RwLock<GossipView>>,
+    /// Replaced whole on each change, so a reader takes a cheap `Arc` of it.
+    view: Arc<RwLock<Arc<GossipView>>>,
     dropped: Arc<Dropped>,
 }
 
 impl Gossip {
-    /// What gossip says now.
-    pub fn view(&self) -> GossipView {
+    /// What gossip says now: read on every inference request, so a shared snapshot.
+    pub fn view(&self) -> Arc<GossipView> {
         self.view
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -371,11 +372,11 @@ impl Agent {
             .gossip
             .view
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = GossipView {
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(GossipView {
             running,
             nodes,
             down,
-        };
+        });
     }
 }
 

@@ -69,16 +69,12 @@ fn members_gossip_and_refuse_forged_datagrams() {
 #[test]
 fn a_replica_with_a_long_queue_gets_few_requests() {
     let model = "acme/queued";
-    let c = Cluster::builder()
-        .node(NodeSpec::none())
-        .node(NodeSpec::gpus("80GB"))
-        .node(NodeSpec::gpus("80GB").env("FAKE_VLLM_QUEUE", "50"))
-        .start();
-    let mut body = model_json(model, "10GB", &[]);
-    body["replicas"] = json!(2);
-    c.create_model(1, &body);
-    let busy = c
-        .wait_replicas_running(1, model, 2)
+    let (c, slots) = Cluster::with_two_replicas(
+        model,
+        &[],
+        NodeSpec::gpus("80GB").env("FAKE_VLLM_QUEUE", "50"),
+    );
+    let busy = slots
         .into_iter()
         .find(|s| s["node_id"].as_u64() == Some(c.id(3)))
         .and_then(|s| s["id"].as_str().map(str::to_string))
@@ -114,15 +110,8 @@ fn a_replica_with_a_long_queue_gets_few_requests() {
 #[test]
 fn requests_go_around_a_killed_node() {
     let model = "acme/resilient";
-    let mut c = Cluster::builder()
-        .node(NodeSpec::none())
-        .node(NodeSpec::gpus("80GB"))
-        .node(NodeSpec::gpus("80GB"))
-        .start();
-    let mut body = model_json(model, "10GB", &["--fake-token-ms", "5"]);
-    body["replicas"] = json!(2);
-    c.create_model(1, &body);
-    c.wait_replicas_running(1, model, 2);
+    let (mut c, _) =
+        Cluster::with_two_replicas(model, &["--fake-token-ms", "5"], NodeSpec::gpus("80GB"));
     let all: Vec<u64> = (1..=3).map(|k| c.id(k)).collect();
     wait_gossip_sees(&c, 1, &all);
 

@@ -237,15 +237,8 @@ fn spread(
 #[test]
 fn two_replicas_share_requests_and_a_session_sticks_to_one() {
     let model = "acme/twice";
-    let c = Cluster::builder()
-        .node(NodeSpec::none())
-        .node(NodeSpec::gpus("80GB"))
-        .node(NodeSpec::gpus("80GB"))
-        .start();
-    let mut body = model_json(model, "10GB", &["--fake-token-ms", "5"]);
-    body["replicas"] = json!(2);
-    c.create_model(1, &body);
-    let slots = c.wait_replicas_running(1, model, 2);
+    let (c, slots) =
+        Cluster::with_two_replicas(model, &["--fake-token-ms", "5"], NodeSpec::gpus("80GB"));
     let nodes: std::collections::BTreeSet<_> =
         slots.iter().map(|s| s["node_id"].as_u64()).collect();
     assert_eq!(nodes.len(), 2, "replicas on distinct nodes: {slots:?}");

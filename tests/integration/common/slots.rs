@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::api::{MODELS, SLOTS};
-use super::cluster::Cluster;
+use super::cluster::{Cluster, NodeSpec};
 use super::fake_vllm::pid_of;
 use super::process::pid_alive;
 use super::wait::{wait_for, wait_until, WAIT};
@@ -65,6 +65,26 @@ impl Cluster {
                 None => Err("no slot".into()),
             },
         )
+    }
+
+    /// Node 1 without GPUs, nodes 2 and 3 with one GPU each (node 3 as `third` says), and
+    /// `model` with two replicas (run with `runtime_args`), one on each: returns the cluster
+    /// and the running replicas.
+    pub fn with_two_replicas(
+        model: &str,
+        runtime_args: &[&str],
+        third: NodeSpec,
+    ) -> (Cluster, Vec<Value>) {
+        let c = Cluster::builder()
+            .node(NodeSpec::none())
+            .node(NodeSpec::gpus("80GB"))
+            .node(third)
+            .start();
+        let mut body = model_json(model, "10GB", runtime_args);
+        body["replicas"] = json!(2);
+        c.create_model(1, &body);
+        let slots = c.wait_replicas_running(1, model, 2);
+        (c, slots)
     }
 
     /// Waits until node `k` lists exactly `n` running replicas of `model_id`; returns them.
