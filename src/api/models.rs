@@ -180,6 +180,7 @@ pub async fn create(
     model.organization_id = caller.user.organization_id.clone();
     model.apply_patch(&input.patch(&ctx, &id)?);
     model.validate()?;
+    model.check_admission()?;
     check_tenancy(&ctx, &model).await?;
     match ctx.commit(&caller, Command::CreateModel(model)).await? {
         Reply::Model(m) => Ok((StatusCode::CREATED, Json(ModelView::from(&m)))),
@@ -222,6 +223,11 @@ pub async fn update(
         .unwrap_or_else(|| Model::new(id.clone()));
     preview.apply_patch(&patch);
     preview.validate()?;
+    // A model stored before the admission rules may still be enabled, renamed, ...; a change
+    // to what the rules look at must leave it within them.
+    if patch.memory.is_some() || patch.context_length.is_some() || patch.runtime_args.is_some() {
+        preview.check_admission()?;
+    }
     check_tenancy(&ctx, &preview).await?;
     match ctx
         .commit(&caller, Command::UpdateModel { id, patch })

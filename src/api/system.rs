@@ -12,10 +12,15 @@ use axum::Json;
 use super::request::parse_json;
 use super::token_settings::seal_token_update;
 use super::types::{
-    GossipStatusView, RunnerConfigView, SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView,
+    GossipStatusView, RunnerConfigView, SettingsTokenSource, SystemSettingsUpdate,
+    TokenSettingsView,
 };
 use super::{ApiContext, ApiError, ReadMode};
-use crate::state::{Command, SystemSettings, TokenScope};
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+
+use crate::state::{Command, SystemSettings, TokenScope, TokenUpdate};
 
 /// The system settings as shown: whether a token is set and where it comes from (the
 /// cluster state, else this node's `HF_TOKEN`), never its value.
@@ -54,7 +59,7 @@ pub async fn put_settings(
 ) -> Result<Json<TokenSettingsView>, ApiError> {
     let caller = ctx.writer(&headers).await?;
     caller.require_admin()?;
-    let update: TokenSettingsUpdate = parse_json(body)?;
+    let update: SystemSettingsUpdate = parse_json(body)?;
     let hf_token = seal_token_update(
         &ctx,
         "huggingface_token",
@@ -62,15 +67,45 @@ pub async fn put_settings(
         TokenScope::System,
     )?;
     let hf_token_updated = hf_token.is_some();
-    ctx.commit(&caller, Command::UpdateSystemSettings { hf_token })
-        .await?;
+    let command = match (&update.org_hf_tokens, &update.user_hf_tokens) {
+        (None, None) => Command::UpdateSystemSettings { hf_token },
+        (orgs, users) => Command::UpdateTokenSettings {
+            system: hf_token,
+            orgs: seal_map(&ctx, "org_hf_tokens", orgs, |id| {
+                TokenScope::Organization(id)
+            })?,
+            users: seal_map(&ctx, "user_hf_tokens", users, |id| TokenScope::User(id))?,
+        },
+    };
+    ctx.commit(&caller, command).await?;
     tracing::info!(
         user_id = %caller.user.id,
         hf_token_updated,
+        org_tokens_updated = update.org_hf_tokens.as_ref().map_or(0, |m| m.len()),
+        user_tokens_updated = update.user_hf_tokens.as_ref().map_or(0, |m| m.len()),
         "system settings updated by admin"
     );
     let settings = ctx.replica().read(|s| s.settings.clone());
     Ok(Json(view(&ctx, &settings)))
+}
+
+/// Each token of an id → token map sealed for its holder (`""` clears).
+fn seal_map(
+    ctx: &ApiContext,
+    field: &str,
+    map: &Option<BTreeMap<String, SecretString>>,
+    scope: fn(&str) -> TokenScope<'_>,
+) -> Result<Vec<(String, TokenUpdate)>, ApiError> {
+    let Some(map) = map else {
+        return Ok(Vec::new());
+    };
+    map.iter()
+        .map(|(id, token)| {
+            let entry = format!("{field}.{id}");
+            let update = seal_token_update(ctx, &entry, &Some(token.clone()), scope(id))?;
+            Ok((id.clone(), update.expect("a present token is an update")))
+        })
+        .collect()
 }
 
 pub async fn get_config(

@@ -5,6 +5,8 @@
 //! Requests refuse unknown fields, so a typo is named in a 400 instead of ignored. Tokens
 //! in requests are `SecretString`s: they never show in `Debug` output or logs.
 
+use std::collections::BTreeMap;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
@@ -152,6 +154,19 @@ pub struct TokenSettingsUpdate {
         serialize_with = "expose_optional"
     )]
     pub huggingface_token: Option<SecretString>,
+}
+
+/// The body of a system settings update: the cluster-wide token, and (as the design notes
+/// shape it) organizations' and users' tokens by id, all applied together or not at all.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemSettingsUpdate {
+    /// Absent: unchanged. `""`: clear. Anything else: the new token.
+    pub huggingface_token: Option<SecretString>,
+    /// Organization id → its token (`""` clears it).
+    pub org_hf_tokens: Option<BTreeMap<String, SecretString>>,
+    /// User id → their token (`""` clears it).
+    pub user_hf_tokens: Option<BTreeMap<String, SecretString>>,
 }
 
 /// A node's runner view: whether the cluster-wide token opens here, how far it applied.

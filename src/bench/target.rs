@@ -33,7 +33,7 @@ impl Writes {
                 let req = if create || self.mode == WriteMode::Create {
                     self.http
                         .post(format!("{endpoint}/api/v1/helix-models"))
-                        .json(&json!({ "id": key, "name": "bench", "description": value }))
+                        .json(&json!({ "id": key, "memory": "1GB", "name": "bench", "description": value }))
                 } else {
                     self.http
                         .put(format!("{endpoint}/api/v1/helix-models/{key}"))
@@ -91,7 +91,7 @@ mod tests {
         let update = built(Target::Helix, WriteMode::Update, false);
         // The setup of `--mode update` creates the keys first.
         let setup = built(Target::Helix, WriteMode::Update, true);
-        let model = json!({ "id": "fo", "name": "bench", "description": "?~~~" });
+        let model = json!({ "id": "fo", "memory": "1GB", "name": "bench", "description": "?~~~" });
         assert_eq!(line(&create), "POST http://h/api/v1/helix-models");
         assert_eq!(body(&create), model);
         assert_eq!(line(&update), "PUT http://h/api/v1/helix-models/fo");

@@ -138,7 +138,8 @@ impl State {
             | Command::RevokeJoinToken { .. }
             | Command::SetUserDisabled { .. }
             | Command::RotateKeyring { .. }
-            | Command::CompactLogs => Rule::Admin,
+            | Command::CompactLogs
+            | Command::UpdateTokenSettings { .. } => Rule::Admin,
             Command::IssueApiKey { user_id, .. } | Command::IssueNamedApiKey { user_id, .. } => {
                 Rule::AdminOrSelf { user_id }
             }

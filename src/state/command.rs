@@ -164,6 +164,37 @@ pub enum Command {
         id: String,
         patch: ModelPatch,
     },
+    /// Tokens of several levels at once, all changed or none (the design notes' settings
+    /// body with `org_hf_tokens` and `user_hf_tokens` maps).
+    UpdateTokenSettings {
+        system: Option<TokenUpdate>,
+        orgs: Vec<(String, TokenUpdate)>,
+        users: Vec<(String, TokenUpdate)>,
+    },
+}
+
+/// The one-level settings commands an [`Command::UpdateTokenSettings`] stands for.
+pub fn token_settings_parts(
+    system: &Option<TokenUpdate>,
+    orgs: &[(String, TokenUpdate)],
+    users: &[(String, TokenUpdate)],
+) -> Vec<Command> {
+    let system = system.iter().map(|update| Command::UpdateSystemSettings {
+        hf_token: Some(update.clone()),
+    });
+    let orgs = orgs
+        .iter()
+        .map(|(org_id, update)| Command::UpdateOrgSettings {
+            org_id: org_id.clone(),
+            hf_token: Some(update.clone()),
+        });
+    let users = users
+        .iter()
+        .map(|(user_id, update)| Command::UpdateUserSettings {
+            user_id: user_id.clone(),
+            hf_token: Some(update.clone()),
+        });
+    system.chain(orgs).chain(users).collect()
 }
 
 impl Command {
@@ -197,6 +228,7 @@ impl Command {
             Command::SetUserDisabled { .. } => "SetUserDisabled",
             Command::TouchApiKeys { .. } => "TouchApiKeys",
             Command::InstallKeyring(_) => "InstallKeyring",
+            Command::UpdateTokenSettings { .. } => "UpdateTokenSettings",
             Command::RotateKeyring { .. } => "RotateKeyring",
             Command::CompactLogs => "CompactLogs",
         }

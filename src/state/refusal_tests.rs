@@ -14,7 +14,7 @@ fn built() -> State {
 }
 
 /// Applies `proposal` to a copy of `s`: its refusal, after checking it changed nothing.
-fn refused(s: &State, proposal: Proposal) -> StateError {
+pub(super) fn refused(s: &State, proposal: Proposal) -> StateError {
     let mut after = s.clone();
     let (outcome, touched) = after.apply(&proposal);
     let error = outcome.expect_err(&format!("{:?} was accepted", proposal.command));

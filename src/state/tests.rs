@@ -317,6 +317,18 @@ pub(crate) fn every_command() -> Vec<Proposal> {
                 disabled: false,
             },
         ),
+        by(
+            admin,
+            29,
+            Command::UpdateTokenSettings {
+                system: Some(TokenUpdate::Set(sealed(TokenScope::System))),
+                orgs: vec![(
+                    "o1".into(),
+                    TokenUpdate::Set(sealed(TokenScope::Organization("o1"))),
+                )],
+                users: vec![("u1".into(), TokenUpdate::Clear)],
+            },
+        ),
     ];
     // A rotation re-seals the tokens set above, so it is made from the state they built.
     let mut state = State::default();

@@ -301,7 +301,7 @@ fn write_early_models(c: &Cluster) -> BTreeSet<String> {
     (0..5)
         .map(|i| {
             let id = format!("quorum/before-{i}");
-            c.create_model(1 + i % 3, &json!({ "id": id, "name": id }));
+            c.create_model(1 + i % 3, &json!({ "id": id, "memory": "1GB", "name": id }));
             id
         })
         .collect()
@@ -481,7 +481,7 @@ fn full_restart_keeps_state_membership_and_token() {
         let id = format!("restart/m-{i}");
         c.create_model(
             1 + i % 3,
-            &json!({ "id": id, "name": format!("model {i}") }),
+            &json!({ "id": id, "memory": "1GB", "name": format!("model {i}") }),
         );
         ids.insert(id);
     }
@@ -635,7 +635,10 @@ impl BadInput {
     fn start() -> BadInput {
         let c = Cluster::new(1);
         c.set_system_token(1, &secret("badinput"));
-        c.create_model(1, &json!({ "id": "bad/existing", "name": "existing" }));
+        c.create_model(
+            1,
+            &json!({ "id": "bad/existing", "memory": "1GB", "name": "existing" }),
+        );
         let settings = settings_ok(&c, 1);
         let models = c.client(1).model_ids(false).unwrap();
         BadInput {
@@ -777,9 +780,10 @@ fn bodies_over_the_size_limit_get_413_and_change_nothing() {
 #[test]
 fn a_duplicate_model_id_is_a_conflict_and_changes_nothing() {
     let b = BadInput::start();
-    let r =
-        b.c.client(1)
-            .post(MODELS, &json!({ "id": "bad/existing", "name": "other" }));
+    let r = b.c.client(1).post(
+        MODELS,
+        &json!({ "id": "bad/existing", "memory": "1GB", "name": "other" }),
+    );
     assert_eq!(r.status, 409, "{}", r.text());
     r.error_message();
     let m = b.c.client(1).get_ok(&format!("{MODELS}/bad/existing"));
@@ -815,7 +819,10 @@ fn requests_need_a_known_key() {
             cl.put(SETTINGS, &hf_token("hf_evil")),
             cl.get(CONFIG),
             cl.get(MODELS),
-            cl.post(MODELS, &json!({ "id": "auth/x", "name": "x" })),
+            cl.post(
+                MODELS,
+                &json!({ "id": "auth/x", "memory": "1GB", "name": "x" }),
+            ),
             cl.get("/api/v1/cluster/status"),
             cl.get("/api/v1/nodes"),
         ];

@@ -13,6 +13,7 @@ mod inference;
 mod keyring;
 mod keys;
 mod runner;
+mod settings_maps;
 mod snapshot;
 mod starvation;
 mod storage;

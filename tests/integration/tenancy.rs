@@ -287,7 +287,7 @@ fn every_token_change_is_audited_without_its_value() {
         "POST",
         MODELS,
         Some(
-            &json!({"id": model, "name": "audited", "owner_user_id": alice.id,
+            &json!({"id": model, "memory": "1GB", "name": "audited", "owner_user_id": alice.id,
                      "organization_id": org}),
         ),
         201,
@@ -460,7 +460,7 @@ fn a_model_can_name_an_owner_created_through_another_node_a_moment_ago() {
         |follower, owner, name| {
             follower.post(
                 MODELS,
-                &json!({"id": format!("ryw/{name}"), "name": name, "owner_user_id": owner}),
+                &json!({"id": format!("ryw/{name}"), "memory": "1GB", "name": name, "owner_user_id": owner}),
             )
         },
     );
@@ -656,7 +656,10 @@ fn table() -> Vec<Row> {
         row("GET", "/api/v1/helix-models", ANY_KEY, fixed(MODELS)),
         row("POST", "/api/v1/helix-models", ADMIN_201, |_, i, _| {
             let id = format!("table/new-{i}");
-            (MODELS.into(), Some(json!({ "id": id, "name": id })))
+            (
+                MODELS.into(),
+                Some(json!({ "id": id, "memory": "1GB", "name": id })),
+            )
         }),
         row("GET", "/api/v1/helix-models/{id}", ANY_KEY, |f, _, _| {
             (format!("{MODELS}/{}", f.owned_model), None)
@@ -902,17 +905,22 @@ fn table_fixture(c: &Cluster) -> Fixture {
     let admin_model = "table/admins".to_string();
     let users_model = "table/users".to_string();
     for body in [
-        json!({"id": owned_model, "name": "owned", "owner_user_id": owner.id,
+        json!({"id": owned_model, "memory": "1GB", "name": "owned", "owner_user_id": owner.id,
                "organization_id": org_a}),
-        json!({"id": admin_model, "name": "admins", "organization_id": org_a}),
-        json!({"id": users_model, "name": "users", "owner_user_id": user.id,
+        json!({"id": admin_model, "memory": "1GB", "name": "admins", "organization_id": org_a}),
+        json!({"id": users_model, "memory": "1GB", "name": "users", "owner_user_id": user.id,
                "organization_id": org_a}),
     ] {
         admin.expect("POST", MODELS, Some(&body), 201);
     }
     for i in 0..CALLERS.len() {
         let id = format!("table/doomed-{i}");
-        admin.expect("POST", MODELS, Some(&json!({"id": id, "name": id})), 201);
+        admin.expect(
+            "POST",
+            MODELS,
+            Some(&json!({"id": id, "memory": "1GB", "name": id})),
+            201,
+        );
     }
     let (victim_spare, _) = issue_key(&admin, &victim.id);
     let (victim_spare_for_admin, _) = issue_key(&admin, &victim.id);
@@ -1360,7 +1368,7 @@ fn a_models_token_source_is_for_its_owner_and_its_token_for_admins() {
         "POST",
         MODELS,
         Some(
-            &json!({"id": "lane/alices", "name": "a", "owner_user_id": t.alice.id,
+            &json!({"id": "lane/alices", "memory": "1GB", "name": "a", "owner_user_id": t.alice.id,
                      "organization_id": t.org_a}),
         ),
         201,

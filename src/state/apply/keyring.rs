@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::Ctx;
 use crate::crypto::{SealedSecret, WrappedKey};
+use crate::state::command::token_settings_parts;
 use crate::state::{
     Command, Keyring, KeyringKey, Reseal, State, StateError, StateKey, TokenSite, TokenUpdate,
 };
@@ -90,6 +91,16 @@ impl State {
         &self,
         command: &Command,
     ) -> Result<(), StateError> {
+        if let Command::UpdateTokenSettings {
+            system,
+            orgs,
+            users,
+        } = command
+        {
+            return token_settings_parts(system, orgs, users)
+                .iter()
+                .try_for_each(|part| self.check_sealed_with_current_key(part));
+        }
         let Some(sealed) = new_token(command) else {
             return Ok(());
         };

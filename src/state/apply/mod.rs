@@ -6,12 +6,15 @@ mod keys;
 mod trust;
 
 use super::auth::Rule;
-use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
+use super::command::{
+    token_settings_parts, Command, Outcome, Proposal, Reply, SlotChange, StateError,
+};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
 use super::tenancy::OrgRole;
 use super::tokens::{TokenLevel, TokenUpdate};
 use super::trust::JoinTokenRecord;
+use super::validate::invalid;
 use super::State;
 
 impl State {
@@ -266,6 +269,27 @@ impl State {
                 user.updated_ms = at_ms;
                 touched.push(StateKey::User(user_id.clone()));
                 self.audit_token(ctx, hf_token, TokenLevel::User, Some(user_id), touched);
+                Ok(Reply::Done)
+            }
+            Command::UpdateTokenSettings {
+                system,
+                orgs,
+                users,
+            } => {
+                // Every holder exists before the first token changes: all or nothing.
+                if let Some((org_id, _)) = orgs.iter().find(|(id, _)| !self.orgs.contains_key(id)) {
+                    let problem = format!("organization {org_id:?} does not exist");
+                    return Err(invalid("org_hf_tokens", problem));
+                }
+                if let Some((user_id, _)) =
+                    users.iter().find(|(id, _)| !self.users.contains_key(id))
+                {
+                    let problem = format!("user {user_id:?} does not exist");
+                    return Err(invalid("user_hf_tokens", problem));
+                }
+                for part in token_settings_parts(system, orgs, users) {
+                    self.apply_command(&part, ctx, touched)?;
+                }
                 Ok(Reply::Done)
             }
             Command::CreateModelV1(_) | Command::UpdateModelV1 { .. } => {

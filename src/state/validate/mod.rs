@@ -6,6 +6,7 @@
 //! owner a model names exists, a key is new) are `State` methods below, which `apply` runs
 //! before it changes anything.
 
+mod admission;
 mod keyring;
 mod nodes;
 mod trust;
@@ -14,7 +15,7 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 
 use super::catalog::Model;
-use super::command::{Command, StateError};
+use super::command::{token_settings_parts, Command, StateError};
 use super::tenancy::NewUser;
 use super::tokens::TokenUpdate;
 use super::State;
@@ -41,6 +42,8 @@ const MODEL_SUB_RESOURCES: &[&str] = &["token-source", "settings"];
 const ID_MAX: usize = 64;
 /// Most keys one `TouchApiKeys` may name.
 pub const TOUCHED_KEYS_MAX: usize = 4096;
+/// Most organizations (or users) one settings request may set tokens for.
+const TOKEN_SETTINGS_MAX: usize = 1024;
 /// Most GPUs one node may publish.
 pub(super) const GPUS_MAX: usize = 256;
 /// Longest text a runner or the scheduler reports (an error, a pending reason).
@@ -199,6 +202,27 @@ impl Command {
                 resealed,
             } => check_rotation(seal_key_id, *key_id, wrapped, resealed),
             Command::CompactLogs => Ok(()),
+            Command::UpdateTokenSettings {
+                system,
+                orgs,
+                users,
+            } => {
+                for (field, entries) in [("org_hf_tokens", orgs), ("user_hf_tokens", users)] {
+                    if entries.len() > TOKEN_SETTINGS_MAX {
+                        return Err(invalid(
+                            field,
+                            format!("at most {TOKEN_SETTINGS_MAX} entries at once"),
+                        ));
+                    }
+                    let ids: std::collections::BTreeSet<_> = entries.iter().map(|e| &e.0).collect();
+                    if ids.len() != entries.len() {
+                        return Err(invalid(field, "names an id twice"));
+                    }
+                }
+                token_settings_parts(system, orgs, users)
+                    .iter()
+                    .try_for_each(Command::validate)
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ pub fn hf_token(token: &str) -> Value {
 impl Client {
     /// Creates model `id` (name = id); the response, or no response.
     pub fn try_create_model(&self, id: &str) -> Result<Resp, HttpError> {
-        let body = json!({ "id": id, "name": id }).to_string();
+        let body = json!({ "id": id, "memory": "1GB", "name": id }).to_string();
         self.try_send("POST", MODELS, Some(("application/json", body.as_bytes())))
     }
 
