@@ -24,6 +24,7 @@ pub mod logging;
 pub mod loopback;
 pub mod peer;
 pub mod raft;
+pub mod retry;
 pub mod runner;
 pub mod server;
 pub mod state;

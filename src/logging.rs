@@ -26,11 +26,18 @@ fn node_id() -> Option<u64> {
     }
 }
 
-/// Install the global subscriber, writing to stderr. `RUST_LOG` overrides the default
-/// filter, which keeps openraft's per-RPC chatter out.
+/// What is logged unless `RUST_LOG` says otherwise. openraft warns (and errs) about routine
+/// events: every failed heartbeat to a member that is restarting, every message that raced a
+/// vote or a membership change. Its replication targets are off (helix's own network logs a
+/// member that stops answering, once, and once when it answers again) and the rest of
+/// openraft shows only errors.
+const DEFAULT_FILTER: &str = "info,openraft=error,openraft::replication=off,\
+    openraft::engine::handler::replication_handler=off,sled=warn,hyper=warn";
+
+/// Install the global subscriber, writing to stderr.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn,hyper=warn"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

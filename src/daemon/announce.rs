@@ -2,6 +2,7 @@
 //! first join token), and keep this node's addresses, GPUs and `HF_TOKEN` flag current in
 //! the replicated state.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ use crate::tls::NodeIdentity;
 /// How long the first join token, made at bootstrap for the quick start, admits nodes.
 const FIRST_JOIN_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// How long recording this node may keep failing before it is worth a warning.
+const ANNOUNCE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// What this node tells the cluster about itself.
 pub struct Announcement {
     pub node: NodeAnnouncement,
@@ -37,6 +41,10 @@ pub async fn announce(
     me: Announcement,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // A new cluster or a new member often tries before the first leader made the keyring
+    // or admitted it: routine for a while, worth a warning only when it lasts.
+    let started = tokio::time::Instant::now();
+    let mut warned = false;
     loop {
         tokio::select! {
             _ = cluster.wait_member_with_leader() => {}
@@ -44,8 +52,12 @@ pub async fn announce(
         }
         match announce_once(&cluster, &dir, &secret, &sealer, &identity, &me).await {
             Ok(()) => return,
+            Err(e) if !warned && started.elapsed() > ANNOUNCE_PATIENCE => {
+                warned = true;
+                tracing::warn!(error = %e, "this node is still not recorded in the cluster state; retrying")
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not record this node in the cluster state yet")
+                tracing::debug!(error = %e, "could not record this node in the cluster state yet")
             }
         }
         tokio::select! {
@@ -167,11 +179,7 @@ async fn bootstrap(
         None => {
             let key = generate_api_key();
             dir.keep_admin_key(&key)?;
-            println!(
-                "admin API key (saved in {}): {}",
-                dir.admin_key_path().display(),
-                key.expose_secret()
-            );
+            show_secret("admin API key", &dir.admin_key_path(), key.expose_secret());
             key
         }
     };
@@ -212,10 +220,23 @@ async fn bootstrap(
         )
         .await
         .context("cannot create the first join token")?;
-    println!(
-        "join token, valid 24h (saved in {}): {}",
-        dir.join_token_path().display(),
-        token.reveal().expose_secret()
+    show_secret(
+        "join token, valid 24h",
+        &dir.join_token_path(),
+        token.reveal().expose_secret(),
     );
     Ok(())
+}
+
+/// A secret made at bootstrap goes to a terminal once; output that goes elsewhere (a log
+/// collector, a file) gets only the path of the 0600 file that holds it.
+fn show_secret(what: &str, path: &std::path::Path, secret: &str) {
+    if std::io::stdout().is_terminal() {
+        println!("{what} (saved in {}): {secret}", path.display());
+    } else {
+        println!(
+            "{what} saved in {} (not printed: standard output is not a terminal)",
+            path.display()
+        );
+    }
 }

@@ -17,6 +17,7 @@ use crate::config::NodeConfig;
 use crate::crypto::{ClusterSecret, JoinToken};
 use crate::peer::{request_join, AddLearnerRequest, ClusterError, JoinRequest, PeerClient};
 use crate::raft::{Db, NodeId};
+use crate::retry::Retry;
 use crate::tls::{CertRequest, ClusterCa, NodeIdentity, NodeKey};
 
 /// How long a joining node keeps trying members for the cluster key and its place.
@@ -179,7 +180,7 @@ async fn fetch_cluster_key(
     }
     let (_keep, identity_rx) = watch::channel(Arc::new(identity.clone()));
     let peers = PeerClient::new(identity_rx);
-    let deadline = tokio::time::Instant::now() + MEMBER_PATIENCE;
+    let mut retry = Retry::new("fetching the cluster key", MEMBER_PATIENCE);
     loop {
         let mut last_error = String::new();
         for (id, addr) in members {
@@ -189,11 +190,9 @@ async fn fetch_cluster_key(
                 Err(e) => last_error = e.to_string(),
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !retry.wait(&last_error).await {
             bail!("could not fetch the cluster key from any member: {last_error}");
         }
-        tracing::warn!(error = %last_error, "cluster key not fetched yet, retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

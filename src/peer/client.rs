@@ -286,12 +286,12 @@ fn classify(addr: &str, e: reqwest::Error) -> TransportError {
     } else if e.is_connect() {
         TransportError::Unreachable {
             addr: addr.into(),
-            message: e.to_string(),
+            message: crate::retry::root_cause(&e),
         }
     } else {
         TransportError::Broken {
             addr: addr.into(),
-            message: e.to_string(),
+            message: crate::retry::root_cause(&e),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::message::{JoinReply, JoinRequest};
 use crate::crypto::JoinToken;
+use crate::retry::{root_cause, Retry};
 
 /// The path on a member's API port that takes join requests.
 pub const JOIN_API_PATH: &str = "/api/v1/cluster/join";
@@ -73,18 +74,16 @@ pub async fn request_join(
         }
     }
     .map_err(|e| JoinError::BadUrl(e.to_string()))?;
-    let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+    let mut retry = Retry::new("join", JOIN_PATIENCE);
     loop {
         let retry_reason = match attempt(&http, base, parsed.scheme(), token, request).await {
             Ok(reply) => return Ok(reply),
             Err(Attempt::Retry(reason)) => reason,
             Err(Attempt::Fail(e)) => return Err(e),
         };
-        if tokio::time::Instant::now() >= deadline {
+        if !retry.wait(&retry_reason).await {
             return Err(JoinError::GaveUp(retry_reason));
         }
-        tracing::warn!(reason = %retry_reason, "join not done yet, retrying");
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -119,7 +118,12 @@ async fn attempt(
                     resp.status()
                 )))
             }
-            Err(e) => return Err(Attempt::Retry(format!("cannot reach {ca_url}: {e}"))),
+            Err(e) => {
+                return Err(Attempt::Retry(format!(
+                    "cannot reach {ca_url}: {}",
+                    root_cause(&e)
+                )))
+            }
         };
         check_ca(base, &ca_pem, token).map_err(Attempt::Fail)?;
     }
@@ -140,7 +144,12 @@ async fn attempt(
                 expected: token.ca_fingerprint.clone(),
             }))
         }
-        Err(e) => return Err(Attempt::Retry(format!("cannot reach {endpoint}: {e}"))),
+        Err(e) => {
+            return Err(Attempt::Retry(format!(
+                "cannot reach {endpoint}: {}",
+                root_cause(&e)
+            )))
+        }
     };
     if resp.status().is_success() {
         let reply = resp.json::<JoinReply>().await.map_err(|e| {

@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -77,6 +77,7 @@ impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
             transport: self.transport.clone(),
             target,
             addr: node.addr.clone(),
+            silent_since: None,
         }
     }
 }
@@ -85,6 +86,9 @@ pub(super) struct Connection<T> {
     transport: T,
     target: NodeId,
     addr: String,
+    /// Since when, and after how many failed RPCs, the target has not answered: its silence
+    /// is logged when it starts and when it ends, not at every retry.
+    silent_since: Option<(Instant, u64)>,
 }
 
 type RpcResult<R, E = openraft::error::Infallible> =
@@ -92,14 +96,43 @@ type RpcResult<R, E = openraft::error::Infallible> =
 
 impl<T> Connection<T> {
     fn answer<R, E: std::error::Error>(
-        &self,
+        &mut self,
         delivered: Result<Result<R, RaftError<NodeId, E>>, RpcFailure>,
     ) -> RpcResult<R, E> {
+        self.note_silence(delivered.as_ref().err());
         match delivered {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
             Err(e @ RpcFailure::Unreachable(_)) => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Err(e @ RpcFailure::Failed(_)) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl<T> Connection<T> {
+    fn note_silence(&mut self, failure: Option<&RpcFailure>) {
+        match (failure, &mut self.silent_since) {
+            (Some(failure), None) => {
+                // Routine while a member restarts; `cluster status` shows it if it lasts.
+                tracing::info!(
+                    target = self.target,
+                    addr = %self.addr,
+                    "member {} does not answer ({failure}); retrying",
+                    self.target
+                );
+                self.silent_since = Some((Instant::now(), 1));
+            }
+            (Some(_), Some((_, failures))) => *failures += 1,
+            (None, Some((since, failures))) => {
+                tracing::info!(
+                    target = self.target,
+                    "member {} answers again after {:.1} s and {failures} failed requests",
+                    self.target,
+                    since.elapsed().as_secs_f64()
+                );
+                self.silent_since = None;
+            }
+            (None, None) => {}
         }
     }
 }

@@ -75,6 +75,6 @@ mod keyring_tests;
 #[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
-mod token_settings_tests;
-#[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod token_settings_tests;

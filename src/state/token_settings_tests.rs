@@ -57,7 +57,9 @@ fn one_unknown_holder_changes_nothing() {
     );
     let error = refused(&s, by(Some(ADMIN_KEY), 100, command));
     assert!(
-        error.to_string().contains("`user_hf_tokens`: user \"nobody\""),
+        error
+            .to_string()
+            .contains("`user_hf_tokens`: user \"nobody\""),
         "{error}"
     );
     let command = update(vec![("no-org", TokenUpdate::Clear)], vec![]);

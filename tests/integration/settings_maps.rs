@@ -41,23 +41,35 @@ fn the_settings_maps_set_every_level_together_or_not_at_all() {
     let r = admin.put(SETTINGS, &bad);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.error_message().contains("no-such-user"), "{}", r.text());
-    assert!(token_set(&admin, &org_path), "a refused request changed the org");
+    assert!(
+        token_set(&admin, &org_path),
+        "a refused request changed the org"
+    );
 
     let bob_client = c.caller(1, Some(&bob.key), "bob");
     let own = json!({ "user_hf_tokens": { &bob.id: "" } });
     assert_eq!(bob_client.put(SETTINGS, &own).status, 403);
-    assert!(token_set(&admin, &bob_path), "a refused request changed bob");
+    assert!(
+        token_set(&admin, &bob_path),
+        "a refused request changed bob"
+    );
 
     let clear = json!({ "org_hf_tokens": { &org: "" }, "user_hf_tokens": { &bob.id: "" } });
     admin.expect("PUT", SETTINGS, Some(&clear), 200);
     assert!(!token_set(&admin, &org_path) && !token_set(&admin, &bob_path));
-    assert!(token_set(&admin, SETTINGS), "absent system token left as it was");
+    assert!(
+        token_set(&admin, SETTINGS),
+        "absent system token left as it was"
+    );
 
     let mut responses = String::new();
     for path in [SETTINGS, org_path.as_str(), bob_path.as_str()] {
         responses.push_str(&admin.get_ok(path).to_string());
     }
-    assert!(!responses.contains("map_test"), "a token came back: {responses}");
+    assert!(
+        !responses.contains("map_test"),
+        "a token came back: {responses}"
+    );
 }
 
 fn refused(admin: &Client, method: &str, path: &str, body: Value, says: &str) {
@@ -79,11 +91,29 @@ fn a_model_names_its_memory_and_one_context_length() {
             .extend(extra.as_object().unwrap().clone());
         m
     };
-    refused(&admin, "POST", MODELS, model(json!({})), "`memory`: is required");
-    refused(&admin, "POST", MODELS, model(json!({"memory": 39})), "under 1 MiB");
+    refused(
+        &admin,
+        "POST",
+        MODELS,
+        model(json!({})),
+        "`memory`: is required",
+    );
+    refused(
+        &admin,
+        "POST",
+        MODELS,
+        model(json!({"memory": 39})),
+        "under 1 MiB",
+    );
     let both = json!({"memory": "10GB", "context_length": 8192,
                       "runtime_args": ["--max-model-len", "4096"]});
-    refused(&admin, "POST", MODELS, model(both), "--max-model-len conflicts");
+    refused(
+        &admin,
+        "POST",
+        MODELS,
+        model(both),
+        "--max-model-len conflicts",
+    );
     assert_eq!(admin.get(&format!("{MODELS}/rules/m")).status, 404);
 
     admin.expect("POST", MODELS, Some(&model(json!({"memory": "10GB"}))), 201);

@@ -82,6 +82,8 @@ impl NodeProcess {
             .env_remove("HF_TOKEN")
             .env_remove("HELIX_URL")
             .env_remove("HELIX_API_KEY")
+            // The default log filter is part of what the tests check.
+            .env_remove("RUST_LOG")
             .env("RUST_BACKTRACE", "1")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .spawn()
