@@ -81,13 +81,6 @@ impl Dropped {
         ::metrics::counter!(names::GOSSIP_DROPPED, "reason" => reason).increment(1);
     }
 
-    /// Every reason at zero on `/metrics`, before the first drop.
-    pub fn register() {
-        for reason in ["unauthenticated", "stale", "replayed", "malformed"] {
-            ::metrics::counter!(names::GOSSIP_DROPPED, "reason" => reason).increment(0);
-        }
-    }
-
     pub fn total(&self) -> u64 {
         [
             &self.unauthenticated,

@@ -139,7 +139,6 @@ impl Gossip {
             view: Arc::default(),
             dropped: Arc::default(),
         };
-        Dropped::register();
         let agent = Agent {
             me: Member {
                 node: cluster.node_id(),

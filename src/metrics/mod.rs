@@ -54,21 +54,30 @@ pub fn render() -> String {
     install().render()
 }
 
-/// HELP for every family, and a zero for those without labels, so a dashboard shows 0
-/// rather than nothing before the first event.
+/// HELP for every family, and a zero for each series known in advance (no labels, or one
+/// label with listed values), so a dashboard shows 0 rather than nothing before the first
+/// event.
 fn describe() {
     for family in FAMILIES {
+        let zeros: Vec<Vec<::metrics::Label>> = match (family.labels, family.values) {
+            ([], _) => vec![Vec::new()],
+            ([label], values) => values
+                .iter()
+                .map(|v| vec![::metrics::Label::new(*label, *v)])
+                .collect(),
+            _ => Vec::new(),
+        };
         match family.kind {
             Kind::Counter => {
                 ::metrics::describe_counter!(family.name, family.help);
-                if family.labels.is_empty() {
-                    ::metrics::counter!(family.name).increment(0);
+                for labels in zeros {
+                    ::metrics::counter!(family.name, labels).increment(0);
                 }
             }
             Kind::Gauge => {
                 ::metrics::describe_gauge!(family.name, family.help);
-                if family.labels.is_empty() {
-                    ::metrics::gauge!(family.name).set(0.0);
+                for labels in zeros {
+                    ::metrics::gauge!(family.name, labels).set(0.0);
                 }
             }
             Kind::Histogram => ::metrics::describe_histogram!(family.name, family.help),

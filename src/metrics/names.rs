@@ -16,6 +16,8 @@ pub struct Family {
     pub kind: Kind,
     /// Label names, fixed per family. None carries a secret or a model name.
     pub labels: &'static [&'static str],
+    /// For a family with one label: its values, each shown from the start (at zero).
+    pub values: &'static [&'static str],
     pub help: &'static str,
 }
 
@@ -57,42 +59,49 @@ pub const FAMILIES: &[Family] = &[
         name: RAFT_TERM,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "The Raft term this node is in.",
     },
     Family {
         name: RAFT_IS_LEADER,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "1 while this node is the Raft leader, else 0.",
     },
     Family {
         name: RAFT_COMMIT_INDEX,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "The highest log index this node knows committed.",
     },
     Family {
         name: RAFT_APPLIED_INDEX,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "The highest log index this node has applied to its state.",
     },
     Family {
         name: RAFT_LAST_LOG_INDEX,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "The last index in this node's Raft log.",
     },
     Family {
         name: RAFT_APPLY_LAG,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "Entries committed but not applied yet on this node.",
     },
     Family {
         name: RAFT_LEADER_CHANGES,
         kind: Counter,
         labels: &[],
+        values: &[],
         help:
             "Leaders this node has seen elected (a new term or a new leader), the first included.",
     },
@@ -100,108 +109,126 @@ pub const FAMILIES: &[Family] = &[
         name: RAFT_PROPOSALS,
         kind: Counter,
         labels: &["outcome"],
+        values: &["committed", "failed"],
         help: "Proposals this node made as leader, by outcome (committed, failed).",
     },
     Family {
         name: RAFT_LOG_FLUSH,
         kind: Histogram,
         labels: &[],
+        values: &[],
         help: "How long one group flush of the Raft log to disk took (sled flush and fdatasync).",
     },
     Family {
         name: RAFT_SNAPSHOTS_BUILT,
         kind: Counter,
         labels: &[],
+        values: &[],
         help: "Snapshots of the state this node built.",
     },
     Family {
         name: RAFT_SNAPSHOTS_INSTALLED,
         kind: Counter,
         labels: &[],
+        values: &[],
         help: "Snapshots this node installed from the leader.",
     },
     Family {
         name: API_REQUESTS,
         kind: Counter,
         labels: &["route", "method", "status"],
+        values: &[],
         help: "HTTP requests answered on the API port, by route template, method and status.",
     },
     Family {
         name: API_REQUEST_DURATION,
         kind: Histogram,
         labels: &["route", "method"],
+        values: &[],
         help: "Time to the response head of HTTP requests on the API port, by route template.",
     },
     Family {
         name: RUNNER_SLOTS,
         kind: Gauge,
         labels: &["state"],
+        values: &["pending", "starting", "running", "failed", "stopped"],
         help: "Slots placed on this node, by state.",
     },
     Family {
         name: RUNNER_RESTARTS,
         kind: Counter,
         labels: &[],
+        values: &[],
         help: "vLLM processes on this node that exited and were restarted.",
     },
     Family {
         name: RUNNER_LAUNCH_TO_READY,
         kind: Histogram,
         labels: &[],
+        values: &[],
         help: "Time from launching a vLLM process to its health check passing.",
     },
     Family {
         name: GPU_MEMORY_TOTAL,
         kind: Gauge,
         labels: &["gpu"],
+        values: &[],
         help: "Memory of each GPU of this node (NVML, or as declared).",
     },
     Family {
         name: GPU_MEMORY_USED,
         kind: Gauge,
         labels: &["gpu"],
+        values: &[],
         help: "Memory in use on each GPU of this node, as NVML reports it.",
     },
     Family {
         name: GATEWAY_REQUESTS,
         kind: Counter,
         labels: &["outcome"],
-        help: "Inference requests to this gateway, by outcome (answered, rejected, unavailable).",
+        values: &["answered", "rejected", "unavailable", "error"],
+        help: "Inference requests to this gateway, by outcome (answered, rejected, unavailable, error).",
     },
     Family {
         name: GATEWAY_TTFT,
         kind: Histogram,
         labels: &[],
+        values: &[],
         help: "Time from an inference request's arrival to the first byte of its answer.",
     },
     Family {
         name: GATEWAY_IN_FLIGHT,
         kind: Gauge,
         labels: &[],
+        values: &[],
         help: "Inference requests this gateway has in flight to replicas.",
     },
     Family {
         name: GATEWAY_UPSTREAM_ERRORS,
         kind: Counter,
         labels: &["kind"],
+        values: &["unreachable", "status", "stream"],
         help: "Replicas that failed a request, by kind (unreachable, status, stream).",
     },
     Family {
         name: GATEWAY_RETRIES,
         kind: Counter,
         labels: &[],
+        values: &[],
         help: "Inference requests sent to another replica after one failed.",
     },
     Family {
         name: GOSSIP_MEMBERS,
         kind: Gauge,
         labels: &["state"],
+        values: &["alive", "down"],
         help: "Nodes gossip sees, by state (alive, down); alive counts this node.",
     },
     Family {
         name: GOSSIP_DROPPED,
         kind: Counter,
         labels: &["reason"],
+        values: &["unauthenticated", "stale", "replayed", "malformed"],
         help: "Gossip datagrams dropped, by reason (unauthenticated, stale, replayed, malformed).",
     },
 ];
@@ -253,6 +280,9 @@ pub fn lint(family: &Family) -> Result<(), String> {
     if family.help.trim().is_empty() {
         return fail("needs help text");
     }
+    if !family.values.is_empty() && family.labels.len() != 1 {
+        return fail("label values are listed for families with one label only");
+    }
     for label in family.labels {
         if label.is_empty()
             || label.starts_with("__")
@@ -285,6 +315,7 @@ mod tests {
             name,
             kind,
             labels: &[],
+            values: &[],
             help: "Something.",
         };
         let refused = [
@@ -311,5 +342,30 @@ mod tests {
         };
         assert!(lint(&bad_label).is_err());
         assert!(lint(&family("helix_flush_duration_seconds", Kind::Histogram)).is_ok());
+    }
+
+    /// The Grafana dashboard in docs/ queries exactly the families exported, all of them.
+    #[test]
+    fn the_dashboard_uses_the_exported_names() {
+        let dashboard = include_str!("../../docs/grafana-dashboard.json");
+        let mut used = std::collections::BTreeSet::new();
+        for (at, _) in dashboard.match_indices("helix_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let family = FAMILIES.iter().find(|f| {
+                f.name == name
+                    || (f.kind == Kind::Histogram
+                        && ["_bucket", "_sum", "_count"]
+                            .iter()
+                            .any(|suffix| name == format!("{}{suffix}", f.name)))
+            });
+            let family = family.unwrap_or_else(|| panic!("the dashboard queries {name}"));
+            used.insert(family.name);
+        }
+        for family in FAMILIES {
+            assert!(used.contains(family.name), "no panel shows {}", family.name);
+        }
     }
 }

@@ -12,6 +12,7 @@ mod gossip;
 mod inference;
 mod keyring;
 mod keys;
+mod metrics;
 mod runner;
 mod snapshot;
 mod starvation;
