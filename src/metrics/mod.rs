@@ -84,3 +84,44 @@ fn describe() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::names::{self, Kind, FAMILIES};
+
+    /// What `/metrics` answers parses whole as Prometheus' text format, with each family's
+    /// HELP and TYPE, and a route template survives as a label value.
+    #[test]
+    fn the_rendering_is_prometheus_text_with_help_for_every_family() {
+        super::install();
+        ::metrics::histogram!(names::RAFT_LOG_FLUSH).record(0.002);
+        let route = "/api/v1/helix-models/{*id}";
+        ::metrics::counter!(names::API_REQUESTS,
+            "route" => route, "method" => "GET", "status" => "200")
+        .increment(1);
+        let text = super::render();
+        let parsed = openmetrics_parser::prometheus::parse_prometheus(&text)
+            .unwrap_or_else(|e| panic!("{e:?}:\n{text}"));
+        let shown_at_start = FAMILIES
+            .iter()
+            .filter(|f| f.kind != Kind::Histogram && (f.labels.is_empty() || !f.values.is_empty()));
+        for family in
+            shown_at_start.chain(FAMILIES.iter().filter(|f| f.name == names::RAFT_LOG_FLUSH))
+        {
+            let got = parsed
+                .families
+                .get(family.name)
+                .unwrap_or_else(|| panic!("{} missing:\n{text}", family.name));
+            assert_eq!(got.help, family.help);
+        }
+        let requests = &parsed.families[names::API_REQUESTS];
+        let routes: Vec<String> = requests
+            .iter_samples()
+            .filter_map(|s| {
+                let labels = s.get_labelset().ok()?;
+                labels.get_label_value("route").map(str::to_string)
+            })
+            .collect();
+        assert!(routes.iter().any(|r| r == route), "{routes:?}");
+    }
+}
