@@ -2,7 +2,7 @@
 //!
 //! Every node is a Raft member (replicated state in sled) and a GPU runner. The modules,
 //! from the bottom up (each uses only those below it; see docs/architecture.md):
-//! - `time`, `crypto`, `config`, `logging`, `server`, `tls`: plumbing;
+//! - `time`, `crypto`, `config`, `logging`, `metrics`, `server`, `tls`: plumbing;
 //! - `state`: the replicated data model and the pure, deterministic `apply`;
 //! - `raft`: openraft over sled, behind a handle in helix's terms;
 //! - `peer`: the protocol nodes speak to each other;
@@ -22,6 +22,7 @@ pub mod gateway;
 pub mod gossip;
 pub mod logging;
 pub mod loopback;
+pub mod metrics;
 pub mod peer;
 pub mod raft;
 pub mod retry;

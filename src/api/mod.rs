@@ -6,6 +6,7 @@ mod cluster;
 mod error;
 mod keyring;
 mod keys;
+mod metrics;
 mod models;
 mod operator;
 mod request;
@@ -13,6 +14,7 @@ mod slots;
 mod system;
 mod tenancy;
 mod token_settings;
+mod track;
 mod trust;
 pub mod types;
 
@@ -50,6 +52,8 @@ pub struct ApiContext {
     pub key_use: KeyUse,
     /// Which nodes gossip says are alive, for `system/config`.
     pub gossip: Gossip,
+    /// `GET /metrics` without an admin key (`[metrics] public = true`).
+    pub metrics_public: bool,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current
@@ -64,7 +68,10 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     // The OpenAI-compatible routes share the port, with their own body limit and errors.
-    let routes = router(ctx).merge(crate::gateway::router(gateway));
+    // Every route is counted by its template; the layer goes last so it sees them all.
+    let routes = router(ctx)
+        .merge(crate::gateway::router(gateway))
+        .layer(axum::middleware::from_fn(track::track));
     crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
 }
 
@@ -73,6 +80,7 @@ fn router(ctx: ApiContext) -> Router {
         .route("/healthz", get(cluster::healthz))
         .route("/api/v1/version", get(cluster::version))
         .route("/readyz", get(cluster::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/api/v1/system/settings",
             get(system::get_settings).put(system::put_settings),

@@ -49,6 +49,14 @@ pub struct NodeConfig {
     /// Where the seal key is, when it is not derived from the cluster key in the data dir.
     pub seal_key_file: Option<PathBuf>,
     pub gateway: GatewayTuning,
+    pub metrics: MetricsSettings,
+}
+
+/// Who may read `GET /metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsSettings {
+    /// Anyone who reaches the API port; otherwise an admin API key is needed.
+    pub public: bool,
 }
 
 /// How the API port is served.
@@ -162,6 +170,8 @@ pub struct FileConfig {
     pub server: FileServer,
     #[serde(default)]
     pub gateway: FileGateway,
+    #[serde(default)]
+    pub metrics: FileMetrics,
 }
 
 /// A node's own options: the config file's `[node]` table, and the same again as flags of
@@ -254,6 +264,12 @@ pub struct FileGateway {
     pub connect_timeout_ms: Option<u64>,
     pub request_timeout_s: Option<u64>,
     pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    pub public: Option<bool>,
 }
 
 impl FileConfig {
@@ -373,6 +389,9 @@ impl NodeConfig {
             server: server_tuning(file.server)?,
             seal_key_file: flags.seal_key_file.or(n.seal_key_file),
             gateway: gateway_tuning(file.gateway)?,
+            metrics: MetricsSettings {
+                public: file.metrics.public.unwrap_or(false),
+            },
         })
     }
 }

@@ -73,3 +73,19 @@ fn gpus_parse() {
     );
     assert!(parse_gpus("80XB").is_err());
 }
+
+#[test]
+fn metrics_need_a_key_unless_made_public() {
+    let c = NodeConfig::resolve(FileConfig::default(), NodeOptions::default()).unwrap();
+    assert!(!c.metrics.public);
+    let file: FileConfig = toml::from_str("[metrics]\npublic = true\n").unwrap();
+    assert!(
+        NodeConfig::resolve(file, NodeOptions::default())
+            .unwrap()
+            .metrics
+            .public
+    );
+    let err = toml::from_str::<FileConfig>("[metrics]\npublic = \"yes\"\n").unwrap_err();
+    assert!(err.to_string().contains("public"), "{err}");
+    assert!(toml::from_str::<FileConfig>("[metrics]\nopen = true\n").is_err());
+}

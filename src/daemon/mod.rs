@@ -65,6 +65,8 @@ pub async fn run(
     launch: Launch,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Before anything records a figure (a restart in place keeps the first).
+    crate::metrics::install();
     // Before anything opens a file: every connection and file needs a handle.
     let limits = server_limits(&config);
     // Storage, and who we are.
@@ -160,6 +162,7 @@ pub async fn run(
             sealer: sealer.clone(),
             key_use: key_use.clone(),
             gossip: gossip.clone(),
+            metrics_public: config.metrics.public,
         },
         Gateway::new(
             cluster.clone(),
@@ -180,6 +183,7 @@ pub async fn run(
     );
 
     // The runner: acts on applied state only.
+    crate::runner::metrics::watch_gpus(&config.gpus, &gpus, stop.clone());
     let scheduler = tokio::spawn(crate::runner::scheduler::run(
         cluster.clone(),
         config.runner.node_lost_after,

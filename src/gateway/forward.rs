@@ -3,6 +3,8 @@
 //! answer starts is followed by the next in the routing order, each tried once; once bytes
 //! have gone to the client, an upstream error ends a stream with an SSE error event.
 
+use std::time::Instant;
+
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
@@ -13,6 +15,7 @@ use super::in_flight::{InFlight, InFlightGuard};
 use super::route::{Candidate, Liveness, Load};
 use super::{Gateway, OpenAiError};
 use crate::gossip::GossipView;
+use crate::metrics::names;
 
 /// Routing on the committed state alone: a slot reported running is ready, on a node
 /// presumed alive; the load is this gateway's own requests in flight.
@@ -84,18 +87,28 @@ impl Gateway {
         path: &str,
         body: Bytes,
         tries: Vec<Candidate>,
+        started: Instant,
     ) -> Result<Response, OpenAiError> {
         let mut failures = Vec::new();
-        for candidate in tries {
+        for (attempt, candidate) in tries.into_iter().enumerate() {
+            if attempt > 0 {
+                ::metrics::counter!(names::GATEWAY_RETRIES).increment(1);
+            }
             let guard = self.in_flight.enter(&candidate.slot_id);
             match self.send(&candidate, path, body.clone()).await {
-                Ok(answer) if try_another(answer.status()) => failures.push(format!(
-                    "{} answered {}",
-                    candidate.slot_id,
-                    answer.status()
-                )),
-                Ok(answer) => return Ok(relay(answer, &candidate, guard)),
-                Err(why) => failures.push(format!("{}: {why}", candidate.slot_id)),
+                Ok(answer) if try_another(answer.status()) => {
+                    upstream_error("status");
+                    failures.push(format!(
+                        "{} answered {}",
+                        candidate.slot_id,
+                        answer.status()
+                    ))
+                }
+                Ok(answer) => return Ok(relay(answer, &candidate, guard, started)),
+                Err(why) => {
+                    upstream_error("unreachable");
+                    failures.push(format!("{}: {why}", candidate.slot_id))
+                }
             }
             tracing::warn!(model, slot = %candidate.slot_id, node = candidate.node_id,
                 "replica failed before answering; trying another");
@@ -140,9 +153,19 @@ impl Gateway {
     }
 }
 
+fn upstream_error(kind: &'static str) {
+    ::metrics::counter!(names::GATEWAY_UPSTREAM_ERRORS, "kind" => kind).increment(1);
+}
+
 /// The replica's answer to the client, chunk by chunk as it comes; `guard` counts the
-/// request in flight until the answer ends or the client goes away.
-fn relay(answer: reqwest::Response, candidate: &Candidate, guard: InFlightGuard) -> Response {
+/// request in flight until the answer ends or the client goes away. The first chunk's
+/// arrival, counted from `started`, is the time to first token.
+fn relay(
+    answer: reqwest::Response,
+    candidate: &Candidate,
+    guard: InFlightGuard,
+    started: Instant,
+) -> Response {
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
     let events = content_type
@@ -150,17 +173,25 @@ fn relay(answer: reqwest::Response, candidate: &Candidate, guard: InFlightGuard)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let slot_id = candidate.slot_id.clone();
+    let mut first = Some(started);
     let chunks = futures::stream::unfold(
         (answer.bytes_stream(), Some(guard), false),
         move |(mut upstream, guard, ended)| {
             let slot_id = slot_id.clone();
+            let first = first.take();
             async move {
                 if ended {
                     return None;
                 }
-                match upstream.next().await {
+                let next = upstream.next().await;
+                if let (Some(started), Some(Ok(_))) = (first, &next) {
+                    ::metrics::histogram!(names::GATEWAY_TTFT)
+                        .record(started.elapsed().as_secs_f64());
+                }
+                match next {
                     Some(Ok(bytes)) => Some((Ok(bytes), (upstream, guard, false))),
                     Some(Err(e)) if events => {
+                        upstream_error("stream");
                         tracing::warn!(slot = %slot_id, error = %e, "replica failed mid-stream");
                         let event = json!({"error": {
                             "message": format!("the replica failed mid-answer: {e}"),
@@ -169,7 +200,10 @@ fn relay(answer: reqwest::Response, candidate: &Candidate, guard: InFlightGuard)
                         let bytes = Bytes::from(format!("data: {event}\n\n"));
                         Some((Ok(bytes), (upstream, guard, true)))
                     }
-                    Some(Err(e)) => Some((Err(e), (upstream, guard, true))),
+                    Some(Err(e)) => {
+                        upstream_error("stream");
+                        Some((Err(e), (upstream, guard, true)))
+                    }
                     None => None,
                 }
             }

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::metrics::names;
+
 #[derive(Clone, Default)]
 pub struct InFlight(Arc<Mutex<HashMap<String, u64>>>);
 
@@ -17,6 +19,7 @@ impl InFlight {
     pub fn enter(&self, slot_id: &str) -> InFlightGuard {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         *counts.entry(slot_id.to_string()).or_default() += 1;
+        ::metrics::gauge!(names::GATEWAY_IN_FLIGHT).increment(1.0);
         InFlightGuard {
             counts: self.clone(),
             slot_id: slot_id.to_string(),
@@ -36,6 +39,7 @@ pub struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
+        ::metrics::gauge!(names::GATEWAY_IN_FLIGHT).decrement(1.0);
         let mut counts = self.counts.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(n) = counts.get_mut(&self.slot_id) {
             *n -= 1;

@@ -13,7 +13,9 @@ mod route;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Uri};
+use std::time::Instant;
+
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -27,6 +29,7 @@ use crate::config::GatewayTuning;
 use crate::crypto::hash_api_key;
 use crate::gossip::Gossip;
 use crate::loopback::Loopback;
+use crate::metrics::names;
 use crate::peer::PeerClient;
 use crate::state::{Model, User};
 
@@ -164,11 +167,31 @@ fn read_request(body: &[u8], headers: &HeaderMap) -> Result<Request, OpenAiError
     Ok(Request { model, session })
 }
 
+/// An inference request, counted by outcome.
 async fn infer(
     State(gateway): State<Gateway>,
     uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    let started = Instant::now();
+    let answer = route_and_forward(gateway, uri, headers, body, started).await;
+    let outcome = match &answer {
+        Ok(_) => "answered",
+        Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        Err(e) if e.status.is_client_error() => "rejected",
+        Err(_) => "error",
+    };
+    ::metrics::counter!(names::GATEWAY_REQUESTS, "outcome" => outcome).increment(1);
+    answer
+}
+
+async fn route_and_forward(
+    gateway: Gateway,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    started: Instant,
 ) -> Result<Response, OpenAiError> {
     let user = gateway.caller(&headers).await?;
     let body = body.map_err(|rejection| match rejection {
@@ -209,5 +232,7 @@ async fn infer(
         &mut rand::thread_rng(),
     );
     let tries: Vec<Candidate> = order.into_iter().map(|i| candidates[i].clone()).collect();
-    gateway.forward(&model, uri.path(), body, tries).await
+    gateway
+        .forward(&model, uri.path(), body, tries, started)
+        .await
 }

@@ -15,6 +15,8 @@ use rand::RngCore;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::metrics::names;
+
 const MAGIC: &[u8; 4] = b"hxg1";
 const HEADER_LEN: usize = 4 + 4 + 8 + 12;
 const TAG_LEN: usize = 16;
@@ -67,14 +69,16 @@ pub struct Dropped {
 }
 
 impl Dropped {
+    /// Counted here for `system/config`, and by reason for `/metrics`.
     pub fn count(&self, refusal: Refusal) {
-        let counter = match refusal {
-            Refusal::Unauthenticated => &self.unauthenticated,
-            Refusal::Stale => &self.stale,
-            Refusal::Replayed => &self.replayed,
-            Refusal::Malformed => &self.malformed,
+        let (counter, reason) = match refusal {
+            Refusal::Unauthenticated => (&self.unauthenticated, "unauthenticated"),
+            Refusal::Stale => (&self.stale, "stale"),
+            Refusal::Replayed => (&self.replayed, "replayed"),
+            Refusal::Malformed => (&self.malformed, "malformed"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        ::metrics::counter!(names::GOSSIP_DROPPED, "reason" => reason).increment(1);
     }
 
     pub fn total(&self) -> u64 {

@@ -28,6 +28,7 @@ use self::facts::{Broadcast, FactsBook, FactsKey};
 pub use self::facts::{NodeFacts, SlotFacts};
 use crate::cluster::Cluster;
 use crate::loopback::Loopback;
+use crate::metrics::names;
 use crate::state::{Sealer, SlotState, State};
 
 /// How often each node probes one other; a silent node is suspected after a failed probe
@@ -355,6 +356,8 @@ impl Agent {
             .map(|m| m.id().node)
             .filter(|node| !alive.contains(node))
             .collect();
+        ::metrics::gauge!(names::GOSSIP_MEMBERS, "state" => "alive").set(alive.len() as f64);
+        ::metrics::gauge!(names::GOSSIP_MEMBERS, "state" => "down").set(down.len() as f64);
         let fresh_after = now_ms().saturating_sub(FACTS_EXPIRE_AFTER.as_millis() as u64);
         let latest = book.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let nodes = alive

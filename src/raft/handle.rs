@@ -106,6 +106,7 @@ pub async fn start(
     .await
     .map_err(|e| StartError::Fatal(e.to_string()))?;
     inner.runtime_config().elect(false);
+    super::metrics::follow(inner.metrics());
     Ok((
         Raft {
             proposer: Proposer::new(inner.clone()),
@@ -154,10 +155,9 @@ impl Raft {
 
     /// Commit `proposal` (this node must lead); concurrent proposals share a log entry.
     pub async fn propose(&self, proposal: Proposal) -> Result<Proposed, RaftError> {
-        self.proposer
-            .propose(proposal)
-            .await
-            .map_err(client_write_error)
+        let proposed = self.proposer.propose(proposal).await;
+        super::metrics::note_proposal(proposed.is_ok());
+        proposed.map_err(client_write_error)
     }
 
     /// On the leader: the log index up to which a read may be answered once applied,

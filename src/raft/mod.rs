@@ -6,6 +6,7 @@
 
 mod batch;
 mod handle;
+mod metrics;
 mod network;
 mod status;
 mod store;

@@ -5,11 +5,13 @@
 //! - `reconciler`: on every node, make local vLLM processes match what is committed here;
 //! - `launch`: the exact vLLM command line; `process`: supervising one vLLM process;
 //! - `gated`: whether a failed vLLM's log says the model is gated (reconciler policy);
-//! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution.
+//! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution;
+//! - `metrics`: slots by state and GPU memory, for `/metrics`.
 
 pub mod gated;
 pub mod gpus;
 pub mod launch;
+pub mod metrics;
 pub mod process;
 pub mod reconciler;
 pub mod scheduler;

@@ -19,6 +19,7 @@ use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
 use super::tokens::{TokenChoice, Tokens};
 use crate::cluster::{Cluster, Consistency};
 use crate::config::RunnerTuning;
+use crate::metrics::names;
 use crate::state::{Command, Model, SlotState, SlotStatus};
 
 /// How often processes are checked between state changes.
@@ -260,6 +261,7 @@ impl Reconciler {
                 });
             }
         }
+        super::metrics::slots(self.local.values().map(|s| s.status.state));
     }
 
     /// One step for one slot: notice an exit, check health, or (re)launch when due.
@@ -297,6 +299,7 @@ impl Reconciler {
                 }
                 slot.consecutive_failures += 1;
                 slot.status.restarts += 1;
+                ::metrics::counter!(names::RUNNER_RESTARTS).increment(1);
                 let tail = log_tail(&slot_dir, 8192);
                 let last_line = tail
                     .lines()
@@ -324,6 +327,10 @@ impl Reconciler {
             if slot.status.state == SlotState::Starting {
                 if let Some(port) = slot.status.port {
                     if healthy(port).await {
+                        if let Some(launched) = slot.launched_at {
+                            ::metrics::histogram!(names::RUNNER_LAUNCH_TO_READY)
+                                .record(launched.elapsed().as_secs_f64());
+                        }
                         slot.status.state = SlotState::Running;
                         slot.status.last_error = None;
                         tracing::info!(slot = %slot_id, port, "vLLM is ready");

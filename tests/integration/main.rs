@@ -12,6 +12,7 @@ mod gossip;
 mod inference;
 mod keyring;
 mod keys;
+mod metrics;
 mod quiet_logs;
 mod runner;
 mod settings_maps;

@@ -587,6 +587,7 @@ fn table() -> Vec<Row> {
     vec![
         row("GET", "/healthz", OPEN, fixed("/healthz")),
         row("GET", "/readyz", OPEN, fixed("/readyz")),
+        row("GET", "/metrics", ADMIN, fixed("/metrics")),
         row("GET", "/api/v1/system/settings", ADMIN, fixed(SETTINGS)),
         row("PUT", "/api/v1/system/settings", ADMIN, |_, _, _| {
             (SETTINGS.into(), Some(json!({})))

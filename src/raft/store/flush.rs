@@ -53,6 +53,8 @@ impl Flusher {
                     // openraft's core waits for this flush before it does anything else
                     // (replication, heartbeats): a slow disk costs leadership.
                     let took = started.elapsed();
+                    ::metrics::histogram!(crate::metrics::names::RAFT_LOG_FLUSH)
+                        .record(took.as_secs_f64());
                     if took >= SLOW_FLUSH {
                         tracing::warn!(
                             took_ms = took.as_millis() as u64,

@@ -117,7 +117,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed: losing it only means re-applying from the last applied id.
-        put(&self.db.raft_meta, COMMITTED, &committed)
+        put(&self.db.raft_meta, COMMITTED, &committed)?;
+        crate::raft::metrics::note_committed(committed.map_or(0, |c| c.index));
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

@@ -102,6 +102,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .flush()
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), io_error(e)))?;
+        ::metrics::counter!(crate::metrics::names::RAFT_SNAPSHOTS_BUILT).increment(1);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

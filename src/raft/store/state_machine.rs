@@ -186,6 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(id) = meta.last_log_id {
             self.changes.send_replace(id.index);
         }
+        ::metrics::counter!(crate::metrics::names::RAFT_SNAPSHOTS_INSTALLED).increment(1);
         Ok(())
     }
 
