@@ -63,8 +63,11 @@ pub async fn serve(
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    // The OpenAI-compatible routes share the port, with their own body limit and errors.
-    let routes = router(ctx).merge(crate::gateway::router(gateway));
+    // The OpenAI-compatible routes share the port, with their own body limit and errors, and
+    // so does the dashboard (static files that call this API like any client).
+    let routes = router(ctx)
+        .merge(crate::gateway::router(gateway))
+        .merge(crate::ui::router());
     crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
 }
 
