@@ -18,3 +18,4 @@ mod starvation;
 mod storage;
 mod tenancy;
 mod trust;
+mod ui;
