@@ -18,7 +18,7 @@ use super::wait::{wait_for, WAIT};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The W3C key of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4a5c5bb4b9e6";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Installs Chromium and its driver unless both are there; panics with the reason if not.
 fn ensure_installed() {
