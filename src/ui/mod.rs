@@ -79,7 +79,9 @@ mod tests {
     }
 
     async fn text(response: Response) -> String {
-        let body = to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let body = to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
         String::from_utf8(body.to_vec()).expect("utf-8")
     }
 
@@ -96,9 +98,15 @@ mod tests {
 
         let js = get("/ui/app.js").await;
         assert_eq!(js.status(), StatusCode::OK);
-        assert_eq!(js.headers()[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            js.headers()[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         let css = get("/ui/style.css").await;
-        assert_eq!(css.headers()[header::CONTENT_TYPE], "text/css; charset=utf-8");
+        assert_eq!(
+            css.headers()[header::CONTENT_TYPE],
+            "text/css; charset=utf-8"
+        );
     }
 
     #[tokio::test]
@@ -121,7 +129,15 @@ mod tests {
             assert!(open.contains("src="), "an inline <script{open}>");
             assert!(rest.starts_with("</script>"), "a <script> with content");
         }
-        for forbidden in ["<style", " style=", " onclick=", " onload=", " onsubmit=", "http://", "https://"] {
+        for forbidden in [
+            "<style",
+            " style=",
+            " onclick=",
+            " onload=",
+            " onsubmit=",
+            "http://",
+            "https://",
+        ] {
             assert!(!page.contains(forbidden), "the page contains {forbidden:?}");
         }
     }

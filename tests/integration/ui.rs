@@ -60,7 +60,11 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
     b.type_into("#api-key", "hx_not_a_key_of_this_cluster");
     b.click("#login");
     b.wait_text("#message", "the refused key", |t| t.contains("401"));
-    assert_eq!(b.try_text("#nav").unwrap_or_default(), "", "nav shown without a key");
+    assert_eq!(
+        b.try_text("#nav").unwrap_or_default(),
+        "",
+        "nav shown without a key"
+    );
 
     log_in(&b, &c, 3, &c.admin_key, "(admin)");
 
@@ -68,7 +72,10 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
     let status = admin.get_ok("/api/v1/cluster/status");
     let leader = status["leader_id"].as_u64().expect("a leader");
     b.wait_contains("#health-summary", &format!("node {leader}"));
-    b.wait_contains("#quorum-state", "healthy: 3 of 3 voters reachable, 2 needed");
+    b.wait_contains(
+        "#quorum-state",
+        "healthy: 3 of 3 voters reachable, 2 needed",
+    );
     for member in status["members"].as_array().expect("members") {
         let id = &member["id"];
         b.wait_text(
@@ -121,12 +128,28 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
     b.wait_contains(&model_cell("api/made", ""), "api/made");
 
     // Disable, enable, delete.
-    b.click(&format!("{} button[data-action=\"disable\"]", model_cell("ui/chat", "")));
-    b.wait_text(&model_cell("ui/chat", "td.enabled"), "disabled", |t| t == "no");
-    assert_eq!(admin.get_ok(&format!("{MODELS}/ui/chat"))["enabled"], json!(false));
-    b.click(&format!("{} button[data-action=\"enable\"]", model_cell("ui/chat", "")));
-    b.wait_text(&model_cell("ui/chat", "td.enabled"), "enabled", |t| t == "yes");
-    b.click(&format!("{} button[data-action=\"delete\"]", model_cell("ui/chat", "")));
+    b.click(&format!(
+        "{} button[data-action=\"disable\"]",
+        model_cell("ui/chat", "")
+    ));
+    b.wait_text(&model_cell("ui/chat", "td.enabled"), "disabled", |t| {
+        t == "no"
+    });
+    assert_eq!(
+        admin.get_ok(&format!("{MODELS}/ui/chat"))["enabled"],
+        json!(false)
+    );
+    b.click(&format!(
+        "{} button[data-action=\"enable\"]",
+        model_cell("ui/chat", "")
+    ));
+    b.wait_text(&model_cell("ui/chat", "td.enabled"), "enabled", |t| {
+        t == "yes"
+    });
+    b.click(&format!(
+        "{} button[data-action=\"delete\"]",
+        model_cell("ui/chat", "")
+    ));
     b.accept_dialog();
     b.wait_gone(&model_cell("ui/chat", ""));
     assert_eq!(admin.get(&format!("{MODELS}/ui/chat")).status, 404);
@@ -142,7 +165,10 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
     assert_page_hides(&b, &[&token]);
     b.click("#system-token-clear");
     set_system_token_visible(&b, "not set");
-    assert_eq!(admin.get_ok(SETTINGS)["huggingface_token_set"], json!(false));
+    assert_eq!(
+        admin.get_ok(SETTINGS)["huggingface_token_set"],
+        json!(false)
+    );
 
     // The audit log's newest entry is the clearing.
     let newest = admin.get_ok("/api/v1/audit?limit=1");
@@ -152,7 +178,10 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
         "#audit-table tbody tr:first-child",
         newest["kind"].as_str().expect("kind"),
     );
-    assert!(row.starts_with(&newest["seq"].to_string()), "{row} vs {newest}");
+    assert!(
+        row.starts_with(&newest["seq"].to_string()),
+        "{row} vs {newest}"
+    );
     assert_page_hides(&b, &[&token]);
 
     // Log out: the key is gone from the tab.
@@ -226,9 +255,11 @@ fn owners_and_users_set_their_tokens_from_the_dashboard() {
     let model_secret = secret("ui_model");
     b.type_into("#model-token", &model_secret);
     b.click("#model-token-set");
-    b.wait_text(&model_cell("acme/chat", "td.token"), "the model's token set", |t| {
-        t == "set"
-    });
+    b.wait_text(
+        &model_cell("acme/chat", "td.token"),
+        "the model's token set",
+        |t| t == "set",
+    );
     b.wait_text(&model_cell("acme/chat", "td.source"), "source model", |t| {
         t == "model"
     });

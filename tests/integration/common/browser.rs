@@ -162,7 +162,13 @@ impl Browser {
             .ok_or_else(|| format!("no element reference in {found}"))
     }
 
-    fn on_element(&self, css: &str, method: &str, what: &str, body: Option<Value>) -> Result<Value, String> {
+    fn on_element(
+        &self,
+        css: &str,
+        method: &str,
+        what: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let id = self.find(css)?;
         self.session_call(method, &format!("/element/{id}{what}"), body)
     }
