@@ -43,6 +43,8 @@ function describe(error) {
 function showView() {
   const wanted = location.hash.slice(1);
   const view = VIEWS.includes(wanted) ? wanted : "health";
+  // A success notice is about the page it was given on.
+  $("notice").hidden = true;
   for (const name of VIEWS) $(`${name}-view`).hidden = name !== view;
   for (const link of document.querySelectorAll("#nav a")) {
     link.classList.toggle("active", link.dataset.view === view);

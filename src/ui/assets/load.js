@@ -1,20 +1,26 @@
-// One refresh: everything the views show, read from the API. Each read fails on its own, so
-// the health view still shows when, say, the cluster has no leader and other reads wait.
+// One refresh: everything the views show, read from this node's replica (`stale=true`: no
+// round trip to the leader every few seconds, and the page keeps showing while the cluster
+// has no leader; the health view says which node answered and how far it has applied).
+// Each read fails on its own, so one refused read leaves the others on the page.
 
 import { api, modelPath } from "./api.js";
 
+function read(path) {
+  return api("GET", `${path}${path.includes("?") ? "&" : "?"}stale=true`);
+}
+
 export async function loadSnapshot() {
-  const me = await api("GET", "/api/v1/users/me");
+  const me = await read("/api/v1/users/me");
   const reads = {
-    status: api("GET", "/api/v1/cluster/status"),
-    slots: api("GET", "/api/v1/slots"),
-    models: api("GET", "/api/v1/helix-models"),
-    orgs: api("GET", "/api/v1/orgs"),
-    users: api("GET", "/api/v1/users"),
+    status: read("/api/v1/cluster/status"),
+    slots: read("/api/v1/slots"),
+    models: read("/api/v1/helix-models"),
+    orgs: read("/api/v1/orgs"),
+    users: read("/api/v1/users"),
   };
   if (me.admin) {
-    reads.system = api("GET", "/api/v1/system/settings");
-    reads.audit = api("GET", "/api/v1/audit?limit=25");
+    reads.system = read("/api/v1/system/settings");
+    reads.audit = read("/api/v1/audit?limit=25");
   }
   const names = Object.keys(reads);
   const settled = await Promise.allSettled(Object.values(reads));
@@ -34,7 +40,7 @@ export async function loadSnapshot() {
 async function tokenSources(me, models, errors) {
   const visible = models.filter((m) => me.admin || m.owner_user_id === me.id);
   const answers = await Promise.allSettled(
-    visible.map((m) => api("GET", modelPath(m.id, "/token-source"))),
+    visible.map((m) => read(modelPath(m.id, "/token-source"))),
   );
   const sources = {};
   answers.forEach((answer, i) => {
