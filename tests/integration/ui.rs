@@ -174,13 +174,14 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
     let newest = admin.get_ok("/api/v1/audit?limit=1");
     let newest = &newest[0];
     view(&b, "audit");
-    let row = b.wait_contains(
-        "#audit-table tbody tr:first-child",
+    let (seq, kind) = (
+        newest["seq"].to_string(),
         newest["kind"].as_str().expect("kind"),
     );
-    assert!(
-        row.starts_with(&newest["seq"].to_string()),
-        "{row} vs {newest}"
+    b.wait_text(
+        "#audit-table tbody tr:first-child",
+        &format!("entry {seq} ({kind}) first"),
+        |row| row.split_whitespace().next() == Some(seq.as_str()) && row.contains(kind),
     );
     assert_page_hides(&b, &[&token]);
 
