@@ -244,10 +244,22 @@ fn owners_and_users_set_their_tokens_from_the_dashboard() {
     );
     view(&b, "tokens");
     source(&b, "user (alice)");
+    b.click("#org-token-clear");
+    b.wait_text(&org_token, "acme's token cleared", |t| t == "not set");
     view(&b, "audit");
     b.wait_contains("#audit-table", "Only an admin");
     assert_page_hides(&b, &[&org_secret, &user_secret]);
-    b.click("#logout");
+
+    // Disabled by an admin meanwhile: the page stops at the log-in form and says why.
+    admin.expect(
+        "POST",
+        &format!("/api/v1/users/{}/disable", alice.id),
+        None,
+        204,
+    );
+    b.wait_contains("#message", "The API refused the key");
+    b.wait_contains("#login-view", "Log in");
+    assert_eq!(b.eval("return sessionStorage.length"), json!(0));
 
     // An admin sets the model's own token, which now comes first.
     log_in(&b, &c, 1, &c.admin_key, "(admin)");
