@@ -7,7 +7,8 @@
 //! - `raft`: openraft over sled, behind a handle in helix's terms;
 //! - `peer`: the protocol nodes speak to each other;
 //! - `cluster`: the narrow handle to write, read and change the membership;
-//! - `runner` (acts on applied state) and `api` (the admin HTTP API);
+//! - `runner` (acts on applied state) and `api` (the admin HTTP API, which also serves `ui`,
+//!   the dashboard's embedded files);
 //! - `daemon`: a node's start-up and shutdown;
 //! - `cli` and `bench`: the `helix` command line.
 
@@ -31,3 +32,4 @@ pub mod server;
 pub mod state;
 pub mod time;
 pub mod tls;
+pub mod ui;

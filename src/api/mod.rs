@@ -67,10 +67,12 @@ pub async fn serve(
     limits: Limits,
     shutdown: watch::Receiver<bool>,
 ) {
-    // The OpenAI-compatible routes share the port, with their own body limit and errors.
-    // Every route is counted by its template; the layer goes last so it sees them all.
+    // The OpenAI-compatible routes share the port, with their own body limit and errors, and
+    // so does the dashboard (static files that call this API like any client). Every route
+    // is counted by its template; the layer goes last so it sees them all.
     let routes = router(ctx)
         .merge(crate::gateway::router(gateway))
+        .merge(crate::ui::router())
         .layer(axum::middleware::from_fn(track::track));
     crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
 }

@@ -21,3 +21,4 @@ mod starvation;
 mod storage;
 mod tenancy;
 mod trust;
+mod ui;

@@ -8,9 +8,11 @@
 //! - [`fake_vllm`]: the vLLM test double, its launch records and processes; [`slots`]: models
 //!   and their slots.
 //! - [`secrets`]: test tokens and leak checks; [`wait`]: polling with deadlines.
+//! - [`browser`]: headless Chromium over WebDriver, for the dashboard.
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
+pub mod browser;
 pub mod cluster;
 pub mod fake_vllm;
 pub mod http;
