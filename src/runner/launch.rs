@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use crate::state::Model;
 
 /// `<vllm-command...> serve <model_id> --host 127.0.0.1 --port <port>
-///  [--max-model-len <context_length>] [--tensor-parallel-size <n, when n > 1>] <runtime_args...>`
+///  [--max-model-len <context_length>, unless runtime_args give it] [--tensor-parallel-size <n, when n > 1>] <runtime_args...>`
 ///
 /// No secret ever goes here: the token travels in the environment only.
 pub fn vllm_argv(command: &[String], model: &Model, port: u16, gpu_count: usize) -> Vec<String> {
@@ -19,7 +19,11 @@ pub fn vllm_argv(command: &[String], model: &Model, port: u16, gpu_count: usize)
         "--port".into(),
         port.to_string(),
     ]);
-    if let Some(context) = model.context_length {
+    // Given in the runtime arguments too (the seed's model.json does), it is passed once.
+    if let Some(context) = model
+        .context_length
+        .filter(|_| model.max_model_len_arg().is_none())
+    {
         argv.extend(["--max-model-len".into(), context.to_string()]);
     }
     if gpu_count > 1 {
@@ -65,6 +69,13 @@ mod tests {
             argv.join(" "),
             "vllm serve Qwen/Qwen2.5-VL-7B-Instruct --host 127.0.0.1 --port 20001 \
              --max-model-len 32768 --tensor-parallel-size 2 --trust-remote-code"
+        );
+        m.runtime_args = vec!["--max-model-len".into(), "32768".into()];
+        let argv = vllm_argv(&["vllm".into()], &m, 20001, 1);
+        let given = argv.iter().filter(|a| *a == "--max-model-len").count();
+        assert_eq!(
+            given, 1,
+            "passed once when the runtime arguments give it: {argv:?}"
         );
         let one = vllm_argv(&["vllm".into()], &Model::new("m".into()), 5, 1);
         assert!(!one.contains(&"--tensor-parallel-size".to_string()));

@@ -88,6 +88,21 @@ impl From<ModelV1> for Model {
 }
 
 impl Model {
+    /// The `--max-model-len` value the model's own runtime arguments give, if any
+    /// (`--max-model-len N` or `--max-model-len=N`).
+    pub fn max_model_len_arg(&self) -> Option<&str> {
+        let mut args = self.runtime_args.iter();
+        while let Some(arg) = args.next() {
+            if arg == "--max-model-len" {
+                return Some(args.next().map_or("", String::as_str));
+            }
+            if let Some(value) = arg.strip_prefix("--max-model-len=") {
+                return Some(value);
+            }
+        }
+        None
+    }
+
     /// A model with every optional field at its default.
     pub fn new(id: String) -> Model {
         Model {

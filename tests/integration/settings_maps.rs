@@ -1,7 +1,7 @@
 //! Issue 13, the design notes' settings shape and the model rules a client is held to now:
 //! `PUT /api/v1/system/settings` also takes `org_hf_tokens` and `user_hf_tokens` maps, all
 //! applied or none; a model names its memory (with a unit) and not both `context_length`
-//! and `--max-model-len`.
+//! and a `--max-model-len` that disagrees.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -112,14 +112,20 @@ fn a_model_names_its_memory_and_one_context_length() {
         "POST",
         MODELS,
         model(both),
-        "--max-model-len conflicts",
+        "--max-model-len 4096 conflicts",
     );
     assert_eq!(admin.get(&format!("{MODELS}/rules/m")).status, 404);
 
     admin.expect("POST", MODELS, Some(&model(json!({"memory": "10GB"}))), 201);
     let path = format!("{MODELS}/rules/m");
     let twice = json!({"context_length": 8192, "runtime_args": ["--max-model-len=4096"]});
-    refused(&admin, "PUT", &path, twice, "--max-model-len conflicts");
+    refused(
+        &admin,
+        "PUT",
+        &path,
+        twice,
+        "--max-model-len 4096 conflicts",
+    );
     refused(&admin, "PUT", &path, json!({"memory": "39"}), "under 1 MiB");
     let stored = admin.get_ok(&path);
     assert_eq!(stored["memory"], 10_000_000_000u64, "{stored}");

@@ -28,16 +28,16 @@ impl Model {
                 ),
             ));
         }
-        let max_model_len = self
-            .runtime_args
-            .iter()
-            .any(|arg| arg.split('=').next() == Some("--max-model-len"));
-        if max_model_len && self.context_length.is_some() {
-            return Err(invalid(
-                "runtime_args",
-                "--max-model-len conflicts with context_length, which helix passes to vLLM \
-                 as --max-model-len: give only one of them",
-            ));
+        if let (Some(context), Some(arg)) = (self.context_length, self.max_model_len_arg()) {
+            if arg.parse::<u64>() != Ok(context) {
+                return Err(invalid(
+                    "runtime_args",
+                    format!(
+                        "--max-model-len {arg} conflicts with context_length {context}, which \
+                         helix passes to vLLM as --max-model-len: give one of them"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -68,12 +68,15 @@ mod tests {
     }
 
     #[test]
-    fn context_length_and_max_model_len_are_not_both_given() {
+    fn context_length_and_max_model_len_do_not_disagree() {
         const GB: u64 = 1_000_000_000;
         for args in [&["--max-model-len", "4096"][..], &["--max-model-len=4096"]] {
             assert!(refusal(&model(GB, Some(8192), args)).contains("conflicts with context_length"));
             assert!(model(GB, None, args).check_admission().is_ok());
+            // The seed's own model.json says the same twice.
+            assert!(model(GB, Some(4096), args).check_admission().is_ok());
         }
+        assert!(refusal(&model(GB, Some(8192), &["--max-model-len"])).contains("conflicts"));
         assert!(model(GB, Some(8192), &["--trust-remote-code"])
             .check_admission()
             .is_ok());

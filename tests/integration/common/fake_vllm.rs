@@ -221,9 +221,14 @@ pub fn contract_argv(
         "127.0.0.1".into(),
         "--port".into(),
         port.to_string(),
-        "--max-model-len".into(),
-        context.to_string(),
     ];
+    // helix passes the context length once: the model's runtime arguments may give it.
+    if !runtime_args
+        .iter()
+        .any(|a| a.starts_with("--max-model-len"))
+    {
+        a.extend(["--max-model-len".into(), context.to_string()]);
+    }
     if let Some(n) = tensor_parallel {
         a.push("--tensor-parallel-size".into());
         a.push(n.to_string());
