@@ -112,8 +112,14 @@ impl State {
     /// command. [`Rule::Cluster`] commands come without an actor (the cluster's own
     /// bookkeeping) and are refused from any user; every other command needs one, and
     /// `apply` refuses it without. No `_` arm: a new command must be placed here.
-    pub fn rule_for<'a>(&self, command: &'a Command) -> Rule<'a> {
+    pub fn rule_for<'a>(&'a self, command: &'a Command) -> Rule<'a> {
         match command {
+            // A model's owner keeps its Hugging Face token (the design notes' "model
+            // management UI"); every other change to a model is an admin's.
+            Command::UpdateModel { id, patch } if patch.only_token() => match self.models.get(id) {
+                Some(model) => Rule::AdminOrModelOwner { model },
+                None => Rule::Admin,
+            },
             Command::Bootstrap { .. }
             | Command::RegisterNode(_)
             | Command::RemoveNode { .. }

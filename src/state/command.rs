@@ -277,6 +277,17 @@ pub struct ModelPatch {
     pub replicas: Option<u32>,
 }
 
+impl ModelPatch {
+    /// Changes nothing but the model's token (or nothing at all).
+    pub fn only_token(&self) -> bool {
+        *self
+            == ModelPatch {
+                hf_token: self.hf_token.clone(),
+                ..ModelPatch::default()
+            }
+    }
+}
+
 /// A model patch as proposed before models had `replicas`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelPatchV1 {

@@ -703,6 +703,31 @@ fn table() -> Vec<Row> {
                 (format!("{MODELS}/{model}/token-source"), None)
             },
         ),
+        row(
+            "PUT",
+            "/api/v1/helix-models/{id}/settings (caller owns the model)",
+            SELF,
+            |f, _, w| {
+                let model = match w {
+                    Who::User => &f.users_model,
+                    Who::Admin => &f.admin_model,
+                    _ => &f.owned_model,
+                };
+                (format!("{MODELS}/{model}/settings"), Some(json!({})))
+            },
+        ),
+        row(
+            "PUT",
+            "/api/v1/helix-models/{id}/settings (caller does not own the model)",
+            ADMIN,
+            |f, _, w| {
+                let model = match w {
+                    Who::OrgOwner => &f.admin_model,
+                    _ => &f.owned_model,
+                };
+                (format!("{MODELS}/{model}/settings"), Some(json!({})))
+            },
+        ),
         row("GET", "/api/v1/orgs", ANY_KEY, fixed("/api/v1/orgs")),
         row("POST", "/api/v1/orgs", ADMIN_201, |_, i, _| {
             (

@@ -250,19 +250,7 @@ fn owners_and_users_set_their_tokens_from_the_dashboard() {
     b.wait_contains("#audit-table", "Only an admin");
     assert_page_hides(&b, &[&org_secret, &user_secret]);
 
-    // Disabled by an admin meanwhile: the page stops at the log-in form and says why.
-    admin.expect(
-        "POST",
-        &format!("/api/v1/users/{}/disable", alice.id),
-        None,
-        204,
-    );
-    b.wait_contains("#message", "The API refused the key");
-    b.wait_contains("#login-view", "Log in");
-    assert_eq!(b.eval("return sessionStorage.length"), json!(0));
-
-    // An admin sets the model's own token, which now comes first.
-    log_in(&b, &c, 1, &c.admin_key, "(admin)");
+    // As the model's owner she sets its own token, which now comes first.
     view(&b, "models");
     b.select("#model-token-model", "acme/chat");
     let model_secret = secret("ui_model");
@@ -279,4 +267,15 @@ fn owners_and_users_set_their_tokens_from_the_dashboard() {
     let model: Value = admin.get_ok(&format!("{MODELS}/acme/chat/token-source"));
     assert_eq!(model["source"], json!("model"), "{model}");
     assert_page_hides(&b, &[&org_secret, &user_secret, &model_secret]);
+
+    // Disabled by an admin meanwhile: the page stops at the log-in form and says why.
+    admin.expect(
+        "POST",
+        &format!("/api/v1/users/{}/disable", alice.id),
+        None,
+        204,
+    );
+    b.wait_contains("#message", "The API refused the key");
+    b.wait_contains("#login-view", "Log in");
+    assert_eq!(b.eval("return sessionStorage.length"), json!(0));
 }

@@ -57,9 +57,10 @@ export function renderModels(snap) {
     "no models yet",
   );
   $("model-create-box").hidden = !admin;
-  // Changing a model's token is an admin's write (docs/security.md).
-  $("model-token-box").hidden = !admin;
-  fillSelect($("model-token-model"), models.map((m) => [m.id, m.id]));
+  // An admin sets any model's token, a model's owner their own (docs/security.md).
+  const settable = models.filter((m) => admin || m.owner_user_id === snap.me.id);
+  $("model-token-box").hidden = settable.length === 0;
+  fillSelect($("model-token-model"), settable.map((m) => [m.id, m.id]));
 }
 
 function numberOrUndefined(input) {
