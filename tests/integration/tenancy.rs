@@ -533,6 +533,22 @@ impl Fixture {
             Who::Admin => self.admin_id.clone(),
         }
     }
+    /// A model the caller owns (the ones without a key: any).
+    fn own_model(&self, who: Who) -> &str {
+        match who {
+            Who::User => &self.users_model,
+            Who::Admin => &self.admin_model,
+            _ => &self.owned_model,
+        }
+    }
+    /// A model the caller does not own: for the org owner, one of their own org owned by
+    /// someone else.
+    fn others_model(&self, who: Who) -> &str {
+        match who {
+            Who::OrgOwner => &self.admin_model,
+            _ => &self.owned_model,
+        }
+    }
     /// Another user: for the org owner, a member of their own org (owning an org gives no
     /// power over its members' tokens or keys); for everyone else, a member of org B.
     fn other_id(&self, who: Who) -> String {
@@ -682,11 +698,7 @@ fn table() -> Vec<Row> {
             "/api/v1/helix-models/{id}/token-source (caller owns the model)",
             SELF,
             |f, _, w| {
-                let model = match w {
-                    Who::User => &f.users_model,
-                    Who::Admin => &f.admin_model,
-                    _ => &f.owned_model,
-                };
+                let model = f.own_model(w);
                 (format!("{MODELS}/{model}/token-source"), None)
             },
         ),
@@ -695,11 +707,7 @@ fn table() -> Vec<Row> {
             "/api/v1/helix-models/{id}/token-source (caller does not own the model)",
             ADMIN,
             |f, _, w| {
-                // For the org owner, a model of their own org owned by someone else.
-                let model = match w {
-                    Who::OrgOwner => &f.admin_model,
-                    _ => &f.owned_model,
-                };
+                let model = f.others_model(w);
                 (format!("{MODELS}/{model}/token-source"), None)
             },
         ),
@@ -708,11 +716,7 @@ fn table() -> Vec<Row> {
             "/api/v1/helix-models/{id}/settings (caller owns the model)",
             SELF,
             |f, _, w| {
-                let model = match w {
-                    Who::User => &f.users_model,
-                    Who::Admin => &f.admin_model,
-                    _ => &f.owned_model,
-                };
+                let model = f.own_model(w);
                 (format!("{MODELS}/{model}/settings"), Some(json!({})))
             },
         ),
@@ -721,10 +725,7 @@ fn table() -> Vec<Row> {
             "/api/v1/helix-models/{id}/settings (caller does not own the model)",
             ADMIN,
             |f, _, w| {
-                let model = match w {
-                    Who::OrgOwner => &f.admin_model,
-                    _ => &f.owned_model,
-                };
+                let model = f.others_model(w);
                 (format!("{MODELS}/{model}/settings"), Some(json!({})))
             },
         ),
