@@ -3,18 +3,16 @@
 mod audit;
 mod keyring;
 mod keys;
+mod settings;
 mod trust;
 
 use super::auth::Rule;
-use super::command::{
-    token_settings_parts, Command, Outcome, Proposal, Reply, SlotChange, StateError,
-};
+use super::command::{Command, Outcome, Proposal, Reply, SlotChange, StateError};
 use super::nodes::{Placement, Slot, SlotStatus};
 use super::records::StateKey;
 use super::tenancy::OrgRole;
-use super::tokens::{TokenLevel, TokenUpdate};
+use super::tokens::TokenLevel;
 use super::trust::JoinTokenRecord;
-use super::validate::invalid;
 use super::State;
 
 impl State {
@@ -100,15 +98,19 @@ impl State {
                 Ok(Reply::Done)
             }
             Command::UpdateSystemSettings { hf_token } => {
-                self.audit_token(ctx, hf_token, TokenLevel::System, None, touched);
-                TokenUpdate::apply(hf_token, &mut self.settings.hf_token);
-                if self.settings.created_ms == 0 {
-                    self.settings.created_ms = at_ms;
-                }
-                self.settings.updated_ms = at_ms;
-                touched.push(StateKey::Settings);
-                Ok(Reply::Done)
+                self.set_system_token(hf_token, ctx, touched)
             }
+            Command::UpdateOrgSettings { org_id, hf_token } => {
+                self.set_org_token(org_id, hf_token, ctx, touched)
+            }
+            Command::UpdateUserSettings { user_id, hf_token } => {
+                self.set_user_token(user_id, hf_token, ctx, touched)
+            }
+            Command::UpdateTokenSettings {
+                system,
+                orgs,
+                users,
+            } => self.set_tokens(system, orgs, users, ctx, touched),
             Command::RegisterNode(announced) => {
                 let mut record = announced.clone().into_record();
                 match self.nodes.get(&record.id) {
@@ -244,54 +246,6 @@ impl State {
                 key_hash,
             } => self.issue_key(user_id, key_id, key_hash, None, ctx, touched),
             Command::RevokeApiKey { key_id } => self.revoke_key(key_id, ctx, touched),
-            Command::UpdateOrgSettings { org_id, hf_token } => {
-                let org = self.orgs.get_mut(org_id).ok_or_else(|| {
-                    StateError::NotFound(format!("organization {org_id:?} not found"))
-                })?;
-                TokenUpdate::apply(hf_token, &mut org.hf_token);
-                org.updated_ms = at_ms;
-                touched.push(StateKey::Org(org_id.clone()));
-                self.audit_token(
-                    ctx,
-                    hf_token,
-                    TokenLevel::Organization,
-                    Some(org_id),
-                    touched,
-                );
-                Ok(Reply::Done)
-            }
-            Command::UpdateUserSettings { user_id, hf_token } => {
-                let user = self
-                    .users
-                    .get_mut(user_id)
-                    .ok_or_else(|| StateError::NotFound(format!("user {user_id:?} not found")))?;
-                TokenUpdate::apply(hf_token, &mut user.hf_token);
-                user.updated_ms = at_ms;
-                touched.push(StateKey::User(user_id.clone()));
-                self.audit_token(ctx, hf_token, TokenLevel::User, Some(user_id), touched);
-                Ok(Reply::Done)
-            }
-            Command::UpdateTokenSettings {
-                system,
-                orgs,
-                users,
-            } => {
-                // Every holder exists before the first token changes: all or nothing.
-                if let Some((org_id, _)) = orgs.iter().find(|(id, _)| !self.orgs.contains_key(id)) {
-                    let problem = format!("organization {org_id:?} does not exist");
-                    return Err(invalid("org_hf_tokens", problem));
-                }
-                if let Some((user_id, _)) =
-                    users.iter().find(|(id, _)| !self.users.contains_key(id))
-                {
-                    let problem = format!("user {user_id:?} does not exist");
-                    return Err(invalid("user_hf_tokens", problem));
-                }
-                for part in token_settings_parts(system, orgs, users) {
-                    self.apply_command(&part, ctx, touched)?;
-                }
-                Ok(Reply::Done)
-            }
             Command::CreateModelV1(_) | Command::UpdateModelV1 { .. } => {
                 self.apply_command(&command.upgraded(), ctx, touched)
             }
