@@ -2,7 +2,7 @@
 //!
 //! Every node is a Raft member (replicated state in sled) and a GPU runner. The modules,
 //! from the bottom up (each uses only those below it; see docs/architecture.md):
-//! - `time`, `crypto`, `config`, `logging`, `server`, `tls`: plumbing;
+//! - `time`, `crypto`, `config`, `logging`, `server`, `tls`, `loopback`, `slot_log`: plumbing;
 //! - `state`: the replicated data model and the pure, deterministic `apply`;
 //! - `raft`: openraft over sled, behind a handle in helix's terms;
 //! - `peer`: the protocol nodes speak to each other;
@@ -26,6 +26,7 @@ pub mod peer;
 pub mod raft;
 pub mod runner;
 pub mod server;
+pub mod slot_log;
 pub mod state;
 pub mod time;
 pub mod tls;

@@ -32,6 +32,7 @@ use crate::gateway::Gateway;
 use crate::gossip::Gossip;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
+use crate::slot_log::SlotLogs;
 use crate::state::Sealer;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
@@ -50,6 +51,8 @@ pub struct ApiContext {
     pub key_use: KeyUse,
     /// Which nodes gossip says are alive, for `system/config`.
     pub gossip: Gossip,
+    /// The logs of the slots that run here.
+    pub logs: SlotLogs,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current
@@ -64,8 +67,19 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     // The OpenAI-compatible routes share the port, with their own body limit and errors.
-    let routes = router(ctx).merge(crate::gateway::router(gateway));
+    let routes = router(ctx)
+        .merge(crate::gateway::router(gateway))
+        .layer(axum::middleware::map_response(server_header));
     crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
+}
+
+/// Says that helix answered (see [`crate::server::SERVER_HEADER`]).
+async fn server_header(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static(crate::server::SERVER_HEADER),
+    );
+    response
 }
 
 fn router(ctx: ApiContext) -> Router {
@@ -91,6 +105,7 @@ fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/nodes", get(cluster::list_nodes))
         .route("/api/v1/slots", get(slots::list))
+        .route("/api/v1/slots/{id}/logs", get(slots::logs))
         .route(
             "/api/v1/nodes/{id}",
             axum::routing::delete(cluster::remove_node),

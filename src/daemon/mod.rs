@@ -47,6 +47,7 @@ use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
+use crate::slot_log::SlotLogs;
 use crate::state::{NodeAnnouncement, Sealer};
 
 /// How this process becomes a member.
@@ -117,10 +118,12 @@ pub async fn run(
         connect: config.gateway.connect_timeout,
         overall: config.gateway.request_timeout,
     });
+    let slot_logs = SlotLogs::new(dir.root());
     let peer_server = tokio::spawn(crate::peer::serve(
         peer_listener,
         cluster.clone(),
         loopback.clone(),
+        slot_logs.clone(),
         peer_tls,
         limits,
         stop.clone(),
@@ -160,6 +163,7 @@ pub async fn run(
             sealer: sealer.clone(),
             key_use: key_use.clone(),
             gossip: gossip.clone(),
+            logs: slot_logs,
         },
         Gateway::new(
             cluster.clone(),
