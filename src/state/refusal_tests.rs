@@ -337,6 +337,14 @@ fn malformed_commands_are_refused_naming_the_field() {
         (
             admin,
             patch(ModelPatch {
+                memory: Some(39),
+                ..ModelPatch::default()
+            }),
+            "memory",
+        ),
+        (
+            admin,
+            patch(ModelPatch {
                 organization_id: Some(Some("o-none".into())),
                 ..ModelPatch::default()
             }),

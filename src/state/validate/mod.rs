@@ -33,6 +33,8 @@ const NAME_MAX: usize = 128;
 pub(super) const MODEL_TEXT_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 4096;
 const RUNTIME_ARGS_MAX: usize = 256;
+/// A model's memory below this is a number of bytes meant as gigabytes ("39"), not a model.
+pub const MEMORY_MIN: u64 = 1 << 20;
 /// Arguments helix sets itself (or that would escape the slot's isolation).
 const RESERVED_ARGS: &[&str] = &["--host", "--port"];
 /// What `/api/v1/helix-models/{id}/...` can name besides the model itself.
@@ -232,6 +234,16 @@ impl Model {
             return Err(invalid(
                 "memory",
                 "a prewarm model needs its GPU memory (e.g. \"39GB\") so it can be placed",
+            ));
+        }
+        if self.memory > 0 && self.memory < MEMORY_MIN {
+            return Err(invalid(
+                "memory",
+                format!(
+                    "{} bytes is less than 1 MiB, surely a mistake: give a size with its unit, \
+                     such as \"39GB\" or \"36GiB\"",
+                    self.memory
+                ),
             ));
         }
         if self.context_length == Some(0) {
