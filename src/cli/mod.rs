@@ -24,6 +24,7 @@ mod settings;
 mod slot;
 mod system;
 mod user;
+mod wait;
 
 use std::path::PathBuf;
 

@@ -7,13 +7,38 @@ use serde_json::Value;
 use super::args::{ModelCommand, ModelFlags, OutputFormat};
 use super::client::Client;
 use super::failure::{usage, Failure};
-use super::output::{self, table_row};
+use super::output::{self, cell, size, Row};
 use super::secret::read_secret_arg;
 use crate::api::types::{Memory, ModelInput, ModelView, TokenSourceView};
+use crate::state::MEMORY_MIN;
 
 const MODELS: &str = "/api/v1/helix-models";
 
-table_row!(ModelView { id, name, model_type as "type", memory, context_length, enabled, prewarm, replicas });
+impl Row for ModelView {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "type",
+        "memory",
+        "context_length",
+        "enabled",
+        "prewarm",
+        "replicas",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            cell(&self.id),
+            cell(&self.name),
+            cell(&self.model_type),
+            size(self.memory),
+            cell(&self.context_length),
+            cell(&self.enabled),
+            cell(&self.prewarm),
+            cell(&self.replicas),
+        ]
+    }
+}
 
 pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
@@ -21,6 +46,7 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
             model_id,
             file,
             fields,
+            wait,
         } => {
             let answer = match file {
                 Some(path) => {
@@ -36,7 +62,17 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
                     client.post::<_, ModelView>(MODELS, &input).await?
                 }
             };
-            output::object(out, &answer);
+            if !wait.wait {
+                output::object(out, &answer);
+                return Ok(());
+            }
+            let slots = super::wait::until_running(client, &answer.body, wait.timeout).await?;
+            match out {
+                OutputFormat::Json => {
+                    output::json(&serde_json::json!({"model": answer.json, "slots": slots}))
+                }
+                OutputFormat::Table => output::object(out, &answer),
+            }
         }
         ModelCommand::List => {
             let answer = client.get::<Vec<ModelView>>(MODELS).await?;
@@ -59,9 +95,7 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
         }
         ModelCommand::Delete { id } => {
             client.delete::<()>(&model_path(&id)).await?;
-            if out == OutputFormat::Table {
-                println!("deleted {id}");
-            }
+            output::done(out, "deleted", &id);
         }
     }
     Ok(())
@@ -94,7 +128,7 @@ fn model_input(flags: ModelFlags) -> Result<ModelInput, Failure> {
         model_type: flags.model_type,
         runtime: flags.runtime,
         // Sizes such as "39GB" go as given: the server reads the units.
-        memory: flags.memory.map(Memory::Size),
+        memory: flags.memory.map(checked_memory).transpose()?,
         context_length: flags.context,
         description: flags.description,
         enabled: flags.enabled,
@@ -105,6 +139,18 @@ fn model_input(flags: ModelFlags) -> Result<ModelInput, Failure> {
         replicas: flags.replicas,
         ..ModelInput::default()
     })
+}
+
+/// `--memory` as given; a bare number below 1 MiB is refused here, naming the flag (the
+/// server refuses it too, for every client).
+fn checked_memory(text: String) -> Result<Memory, Failure> {
+    match text.trim().parse::<u64>() {
+        Ok(bytes) if bytes < MEMORY_MIN => Err(usage(format!(
+            "--memory {bytes} means {bytes} bytes, surely a mistake: give the unit, \
+             e.g. --memory {bytes}GB or --memory {bytes}GiB"
+        ))),
+        _ => Ok(Memory::Size(text)),
+    }
 }
 
 fn model_path(id: &str) -> String {
@@ -183,6 +229,18 @@ mod tests {
                 "huggingface_token": "hf_x",
             })
         );
+    }
+
+    #[test]
+    fn a_bare_small_memory_is_refused_naming_the_flag() {
+        let flags = Flags::try_parse_from(["model", "--memory", "39"])
+            .expect("flags parse")
+            .flags;
+        let failure = model_input(flags).expect_err("refused");
+        assert_eq!(failure.code, 2);
+        assert!(failure.message.contains("--memory 39GB"), "{}", failure.message);
+        assert_eq!(body(&["--memory", "39GiB"]), json!({"memory": "39GiB"}));
+        assert_eq!(body(&["--memory", "2000000"]), json!({"memory": "2000000"}));
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub use tenancy::{
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
+    /// Aligned columns, or a line per field.
     Table,
+    /// The API's JSON, as the node sent it.
     Json,
 }
 
@@ -60,6 +62,7 @@ pub enum Command {
     Version,
     /// A completion script for your shell: `helix completions bash > /etc/bash_completion.d/helix`.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -67,7 +70,9 @@ pub enum Command {
     Chat {
         /// The model id, as in `helix model list`.
         model: String,
+        /// What to ask it.
         prompt: String,
+        /// The longest answer, in tokens [default: the model's own limit].
         #[arg(long)]
         max_tokens: Option<u32>,
     },
@@ -91,7 +96,10 @@ pub enum NodeCommand {
     /// List members and their runner state.
     List,
     /// Remove a member (dead or alive).
-    Remove { id: u64 },
+    Remove {
+        /// The node id, as in `helix node list`.
+        id: u64,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -126,18 +134,24 @@ pub enum JoinTokenCommand {
     /// Join tokens and whether each still admits nodes.
     List,
     /// Revoke a join token: it admits no one from now on.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as in `helix cluster join-token list`.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCommand {
+    /// The cluster-wide Hugging Face token: shown as set or not, set, cleared.
     #[command(subcommand)]
     Settings(SettingsCommand),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SettingsCommand {
+    /// Whether the token is set, and where it comes from (never the token).
     Get,
+    /// Set the cluster-wide token, or clear it.
     Set {
         /// The token; `-` reads it from standard input (keeps it out of shell history).
         #[arg(

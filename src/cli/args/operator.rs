@@ -16,6 +16,7 @@ pub enum OperatorCommand {
     /// the other survivors to it with join tokens and empty data dirs. Prints what may be
     /// lost; changes nothing without `--yes`.
     Recover {
+        /// Really do it (without: only print what would be lost).
         #[arg(long)]
         yes: bool,
         #[command(flatten)]
@@ -44,11 +45,15 @@ pub enum KeyringCommand {
 pub enum SnapshotCommand {
     /// Save the state, read at a linearizable point, to FILE (secrets stay sealed with the
     /// cluster key: keep the source's DATA_DIR/cluster.key safe too, apart from FILE).
-    Save { file: PathBuf },
+    Save {
+        /// Where to write it (atomically).
+        file: PathBuf,
+    },
     /// Make a new data dir (`--data-dir`, missing or empty) whose node, started with
     /// `helix node start` and the same flags, runs a one-node cluster holding FILE's state;
     /// other nodes join it with join tokens. Offline: no node needs to run.
     Restore {
+        /// A file written by `helix operator snapshot save`.
         file: PathBuf,
         /// The `cluster.key` of a node of the cluster FILE was saved from: it opens the CA and
         /// the sealed tokens in FILE, and becomes the new cluster's key. Required: without

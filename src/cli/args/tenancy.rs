@@ -4,20 +4,28 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub enum OrgCommand {
+    /// Create an organization (admin).
     Create {
+        /// Its name, unique in the cluster.
         name: String,
     },
+    /// Organizations: all of them for an admin, else your own.
     List,
+    /// An organization's Hugging Face token (admin or an owner of the organization).
     #[command(subcommand)]
     Settings(OrgSettingsCommand),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum OrgSettingsCommand {
+    /// Whether its token is set (never the token).
     Get {
+        /// The organization id, as in `helix org list`.
         org: String,
     },
+    /// Set its token, or clear it.
     Set {
+        /// The organization id, as in `helix org list`.
         org: String,
         #[command(flatten)]
         token: TokenFlags,
@@ -28,7 +36,9 @@ pub enum OrgSettingsCommand {
 pub enum UserCommand {
     /// Create a user; prints its API key once.
     Create {
+        /// Its name, unique in the cluster.
         name: String,
+        /// Make it an admin: it may do anything.
         #[arg(long)]
         admin: bool,
         /// Organization id to put the user in.
@@ -38,9 +48,11 @@ pub enum UserCommand {
         #[arg(long, requires = "org")]
         owner: bool,
     },
+    /// Users: all of them for an admin, else yourself.
     List,
     /// A user's API keys: id, name, created, last used (default: yourself).
     Keys {
+        /// The user id [default: yourself].
         user: Option<String>,
     },
     /// Issue, rotate or revoke an API key.
@@ -48,12 +60,15 @@ pub enum UserCommand {
     Key(KeyCommand),
     /// Disable a user: all their API keys stop working at once (admins only).
     Disable {
+        /// The user id, as in `helix user list`.
         user: String,
     },
     /// Enable a disabled user again (admins only).
     Enable {
+        /// The user id, as in `helix user list`.
         user: String,
     },
+    /// A user's Hugging Face token (admin or that user).
     #[command(subcommand)]
     Settings(UserSettingsCommand),
 }
@@ -62,6 +77,7 @@ pub enum UserCommand {
 pub enum KeyCommand {
     /// Issue another API key for a user (default: yourself); prints it once.
     Issue {
+        /// The user id [default: yourself].
         user: Option<String>,
         /// What to call the key (shown by `helix user keys`).
         #[arg(long)]
@@ -69,17 +85,25 @@ pub enum KeyCommand {
     },
     /// Replace a key with a new one of the same name; prints the new key once, and the old
     /// one stops working.
-    Rotate { key_id: String },
+    Rotate {
+        /// The key's id, as in `helix user keys`.
+        key_id: String,
+    },
     /// Revoke an API key by its id.
-    Revoke { key_id: String },
+    Revoke {
+        /// The key's id, as in `helix user keys`.
+        key_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum UserSettingsCommand {
+    /// Whether the user's token is set (never the token).
     Get {
         /// User id (default: yourself).
         user: Option<String>,
     },
+    /// Set the user's token, or clear it.
     Set {
         /// User id (default: yourself).
         user: Option<String>,
