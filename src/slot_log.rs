@@ -131,7 +131,10 @@ mod tests {
     fn tails_and_offsets() {
         let (_dir, logs) = logs("one\ntwo\nthree\n");
         let all = logs.read(&query(None, None)).unwrap();
-        assert_eq!((all.text.as_str(), all.start, all.end), ("one\ntwo\nthree\n", 0, 14));
+        assert_eq!(
+            (all.text.as_str(), all.start, all.end),
+            ("one\ntwo\nthree\n", 0, 14)
+        );
         let last = logs.read(&query(None, Some(2))).unwrap();
         assert_eq!((last.text.as_str(), last.start), ("two\nthree\n", 4));
         assert_eq!(logs.read(&query(None, Some(9))).unwrap().text, all.text);

@@ -190,7 +190,10 @@ impl Client {
         let path = self.checked_path(&method, path)?;
         let mut skipped = Vec::new();
         for url in &self.urls {
-            let resp = match self.attempt(url, &method, &path, body, true, &mut skipped).await? {
+            let resp = match self
+                .attempt(url, &method, &path, body, true, &mut skipped)
+                .await?
+            {
                 Some(resp) => resp,
                 None => continue,
             };
@@ -244,7 +247,10 @@ impl Client {
         let path = self.checked_path(&method, path)?;
         let mut skipped = Vec::new();
         for url in &self.urls {
-            let resp = match self.attempt(url, &method, &path, body, false, &mut skipped).await? {
+            let resp = match self
+                .attempt(url, &method, &path, body, false, &mut skipped)
+                .await?
+            {
                 Some(resp) => resp,
                 None => continue,
             };

@@ -47,7 +47,10 @@ pub fn why(e: &reqwest::Error) -> String {
         ("failed to lookup address", "unknown host"),
         ("dns error", "unknown host"),
         ("certificate", "TLS certificate not trusted"),
-        ("invalidcontenttype", "not a TLS server (is the URL http://?)"),
+        (
+            "invalidcontenttype",
+            "not a TLS server (is the URL http://?)",
+        ),
         ("corrupt message", "not a TLS server (is the URL http://?)"),
     ];
     if let Some((_, said)) = known.iter().find(|(needle, _)| lower.contains(needle)) {

@@ -114,11 +114,12 @@ fn bad_usage(e: clap::Error) -> i32 {
 /// Whether the (unparsable) command line or the environment asks for JSON output.
 fn json_asked(args: impl Iterator<Item = String>) -> bool {
     let args: Vec<String> = args.collect();
-    let flagged = args.windows(2).any(|w| {
-        (w[0] == "-o" || w[0] == "--output") && w[1] == "json"
-    }) || args
-        .iter()
-        .any(|a| a == "-ojson" || a == "-o=json" || a == "--output=json");
+    let flagged = args
+        .windows(2)
+        .any(|w| (w[0] == "-o" || w[0] == "--output") && w[1] == "json")
+        || args
+            .iter()
+            .any(|a| a == "-ojson" || a == "-o=json" || a == "--output=json");
     flagged || std::env::var("HELIX_OUTPUT").is_ok_and(|v| v == "json")
 }
 

@@ -238,7 +238,11 @@ mod tests {
             .flags;
         let failure = model_input(flags).expect_err("refused");
         assert_eq!(failure.code, 2);
-        assert!(failure.message.contains("--memory 39GB"), "{}", failure.message);
+        assert!(
+            failure.message.contains("--memory 39GB"),
+            "{}",
+            failure.message
+        );
         assert_eq!(body(&["--memory", "39GiB"]), json!({"memory": "39GiB"}));
         assert_eq!(body(&["--memory", "2000000"]), json!({"memory": "2000000"}));
     }

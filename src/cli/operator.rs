@@ -22,9 +22,7 @@ pub async fn run(cmd: OperatorCommand, client: &Client, out: OutputFormat) -> Re
     match cmd {
         OperatorCommand::Keyring(cmd) => super::keyring::run(cmd, client, out).await,
         OperatorCommand::Compact => super::keyring::compact(client, out).await,
-        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => {
-            save(&file, client, out).await
-        }
+        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client, out).await,
         OperatorCommand::Snapshot(SnapshotCommand::Restore {
             file,
             cluster_key_file,

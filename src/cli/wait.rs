@@ -49,7 +49,9 @@ pub async fn until_running(
                         "slot {} of {} failed: {}",
                         slot.id,
                         model.id,
-                        slot.last_error.as_deref().unwrap_or("no error was reported")
+                        slot.last_error
+                            .as_deref()
+                            .unwrap_or("no error was reported")
                     )));
                 }
                 let running = |s: &SlotView| s.state == SlotState::Running;
@@ -97,6 +99,10 @@ fn gave_up(model: &ModelView, slots: &[SlotView], timeout: Duration) -> String {
         .collect();
     match not_running.is_empty() {
         true => format!("{} has no running slot yet {waited}", model.id),
-        false => format!("{} is not running {waited}: {}", model.id, not_running.join("; ")),
+        false => format!(
+            "{} is not running {waited}: {}",
+            model.id,
+            not_running.join("; ")
+        ),
     }
 }

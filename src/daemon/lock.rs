@@ -2,19 +2,21 @@
 //! offline `operator recover`) uses the dir, says which process holds it. The lock goes
 //! with the process (and across a restart in place: the file is close-on-exec).
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 
 const LOCK_FILE: &str = "helix.lock";
 
 /// The data dir's lock, held until dropped.
 #[derive(Debug)]
 pub struct DirLock {
-    file: File,
+    file: Flock<File>,
 }
 
 impl DirLock {
@@ -22,7 +24,7 @@ impl DirLock {
     /// process holds it.
     pub fn acquire(root: &Path) -> anyhow::Result<DirLock> {
         let path = root.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -30,9 +32,9 @@ impl DirLock {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+        let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => locked,
+            Err((mut file, Errno::EWOULDBLOCK)) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = match holder.trim() {
@@ -45,10 +47,10 @@ impl DirLock {
                     root.display()
                 );
             }
-            Err(TryLockError::Error(e)) => {
+            Err((_, e)) => {
                 return Err(e).with_context(|| format!("cannot lock {}", path.display()))
             }
-        }
+        };
         let mut lock = DirLock { file };
         lock.say(&format!("pid {}", std::process::id()))?;
         Ok(lock)
@@ -77,7 +79,10 @@ mod tests {
         let mut first = DirLock::acquire(dir.path()).unwrap();
         first.note_node(7);
         let refused = DirLock::acquire(dir.path()).unwrap_err().to_string();
-        assert!(refused.contains(&dir.path().display().to_string()), "{refused}");
+        assert!(
+            refused.contains(&dir.path().display().to_string()),
+            "{refused}"
+        );
         assert!(
             refused.contains(&format!("pid {}, node 7", std::process::id())),
             "{refused}"

@@ -42,16 +42,21 @@ fn failover_past_a_503_and_a_foreign_endpoint_says_why() {
     let busy = dummy(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbusy",
     );
-    let hello =
-        dummy("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+    let hello = dummy("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
     let node = format!("http://{}", c.node(1).api_addr);
     let out = helix(&c, &format!("{busy},{hello},{node}"), &["model", "list"]);
     assert!(out.status.success(), "{}", transcript(&out));
     let said = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = said.lines().collect();
     assert_eq!(lines.len(), 2, "one line per skipped endpoint: {said}");
-    assert!(lines[0].starts_with(&format!("skipped {busy}: 503")), "{said}");
-    assert!(lines[1].starts_with(&format!("skipped {hello}: answered 200")), "{said}");
+    assert!(
+        lines[0].starts_with(&format!("skipped {busy}: 503")),
+        "{said}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("skipped {hello}: answered 200")),
+        "{said}"
+    );
     assert!(lines[1].contains("not a helix API"), "{said}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("id"));
 
@@ -95,7 +100,10 @@ fn a_data_dir_in_use_names_its_node() {
     assert!(!out.status.success(), "{}", transcript(&out));
     let said = String::from_utf8_lossy(&out.stderr);
     let dir = c.node(1).data_dir.display().to_string();
-    assert!(said.contains(&format!("the data dir {dir} is in use")), "{said}");
+    assert!(
+        said.contains(&format!("the data dir {dir} is in use")),
+        "{said}"
+    );
     assert!(
         said.contains(&format!("node {}", c.id(1))) && said.contains("pid "),
         "{said}"

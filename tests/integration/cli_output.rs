@@ -25,7 +25,9 @@ fn json_output_and_json_errors() {
     let c = Cluster::new(1);
     let created = helix(
         &c,
-        &["-o", "json", "model", "create", "m/json", "--memory", "39GB"],
+        &[
+            "-o", "json", "model", "create", "m/json", "--memory", "39GB",
+        ],
     );
     assert!(created.status.success(), "{}", transcript(&created));
     assert_eq!(stdout_json(&created)["memory"], json!(39_000_000_000u64));
@@ -44,9 +46,15 @@ fn json_output_and_json_errors() {
     let error: Value = serde_json::from_slice(&missing.stderr)
         .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {}", transcript(&missing)));
     assert_eq!(error["status"], 404, "{error}");
-    assert!(error["error"].as_str().unwrap().contains("m/json"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("m/json"),
+        "{error}"
+    );
 
-    let usage = helix(&c, &["-o", "json", "model", "create", "x", "--no-such-flag"]);
+    let usage = helix(
+        &c,
+        &["-o", "json", "model", "create", "x", "--no-such-flag"],
+    );
     assert_eq!(usage.status.code(), Some(2), "{}", transcript(&usage));
     let error: Value = serde_json::from_slice(&usage.stderr)
         .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {}", transcript(&usage)));
@@ -73,7 +81,10 @@ fn sizes_are_shown_and_taken_as_people_write_them() {
     let list = helix(&c, &["model", "list"]);
     let table = String::from_utf8_lossy(&list.stdout);
     assert!(table.contains("39 GB"), "{table}");
-    assert!(table.contains("38.7 GB"), "36 GiB in decimal units: {table}");
+    assert!(
+        table.contains("38.7 GB"),
+        "36 GiB in decimal units: {table}"
+    );
     let one = helix(&c, &["model", "get", "s/binary"]);
     assert!(String::from_utf8_lossy(&one.stdout).contains("38.7 GB"));
 
@@ -82,18 +93,24 @@ fn sizes_are_shown_and_taken_as_people_write_them() {
     let said = String::from_utf8_lossy(&bare.stderr);
     assert!(said.contains("--memory 39GB"), "{said}");
 
-    let api = c.client(1).post(
-        MODELS,
-        &json!({"id": "s/api", "name": "s", "memory": 39}),
-    );
+    let api = c
+        .client(1)
+        .post(MODELS, &json!({"id": "s/api", "name": "s", "memory": 39}));
     assert_eq!(api.status, 400, "{}", api.text());
     let message = api.error_message();
-    assert!(message.contains("memory") && message.contains("39GB"), "{message}");
-    let unit = c.client(1).post(
-        MODELS,
-        &json!({"id": "s/api", "name": "s", "memory": "39"}),
+    assert!(
+        message.contains("memory") && message.contains("39GB"),
+        "{message}"
     );
-    assert_eq!(unit.status, 400, "a bare number as a string too: {}", unit.text());
+    let unit = c
+        .client(1)
+        .post(MODELS, &json!({"id": "s/api", "name": "s", "memory": "39"}));
+    assert_eq!(
+        unit.status,
+        400,
+        "a bare number as a string too: {}",
+        unit.text()
+    );
 }
 
 /// `-o json` also reaches the error of a command line that does not parse, and

@@ -57,7 +57,10 @@ fn slot_logs_from_a_node_that_does_not_run_the_slot() {
     );
     assert!(created.status.success(), "{}", transcript(&created));
     let answer: Value = serde_json::from_slice(&created.stdout).expect("JSON");
-    let slot = answer["slots"][0]["id"].as_str().expect("a running slot").to_string();
+    let slot = answer["slots"][0]["id"]
+        .as_str()
+        .expect("a running slot")
+        .to_string();
     assert_eq!(answer["slots"][0]["state"], "running", "{answer}");
     assert!(
         String::from_utf8_lossy(&created.stderr).contains("running on node"),
@@ -77,11 +80,20 @@ fn slot_logs_from_a_node_that_does_not_run_the_slot() {
     assert!(log.contains("token is ***"), "{log}");
     assert!(!log.contains(&token), "the token leaked: {log}");
 
-    let json = helix_as(&c, 1, &admin, &["-o", "json", "slot", "logs", &slot, "--tail", "1"]);
+    let json = helix_as(
+        &c,
+        1,
+        &admin,
+        &["-o", "json", "slot", "logs", &slot, "--tail", "1"],
+    );
     assert!(json.status.success(), "{}", transcript(&json));
     let chunk: Value = serde_json::from_slice(&json.stdout).expect("JSON");
     assert_eq!(chunk["node_id"], c.id(2), "{chunk}");
-    assert_eq!(chunk["text"].as_str().unwrap().lines().count(), 1, "{chunk}");
+    assert_eq!(
+        chunk["text"].as_str().unwrap().lines().count(),
+        1,
+        "{chunk}"
+    );
 
     let bob = helix_as(&c, 1, &admin, &["-o", "json", "user", "create", "bob"]);
     assert!(bob.status.success(), "{}", transcript(&bob));
@@ -112,7 +124,9 @@ fn slot_logs_from_a_node_that_does_not_run_the_slot() {
                 if n == 0 {
                     break;
                 }
-                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         })
     };
@@ -141,8 +155,15 @@ fn model_create_wait_says_why_a_model_cannot_run() {
         1,
         &c.admin_key,
         &[
-            "model", "create", "huge/model", "--memory", "2TB", "--prewarm", "--wait",
-            "--timeout", "5s",
+            "model",
+            "create",
+            "huge/model",
+            "--memory",
+            "2TB",
+            "--prewarm",
+            "--wait",
+            "--timeout",
+            "5s",
         ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));

@@ -64,4 +64,3 @@ pub enum SnapshotCommand {
         flags: Box<NodeFlags>,
     },
 }
-

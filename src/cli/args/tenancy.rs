@@ -147,4 +147,3 @@ pub enum AuditCommand {
         limit: Option<String>,
     },
 }
-
