@@ -368,6 +368,19 @@ impl Client {
     }
 }
 
+/// An id (a model id, a slot id) in a URL path: `/` stays (ids like `org/name` are routed as such), anything
+/// outside the unreserved set is percent-encoded.
+pub fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The endpoints passed over before one answered, one line each on standard error.
 fn report(skipped: &[Skip]) {
     for skip in skipped {
@@ -396,4 +409,16 @@ fn helix_error(text: &str) -> Option<String> {
         .as_str()
         .or_else(|| error.get("message")?.as_str())
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_segment;
+
+    #[test]
+    fn model_ids_keep_slashes_and_encode_the_rest() {
+        assert_eq!(path_segment("Qwen/Qwen2.5-7B_x~"), "Qwen/Qwen2.5-7B_x~");
+        assert_eq!(path_segment("a b?#%"), "a%20b%3F%23%25");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::args::{ModelCommand, ModelFlags, OutputFormat};
-use super::client::Client;
+use super::client::{path_segment, Client};
 use super::failure::{usage, Failure};
 use super::output::{self, cell, size, Row};
 use super::secret::read_secret_arg;
@@ -157,19 +157,6 @@ fn model_path(id: &str) -> String {
     format!("{MODELS}/{}", path_segment(id))
 }
 
-/// A model id in a URL path: `/` stays (ids like `org/name` are routed as such), anything
-/// outside the unreserved set is percent-encoded.
-fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -259,12 +246,5 @@ mod tests {
             "{}",
             failure.message
         );
-    }
-
-    #[test]
-    fn model_ids_keep_slashes_and_encode_the_rest() {
-        assert_eq!(path_segment("Qwen/Qwen2.5-7B_x~"), "Qwen/Qwen2.5-7B_x~");
-        assert_eq!(path_segment("a b?#%"), "a%20b%3F%23%25");
-        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }

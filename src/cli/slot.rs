@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::args::{OutputFormat, SlotCommand};
-use super::client::{Client, ClientError};
+use super::client::{path_segment, Client, ClientError};
 use super::failure::Failure;
 use super::output::{self, table_row};
 use crate::api::types::{SlotLogView, SlotView};
@@ -33,7 +33,7 @@ pub async fn run(cmd: SlotCommand, client: &Client, out: OutputFormat) -> Result
             output::list(out, &answer);
         }
         SlotCommand::Logs { slot, follow, tail } => {
-            let path = format!("/api/v1/slots/{slot}/logs");
+            let path = format!("/api/v1/slots/{}/logs", path_segment(&slot));
             let first = match tail {
                 Some(n) => format!("{path}?tail={n}"),
                 None => path.clone(),
