@@ -413,7 +413,29 @@ fn helix_error(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::path_segment;
+    use reqwest::Method;
+
+    use super::{path_segment, Client};
+
+    #[test]
+    fn stale_marks_reads_only() {
+        let client = Client::new("http://127.0.0.1:1", None, None, true).unwrap();
+        let path = |method, p| client.checked_path(&method, p).unwrap();
+        assert_eq!(
+            path(Method::GET, "/api/v1/slots"),
+            "/api/v1/slots?stale=true"
+        );
+        assert_eq!(
+            path(Method::GET, "/api/v1/audit?kind=x"),
+            "/api/v1/audit?kind=x&stale=true"
+        );
+        assert_eq!(path(Method::POST, "/api/v1/orgs"), "/api/v1/orgs");
+        let fresh = Client::new("http://127.0.0.1:1", None, None, false).unwrap();
+        assert_eq!(
+            fresh.checked_path(&Method::GET, "/api/v1/slots").unwrap(),
+            "/api/v1/slots"
+        );
+    }
 
     #[test]
     fn model_ids_keep_slashes_and_encode_the_rest() {

@@ -84,7 +84,10 @@ fn slot_logs_from_a_node_that_does_not_run_the_slot() {
         &c,
         1,
         &admin,
-        &["-o", "json", "slot", "logs", &slot, "--tail", "1"],
+        // A stale read too: from node 1's replica, without asking the leader.
+        &[
+            "--stale", "-o", "json", "slot", "logs", &slot, "--tail", "1",
+        ],
     );
     assert!(json.status.success(), "{}", transcript(&json));
     let chunk: Value = serde_json::from_slice(&json.stdout).expect("JSON");
