@@ -2,7 +2,8 @@
 //!
 //! Every node is a Raft member (replicated state in sled) and a GPU runner. The modules,
 //! from the bottom up (each uses only those below it; see docs/architecture.md):
-//! - `time`, `crypto`, `config`, `logging`, `metrics`, `server`, `tls`: plumbing;
+//! - `time`, `crypto`, `config`, `logging`, `metrics`, `server`, `tls`, `loopback`, `slot_log`:
+//!   plumbing;
 //! - `state`: the replicated data model and the pure, deterministic `apply`;
 //! - `raft`: openraft over sled, behind a handle in helix's terms;
 //! - `peer`: the protocol nodes speak to each other;
@@ -29,6 +30,7 @@ pub mod raft;
 pub mod retry;
 pub mod runner;
 pub mod server;
+pub mod slot_log;
 pub mod state;
 pub mod time;
 pub mod tls;

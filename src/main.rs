@@ -1,15 +1,6 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() {
-    let cli = helix::cli::Cli::parse();
-    let code = match helix::cli::run(cli).await {
-        Ok(()) => 0,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            failure.code
-        }
-    };
+    let code = helix::cli::main().await;
     // Exit here rather than by dropping the runtime, which waits for every blocking task and
     // drops the database (sled flushes on drop): either can hang on a failed disk, and a
     // stopping node must be gone within `helix::daemon::STOP_WITHIN`.

@@ -34,6 +34,7 @@ use crate::gateway::Gateway;
 use crate::gossip::Gossip;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
+use crate::slot_log::SlotLogs;
 use crate::state::Sealer;
 
 /// Largest JSON body we accept; larger ones get 413 and change nothing.
@@ -54,6 +55,8 @@ pub struct ApiContext {
     pub gossip: Gossip,
     /// `GET /metrics` without an admin key (`[metrics] public = true`).
     pub metrics_public: bool,
+    /// The logs of the slots that run here.
+    pub logs: SlotLogs,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current
@@ -68,13 +71,24 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     // The OpenAI-compatible routes share the port, with their own body limit and errors, and
-    // so does the dashboard (static files that call this API like any client). Every route
-    // is counted by its template; the layer goes last so it sees them all.
+    // so does the dashboard (static files that call this API like any client). Every answer
+    // says it is helix's; every route is counted by its template (the layer goes last so it
+    // sees them all).
     let routes = router(ctx)
         .merge(crate::gateway::router(gateway))
         .merge(crate::ui::router())
+        .layer(axum::middleware::map_response(server_header))
         .layer(axum::middleware::from_fn(track::track));
     crate::server::serve(listener, routes, tls, limits, "api", shutdown).await
+}
+
+/// Says that helix answered (see [`crate::server::SERVER_HEADER`]).
+async fn server_header(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::SERVER,
+        axum::http::HeaderValue::from_static(crate::server::SERVER_HEADER),
+    );
+    response
 }
 
 fn router(ctx: ApiContext) -> Router {
@@ -101,6 +115,7 @@ fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/nodes", get(cluster::list_nodes))
         .route("/api/v1/slots", get(slots::list))
+        .route("/api/v1/slots/{id}/logs", get(slots::logs))
         .route(
             "/api/v1/nodes/{id}",
             axum::routing::delete(cluster::remove_node),

@@ -434,6 +434,19 @@ pub struct SlotView {
     pub pending_reason: Option<String>,
 }
 
+/// A piece of a slot's log (`GET /api/v1/slots/{id}/logs`), redacted; ask again with
+/// `offset=<end>` for the lines added since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlotLogView {
+    pub slot_id: String,
+    /// The node that runs the slot and keeps its log.
+    pub node_id: u64,
+    pub text: String,
+    /// The byte offsets of the text in the log.
+    pub start: u64,
+    pub end: u64,
+}
+
 // ------------------------------------------------------------------------------- secrets
 
 /// A secret goes on the wire only inside the request or answer that carries it;

@@ -8,6 +8,8 @@ pub struct BenchArgs {
     /// What to load: a helix cluster or an etcd cluster (v3 HTTP/JSON gateway).
     #[arg(long, value_enum, default_value_t = Target::Helix)]
     pub target: Target,
+    /// write: throughput and latency of writes; propagation: how soon a change reaches
+    /// every node; inference: chat requests through the gateway.
     #[arg(long, value_enum, default_value_t = Scenario::Write)]
     pub scenario: Scenario,
     /// Endpoints, comma separated (`http://127.0.0.1:8080,...`); default: `--url`.

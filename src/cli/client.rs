@@ -1,20 +1,27 @@
-//! The CLI's HTTP client: tries each `--url` in turn on a connection failure, like
-//! `etcdctl --endpoints`, and turns `{"error": ...}` answers into a readable failure.
+//! The CLI's HTTP client: tries each `--url` in turn, like `etcdctl --endpoints`, past
+//! endpoints that cannot serve (`failover.rs` says which and why), and turns `{"error":
+//! ...}` answers into a readable failure.
 
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+use super::failover::{glimpse, is_json, may_retry, says_helix, why, Skip};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{status}: {message}")]
     Server { status: u16, message: String },
-    #[error("no endpoint answered: {0}")]
-    Unreachable(String),
+    /// Every endpoint was passed over; why, one line each.
+    #[error("{}", no_endpoint(.0))]
+    NoEndpoint(Vec<Skip>),
+    /// A write broke off after it was sent: it may have been carried out.
+    #[error("{0}")]
+    Uncertain(String),
     #[error("unexpected answer from {url}: {message}")]
     Unexpected { url: String, message: String },
     /// `--ca-cert` names no usable CA certificate: the command line is wrong.
@@ -25,6 +32,27 @@ pub enum ClientError {
     BadUrl(String),
     #[error("cannot build the HTTP client: {0}")]
     Setup(String),
+}
+
+fn no_endpoint(skipped: &[Skip]) -> String {
+    match skipped {
+        [one] => format!("cannot use {one}"),
+        many => {
+            let lines: Vec<String> = many.iter().map(|s| format!("\n  {s}")).collect();
+            format!("no endpoint could serve the request:{}", lines.concat())
+        }
+    }
+}
+
+impl ClientError {
+    /// The HTTP status behind the failure, when an endpoint answered one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Server { status, .. } => Some(*status),
+            ClientError::NoEndpoint(skipped) => skipped.last().and_then(|s| s.status),
+            _ => None,
+        }
+    }
 }
 
 /// A successful answer, twice: as sent and as read.
@@ -45,6 +73,8 @@ pub struct Client {
     api_key: Option<String>,
     /// Why `--url` cannot be used, if it cannot.
     bad_url: Option<String>,
+    /// Reads may come from the answering node's replica as it is (`?stale=true`).
+    stale: bool,
 }
 
 impl Client {
@@ -54,6 +84,7 @@ impl Client {
         urls: &str,
         api_key: Option<String>,
         ca_cert: Option<&Path>,
+        stale: bool,
     ) -> Result<Client, ClientError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
@@ -85,6 +116,7 @@ impl Client {
             urls,
             api_key,
             bad_url,
+            stale,
         })
     }
 
@@ -131,7 +163,7 @@ impl Client {
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| ClientError::Unexpected {
             url: url.clone(),
-            message: causes(&e),
+            message: why(&e),
         })? {
             bytes.extend_from_slice(&chunk);
             progress(bytes.len() as u64);
@@ -155,37 +187,38 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<(String, reqwest::Response), ClientError> {
-        if let Some(bad) = &self.bad_url {
-            return Err(ClientError::BadUrl(bad.clone()));
-        }
-        let mut failures = Vec::new();
+        let path = self.checked_path(&method, path)?;
+        let mut skipped = Vec::new();
         for url in &self.urls {
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{url}{path}"))
-                .timeout(DOWNLOAD_TIMEOUT);
-            if let Some(key) = &self.api_key {
-                req = req.bearer_auth(key);
-            }
-            if let Some(body) = body {
-                req = req.json(body);
-            }
-            let resp = match req.send().await {
-                Ok(resp) => resp,
-                Err(e) if e.is_connect() => {
-                    failures.push(format!("{url}: {}", causes(&e)));
-                    continue;
-                }
-                Err(e) => return Err(ClientError::Unreachable(format!("{url}: {}", causes(&e)))),
+            let resp = match self
+                .attempt(url, &method, &path, body, true, &mut skipped)
+                .await?
+            {
+                Some(resp) => resp,
+                None => continue,
             };
             let status = resp.status();
-            if !status.is_success() {
-                let text = resp.text().await.unwrap_or_default();
-                return Err(self.refusal(status.as_u16(), error_message(&text)));
+            let resp_headers = resp.headers().clone();
+            let helix = says_helix(&resp_headers) || is_json(&resp_headers);
+            if status.is_success() && helix {
+                report(&skipped);
+                return Ok((url.clone(), resp));
             }
-            return Ok((url.clone(), resp));
+            let text = resp.text().await.unwrap_or_default();
+            let refusal = match helix_error(&text) {
+                Some(message) if !status.is_success() => Some(message),
+                None if !status.is_success() && says_helix(&resp_headers) => Some(text.clone()),
+                _ => None,
+            };
+            match refusal {
+                Some(message) => {
+                    report(&skipped);
+                    return Err(self.refusal(status.as_u16(), message));
+                }
+                None => skipped.push(foreign(url, status.as_u16(), &text)),
+            }
         }
-        Err(ClientError::Unreachable(failures.join("; ")))
+        Err(ClientError::NoEndpoint(skipped))
     }
 
     /// A refusal as the server worded it; a 401 to a command that sent no key says where
@@ -211,71 +244,203 @@ impl Client {
         B: Serialize + ?Sized,
         T: DeserializeOwned,
     {
+        let path = self.checked_path(&method, path)?;
+        let mut skipped = Vec::new();
+        for url in &self.urls {
+            let resp = match self
+                .attempt(url, &method, &path, body, false, &mut skipped)
+                .await?
+            {
+                Some(resp) => resp,
+                None => continue,
+            };
+            let status = resp.status();
+            let helix = says_helix(resp.headers());
+            let text = match resp.text().await {
+                Ok(text) => text,
+                Err(e) => {
+                    skipped.push(Skip {
+                        url: url.clone(),
+                        reason: format!("the answer broke off: {}", why(&e)),
+                        status: Some(status.as_u16()),
+                    });
+                    continue;
+                }
+            };
+            // An empty answer (204) reads as `null`, which is what `()` expects.
+            let json: Option<Value> = match text.is_empty() {
+                true => Some(Value::Null),
+                false => serde_json::from_str(&text).ok(),
+            };
+            if !status.is_success() {
+                match helix_error(&text) {
+                    Some(message) => {
+                        report(&skipped);
+                        return Err(self.refusal(status.as_u16(), message));
+                    }
+                    None if helix => {
+                        report(&skipped);
+                        return Err(self.refusal(status.as_u16(), text));
+                    }
+                    None => skipped.push(foreign(url, status.as_u16(), &text)),
+                }
+                continue;
+            }
+            let read = json.map(|json| (T::deserialize(&json), json));
+            match read {
+                Some((Ok(body), json)) => {
+                    report(&skipped);
+                    return Ok(Answer { json, body });
+                }
+                // Helix said so, yet the answer is not what this CLI expects.
+                Some((Err(e), _)) if helix => {
+                    report(&skipped);
+                    return Err(ClientError::Unexpected {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                _ => skipped.push(foreign(url, status.as_u16(), &text)),
+            }
+        }
+        Err(ClientError::NoEndpoint(skipped))
+    }
+
+    /// `path` for `method`, once `--url` is known to be usable: reads carry `stale=true`
+    /// under `--stale`.
+    fn checked_path(&self, method: &Method, path: &str) -> Result<String, ClientError> {
         if let Some(bad) = &self.bad_url {
             return Err(ClientError::BadUrl(bad.clone()));
         }
-        let mut failures = Vec::new();
-        for url in &self.urls {
-            let mut req = self.http.request(method.clone(), format!("{url}{path}"));
-            if let Some(key) = &self.api_key {
-                req = req.bearer_auth(key);
+        Ok(match (self.stale, *method == Method::GET) {
+            (true, true) if path.contains('?') => format!("{path}&stale=true"),
+            (true, true) => format!("{path}?stale=true"),
+            _ => path.to_string(),
+        })
+    }
+
+    /// Send the request to `url`. `None` (the reason added to `skipped`) when the next
+    /// endpoint should be tried: it could not be reached, timed out, or answered 503.
+    async fn attempt<B: Serialize + ?Sized>(
+        &self,
+        url: &str,
+        method: &Method,
+        path: &str,
+        body: Option<&B>,
+        long: bool,
+        skipped: &mut Vec<Skip>,
+    ) -> Result<Option<reqwest::Response>, ClientError> {
+        let mut req = self.http.request(method.clone(), format!("{url}{path}"));
+        if long {
+            req = req.timeout(DOWNLOAD_TIMEOUT);
+        }
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let skip = |reason: String, status: Option<u16>| Skip {
+            url: url.to_string(),
+            reason,
+            status,
+        };
+        match req.send().await {
+            Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                let text = resp.text().await.unwrap_or_default();
+                let message = helix_error(&text).unwrap_or_else(|| glimpse(&text));
+                skipped.push(skip(format!("503 {message}"), Some(503)));
+                Ok(None)
             }
-            if let Some(body) = body {
-                req = req.json(body);
+            Ok(resp) => Ok(Some(resp)),
+            Err(e) if may_retry(method, &e) => {
+                skipped.push(skip(why(&e), None));
+                Ok(None)
             }
-            match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    // An empty answer (204) reads as `null`, which is what `()` expects.
-                    let json: Value = if text.is_empty() {
-                        Value::Null
-                    } else {
-                        serde_json::from_str(&text).unwrap_or(Value::String(text))
-                    };
-                    if !status.is_success() {
-                        let message = json
-                            .get("error")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                            .unwrap_or_else(|| json.to_string());
-                        return Err(self.refusal(status.as_u16(), message));
-                    }
-                    let body = T::deserialize(&json).map_err(|e| ClientError::Unexpected {
-                        url: url.clone(),
-                        message: e.to_string(),
-                    })?;
-                    return Ok(Answer { json, body });
-                }
-                // Only a failure to connect moves on: a request that reached a server may
-                // have been carried out.
-                Err(e) if e.is_connect() => failures.push(format!("{url}: {}", causes(&e))),
-                Err(e) => return Err(ClientError::Unreachable(format!("{url}: {}", causes(&e)))),
+            Err(e) => {
+                report(skipped);
+                Err(ClientError::Uncertain(format!(
+                    "{url}: {}; the request may or may not have been carried out",
+                    why(&e)
+                )))
             }
         }
-        Err(ClientError::Unreachable(failures.join("; ")))
     }
 }
 
-/// An error with its causes: reqwest's own message names only the URL, the reason (refused
-/// connection, untrusted certificate, ...) is further down.
-/// The message of an error answer: helix's `{"error": "..."}`, OpenAI's `{"error":
-/// {"message": ...}}`, or the text itself.
-fn error_message(text: &str) -> String {
-    let json = serde_json::from_str::<Value>(text).ok();
-    let error = json.as_ref().and_then(|j| j.get("error"));
+/// An id (a model id, a slot id) in a URL path: `/` stays (ids like `org/name` are routed as such), anything
+/// outside the unreserved set is percent-encoded.
+pub fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The endpoints passed over before one answered, one line each on standard error.
+fn report(skipped: &[Skip]) {
+    for skip in skipped {
+        eprintln!("skipped {skip}");
+    }
+}
+
+/// An answer from something that is not helix: what it said, briefly.
+fn foreign(url: &str, status: u16, text: &str) -> Skip {
+    Skip {
+        url: url.to_string(),
+        reason: format!(
+            "answered {status} {} without helix's Server header: not a helix API",
+            glimpse(text)
+        ),
+        status: Some(status),
+    }
+}
+
+/// The message of helix's `{"error": "..."}`, or of OpenAI's `{"error": {"message": ...}}`
+/// from the inference routes; `None` for anything else.
+fn helix_error(text: &str) -> Option<String> {
+    let json = serde_json::from_str::<Value>(text).ok()?;
+    let error = json.get("error")?;
     error
-        .and_then(|e| e.as_str().or_else(|| e.get("message")?.as_str()))
+        .as_str()
+        .or_else(|| error.get("message")?.as_str())
         .map(str::to_owned)
-        .unwrap_or_else(|| text.to_string())
 }
 
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
+#[cfg(test)]
+mod tests {
+    use reqwest::Method;
+
+    use super::{path_segment, Client};
+
+    #[test]
+    fn stale_marks_reads_only() {
+        let client = Client::new("http://127.0.0.1:1", None, None, true).unwrap();
+        let path = |method, p| client.checked_path(&method, p).unwrap();
+        assert_eq!(
+            path(Method::GET, "/api/v1/slots"),
+            "/api/v1/slots?stale=true"
+        );
+        assert_eq!(
+            path(Method::GET, "/api/v1/audit?kind=x"),
+            "/api/v1/audit?kind=x&stale=true"
+        );
+        assert_eq!(path(Method::POST, "/api/v1/orgs"), "/api/v1/orgs");
+        let fresh = Client::new("http://127.0.0.1:1", None, None, false).unwrap();
+        assert_eq!(
+            fresh.checked_path(&Method::GET, "/api/v1/slots").unwrap(),
+            "/api/v1/slots"
+        );
     }
-    text
+
+    #[test]
+    fn model_ids_keep_slashes_and_encode_the_rest() {
+        assert_eq!(path_segment("Qwen/Qwen2.5-7B_x~"), "Qwen/Qwen2.5-7B_x~");
+        assert_eq!(path_segment("a b?#%"), "a%20b%3F%23%25");
+        assert_eq!(path_segment("é"), "%C3%A9");
+    }
 }

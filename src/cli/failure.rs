@@ -1,5 +1,8 @@
 //! How a command fails: a message for standard error and the exit code it deserves.
 
+use serde_json::json;
+
+use super::args::OutputFormat;
 use super::client::ClientError;
 
 /// A failure and the exit code it deserves: 1 a request failed, 2 bad usage.
@@ -7,6 +10,8 @@ use super::client::ClientError;
 pub struct Failure {
     pub code: i32,
     pub message: String,
+    /// The HTTP status a node answered with, when one did.
+    pub status: Option<u16>,
 }
 
 /// The command line itself is wrong (a flag, a file, a token on stdin): exit code 2.
@@ -14,6 +19,7 @@ pub fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: 2,
         message: message.into(),
+        status: None,
     }
 }
 
@@ -22,6 +28,7 @@ pub fn failed(message: impl Into<String>) -> Failure {
     Failure {
         code: 1,
         message: message.into(),
+        status: None,
     }
 }
 
@@ -29,7 +36,27 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::BadCaCert(message) | ClientError::BadUrl(message) => usage(message),
-            e => failed(e.to_string()),
+            e => Failure {
+                status: e.status(),
+                ..failed(e.to_string())
+            },
+        }
+    }
+}
+
+impl Failure {
+    /// On standard error: `error: MESSAGE`, or under `-o json` one line of JSON,
+    /// `{"error": "...", "status": 404}` (`status` only when a node answered one).
+    pub fn print(&self, out: OutputFormat) {
+        match out {
+            OutputFormat::Table => eprintln!("error: {}", self.message),
+            OutputFormat::Json => {
+                let mut error = json!({ "error": self.message });
+                if let Some(status) = self.status {
+                    error["status"] = json!(status);
+                }
+                eprintln!("{error}");
+            }
         }
     }
 }

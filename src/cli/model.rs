@@ -5,15 +5,40 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::args::{ModelCommand, ModelFlags, OutputFormat};
-use super::client::Client;
+use super::client::{path_segment, Client};
 use super::failure::{usage, Failure};
-use super::output::{self, table_row};
+use super::output::{self, cell, size, Row};
 use super::secret::read_secret_arg;
 use crate::api::types::{Memory, ModelInput, ModelView, TokenSourceView};
+use crate::state::MEMORY_MIN;
 
 const MODELS: &str = "/api/v1/helix-models";
 
-table_row!(ModelView { id, name, model_type as "type", memory, context_length, enabled, prewarm, replicas });
+impl Row for ModelView {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "name",
+        "type",
+        "memory",
+        "context_length",
+        "enabled",
+        "prewarm",
+        "replicas",
+    ];
+
+    fn cells(&self) -> Vec<String> {
+        vec![
+            cell(&self.id),
+            cell(&self.name),
+            cell(&self.model_type),
+            size(self.memory),
+            cell(&self.context_length),
+            cell(&self.enabled),
+            cell(&self.prewarm),
+            cell(&self.replicas),
+        ]
+    }
+}
 
 pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     match cmd {
@@ -21,6 +46,7 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
             model_id,
             file,
             fields,
+            wait,
         } => {
             let answer = match file {
                 Some(path) => {
@@ -36,7 +62,17 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
                     client.post::<_, ModelView>(MODELS, &input).await?
                 }
             };
-            output::object(out, &answer);
+            if !wait.wait {
+                output::object(out, &answer);
+                return Ok(());
+            }
+            let slots = super::wait::until_running(client, &answer.body, wait.timeout).await?;
+            match out {
+                OutputFormat::Json => {
+                    output::json(&serde_json::json!({"model": answer.json, "slots": slots}))
+                }
+                OutputFormat::Table => output::object(out, &answer),
+            }
         }
         ModelCommand::List => {
             let answer = client.get::<Vec<ModelView>>(MODELS).await?;
@@ -59,9 +95,7 @@ pub async fn run(cmd: ModelCommand, client: &Client, out: OutputFormat) -> Resul
         }
         ModelCommand::Delete { id } => {
             client.delete::<()>(&model_path(&id)).await?;
-            if out == OutputFormat::Table {
-                println!("deleted {id}");
-            }
+            output::done(out, "deleted", &id);
         }
     }
     Ok(())
@@ -94,7 +128,7 @@ fn model_input(flags: ModelFlags) -> Result<ModelInput, Failure> {
         model_type: flags.model_type,
         runtime: flags.runtime,
         // Sizes such as "39GB" go as given: the server reads the units.
-        memory: flags.memory.map(Memory::Size),
+        memory: flags.memory.map(checked_memory).transpose()?,
         context_length: flags.context,
         description: flags.description,
         enabled: flags.enabled,
@@ -107,21 +141,20 @@ fn model_input(flags: ModelFlags) -> Result<ModelInput, Failure> {
     })
 }
 
-fn model_path(id: &str) -> String {
-    format!("{MODELS}/{}", path_segment(id))
+/// `--memory` as given; a bare number below 1 MiB is refused here, naming the flag (the
+/// server refuses it too, for every client).
+fn checked_memory(text: String) -> Result<Memory, Failure> {
+    match text.trim().parse::<u64>() {
+        Ok(bytes) if bytes < MEMORY_MIN => Err(usage(format!(
+            "--memory {bytes} means {bytes} bytes, surely a mistake: give the unit, \
+             e.g. --memory {bytes}GB or --memory {bytes}GiB"
+        ))),
+        _ => Ok(Memory::Size(text)),
+    }
 }
 
-/// A model id in a URL path: `/` stays (ids like `org/name` are routed as such), anything
-/// outside the unreserved set is percent-encoded.
-fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn model_path(id: &str) -> String {
+    format!("{MODELS}/{}", path_segment(id))
 }
 
 #[cfg(test)]
@@ -186,6 +219,22 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_small_memory_is_refused_naming_the_flag() {
+        let flags = Flags::try_parse_from(["model", "--memory", "39"])
+            .expect("flags parse")
+            .flags;
+        let failure = model_input(flags).expect_err("refused");
+        assert_eq!(failure.code, 2);
+        assert!(
+            failure.message.contains("--memory 39GB"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(body(&["--memory", "39GiB"]), json!({"memory": "39GiB"}));
+        assert_eq!(body(&["--memory", "2000000"]), json!({"memory": "2000000"}));
+    }
+
+    #[test]
     fn runtime_args_must_be_a_json_array_of_strings() {
         let flags = Flags::try_parse_from(["model", "--runtime-args=--x"])
             .expect("flags parse")
@@ -197,12 +246,5 @@ mod tests {
             "{}",
             failure.message
         );
-    }
-
-    #[test]
-    fn model_ids_keep_slashes_and_encode_the_rest() {
-        assert_eq!(path_segment("Qwen/Qwen2.5-7B_x~"), "Qwen/Qwen2.5-7B_x~");
-        assert_eq!(path_segment("a b?#%"), "a%20b%3F%23%25");
-        assert_eq!(path_segment("é"), "%C3%A9");
     }
 }

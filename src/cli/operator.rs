@@ -5,9 +5,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use serde_json::json;
+
 use super::args::{NodeFlags, OperatorCommand, OutputFormat, SnapshotCommand};
 use super::client::Client;
 use super::failure::{self, Failure};
+use super::output;
 use crate::crypto::ClusterSecret;
 use crate::state::decode_backup;
 
@@ -19,27 +22,35 @@ pub async fn run(cmd: OperatorCommand, client: &Client, out: OutputFormat) -> Re
     match cmd {
         OperatorCommand::Keyring(cmd) => super::keyring::run(cmd, client, out).await,
         OperatorCommand::Compact => super::keyring::compact(client, out).await,
-        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client).await,
+        OperatorCommand::Snapshot(SnapshotCommand::Save { file }) => save(&file, client, out).await,
         OperatorCommand::Snapshot(SnapshotCommand::Restore {
             file,
             cluster_key_file,
             flags,
-        }) => restore(&file, &cluster_key_file, *flags).await,
+        }) => restore(&file, &cluster_key_file, *flags, out).await,
         OperatorCommand::Recover { yes, flags } => {
             let config = super::node::config(*flags)?;
             let node_id = crate::daemon::recover(&config, yes)
                 .await
                 .map_err(|e| failure::failed(format!("{e:#}")))?;
-            println!(
-                "node {node_id} is now the only voter; start it with `helix node start` and \
-                 the same flags"
-            );
+            match out {
+                OutputFormat::Json => output::json(&json!({ "only_voter": node_id })),
+                OutputFormat::Table => println!(
+                    "node {node_id} is now the only voter; start it with `helix node start` \
+                     and the same flags"
+                ),
+            }
             Ok(())
         }
     }
 }
 
-async fn restore(file: &Path, key_file: &Path, flags: NodeFlags) -> Result<(), Failure> {
+async fn restore(
+    file: &Path,
+    key_file: &Path,
+    flags: NodeFlags,
+    out: OutputFormat,
+) -> Result<(), Failure> {
     let config = super::node::config(flags)?;
     let bytes = std::fs::read(file)
         .map_err(|e| failure::usage(format!("cannot read {}: {e}", file.display())))?;
@@ -53,15 +64,23 @@ async fn restore(file: &Path, key_file: &Path, flags: NodeFlags) -> Result<(), F
     let node_id = crate::daemon::restore(&config, backup, &secret)
         .await
         .map_err(|e| failure::failed(format!("{e:#}")))?;
-    println!(
-        "restored the snapshot (applied index {applied_index}) into {} as node {node_id}; \
-         start it with `helix node start` and the same flags",
-        config.data_dir.display()
-    );
+    match out {
+        OutputFormat::Json => output::json(&json!({
+            "restored": file,
+            "applied_index": applied_index,
+            "data_dir": config.data_dir,
+            "node_id": node_id,
+        })),
+        OutputFormat::Table => println!(
+            "restored the snapshot (applied index {applied_index}) into {} as node {node_id}; \
+             start it with `helix node start` and the same flags",
+            config.data_dir.display()
+        ),
+    }
     Ok(())
 }
 
-async fn save(file: &Path, client: &Client) -> Result<(), Failure> {
+async fn save(file: &Path, client: &Client, out: OutputFormat) -> Result<(), Failure> {
     let mut shown = 0;
     let bytes = client
         .download(SNAPSHOT_PATH, |received| {
@@ -79,12 +98,19 @@ async fn save(file: &Path, client: &Client) -> Result<(), Failure> {
         .map_err(|e| failure::failed(format!("the node sent a bad snapshot: {e}")))?;
     write_atomically(file, &bytes)
         .map_err(|e| failure::failed(format!("cannot write {}: {e}", file.display())))?;
-    println!(
-        "saved a snapshot at applied index {} ({} bytes) to {}",
-        backup.applied_index,
-        bytes.len(),
-        file.display()
-    );
+    match out {
+        OutputFormat::Json => output::json(&json!({
+            "saved": file,
+            "applied_index": backup.applied_index,
+            "bytes": bytes.len(),
+        })),
+        OutputFormat::Table => println!(
+            "saved a snapshot at applied index {} ({}) to {}",
+            backup.applied_index,
+            output::size(bytes.len() as u64),
+            file.display()
+        ),
+    }
     Ok(())
 }
 

@@ -48,6 +48,15 @@ pub fn object<T>(out: OutputFormat, answer: &Answer<T>) {
     }
 }
 
+/// A command that answers nothing (a delete, a revoke): `deleted ID`, or under `-o json`
+/// `{"deleted": "ID"}`.
+pub fn done(out: OutputFormat, what: &str, id: &str) {
+    match out {
+        OutputFormat::Json => json(&serde_json::json!({ what: id })),
+        OutputFormat::Table => println!("{what} {id}"),
+    }
+}
+
 /// Pretty-printed JSON.
 pub fn json(value: &Value) {
     println!(
@@ -94,12 +103,37 @@ fn json_cell(value: &Value) -> String {
     }
 }
 
+/// A number of bytes as a table shows it: decimal units like the API's memory strings
+/// ("39 GB"), one decimal at most; `-` for none.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [
+        (1_000_000_000_000, "TB"),
+        (1_000_000_000, "GB"),
+        (1_000_000, "MB"),
+        (1_000, "KB"),
+    ];
+    if bytes == 0 {
+        return "-".into();
+    }
+    for (unit, name) in UNITS {
+        if bytes >= unit {
+            let tenths = (bytes as f64 / unit as f64 * 10.0).round() / 10.0;
+            return format!("{tenths} {name}");
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// Key/value lines for a single object.
 fn key_values(value: &Value) {
     if let Value::Object(map) = value {
         let width = map.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in map {
-            println!("{:<width$}  {}", k, json_cell(v));
+            let shown = match (k.as_str(), v.as_u64()) {
+                ("memory", Some(bytes)) => size(bytes),
+                _ => json_cell(v),
+            };
+            println!("{k:<width$}  {shown}");
         }
     } else {
         println!("{value}");
@@ -108,8 +142,18 @@ fn key_values(value: &Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::cell;
+    use super::{cell, size};
     use crate::state::{SlotState, TokenSource};
+
+    #[test]
+    fn sizes_read_like_the_api_s_memory_strings() {
+        assert_eq!(size(39_000_000_000), "39 GB");
+        assert_eq!(size(36 << 30), "38.7 GB");
+        assert_eq!(size(80_000_000_000_000), "80 TB");
+        assert_eq!(size(1_500_000), "1.5 MB");
+        assert_eq!(size(999), "999 B");
+        assert_eq!(size(0), "-");
+    }
 
     #[test]
     fn cells_are_spelled_as_in_the_json() {

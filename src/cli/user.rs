@@ -61,17 +61,13 @@ pub async fn run(cmd: UserCommand, client: &Client, out: OutputFormat) -> Result
             client
                 .post_empty::<()>(&user_path(Some(&user), "disable"))
                 .await?;
-            if out == OutputFormat::Table {
-                println!("disabled {user}");
-            }
+            output::done(out, "disabled", &user);
         }
         UserCommand::Enable { user } => {
             client
                 .post_empty::<()>(&user_path(Some(&user), "enable"))
                 .await?;
-            if out == OutputFormat::Table {
-                println!("enabled {user}");
-            }
+            output::done(out, "enabled", &user);
         }
         UserCommand::Settings(UserSettingsCommand::Get { user }) => {
             settings::show(client, out, &user_path(user.as_deref(), "settings")).await?;
@@ -102,9 +98,7 @@ async fn key(cmd: KeyCommand, client: &Client, out: OutputFormat) -> Result<(), 
             client
                 .delete::<()>(&format!("/api/v1/api-keys/{key_id}"))
                 .await?;
-            if out == OutputFormat::Table {
-                println!("revoked {key_id}");
-            }
+            output::done(out, "revoked", &key_id);
         }
     }
     Ok(())

@@ -7,7 +7,8 @@
 //! - admission: join tokens, certificates, the peer check (`admission.rs`);
 //! - membership: joining, removal, learner promotion, the status view (`membership.rs`);
 //! - elections with pre-vote (`election/`);
-//! - the peer calls other nodes make on this one (`service.rs`).
+//! - the peer calls other nodes make on this one (`service.rs`);
+//! - a slot's log from the node that runs it (`slot_log.rs`).
 
 mod admission;
 mod election;
@@ -16,6 +17,7 @@ mod key_use;
 mod membership;
 mod read;
 mod service;
+mod slot_log;
 mod write;
 
 use std::collections::BTreeSet;

@@ -197,6 +197,7 @@ pub struct NodeOptions {
     /// The vLLM command (split on whitespace).
     #[arg(long)]
     pub vllm_command: Option<String>,
+    /// How the node logs: text, or JSON lines [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
     /// Serve the API over TLS on a loopback address too (it always does on others).

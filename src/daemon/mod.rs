@@ -14,6 +14,7 @@ mod certificates;
 mod compaction;
 mod files;
 mod identity;
+mod lock;
 mod recover;
 mod restore;
 mod stop;
@@ -31,6 +32,7 @@ use tokio::sync::watch;
 use self::announce::Announcement;
 use self::files::DataDir;
 use self::identity::Established;
+use self::lock::DirLock;
 pub use self::recover::recover;
 pub use self::restore::restore;
 pub use self::stop::STOP_WITHIN;
@@ -47,6 +49,7 @@ use crate::raft::Db;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
+use crate::slot_log::SlotLogs;
 use crate::state::{NodeAnnouncement, Sealer};
 
 /// How this process becomes a member.
@@ -71,6 +74,7 @@ pub async fn run(
     let limits = server_limits(&config);
     // Storage, and who we are.
     let dir = DataDir::create(&config.data_dir)?;
+    let mut dir_lock = DirLock::acquire(dir.root())?;
     let db = Db::open(&dir.database())
         .with_context(|| format!("cannot open the database in {}", dir.root().display()))?;
     // Read before joining anything, so a bad file fails fast.
@@ -83,6 +87,7 @@ pub async fn run(
     let seal_key = external_seal_key.unwrap_or_else(|| secret.seal_key());
     let node_id = identity.node_id();
     crate::logging::set_node_id(node_id);
+    dir_lock.note_node(node_id);
     let (identity_tx, identity_rx) = watch::channel(Arc::new(identity));
     let peers = PeerClient::new(identity_rx.clone());
     // Bind before anything runs, so a busy port fails fast and cleanly.
@@ -119,10 +124,12 @@ pub async fn run(
         connect: config.gateway.connect_timeout,
         overall: config.gateway.request_timeout,
     });
+    let slot_logs = SlotLogs::new(dir.root());
     let peer_server = tokio::spawn(crate::peer::serve(
         peer_listener,
         cluster.clone(),
         loopback.clone(),
+        slot_logs.clone(),
         peer_tls,
         limits,
         stop.clone(),
@@ -163,6 +170,7 @@ pub async fn run(
             key_use: key_use.clone(),
             gossip: gossip.clone(),
             metrics_public: config.metrics.public,
+            logs: slot_logs,
         },
         Gateway::new(
             cluster.clone(),

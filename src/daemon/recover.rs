@@ -14,6 +14,7 @@ use crate::raft::Db;
 /// lost. Returns the node id.
 pub async fn recover(config: &NodeConfig, yes: bool) -> anyhow::Result<u64> {
     let dir = DataDir::create(&config.data_dir)?;
+    let _lock = super::lock::DirLock::acquire(dir.root())?;
     let Some(identity) = dir.identity()? else {
         bail!(
             "{} holds no member of a cluster (no node.pem)",

@@ -76,6 +76,7 @@ pub async fn restore(
     apply_as_cluster(&mut state, certificate, now)?;
 
     let dir = DataDir::create(&config.data_dir)?;
+    let _lock = super::lock::DirLock::acquire(dir.root())?;
     dir.keep_cluster_key(secret)?;
     let db = Db::open(&dir.database())
         .with_context(|| format!("cannot open the database in {}", dir.root().display()))?;

@@ -16,6 +16,7 @@ use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, RaftTransport, RpcFailure, SnapshotAnswer,
     SnapshotRequest, VoteAnswer, VoteRequest,
 };
+use crate::slot_log::{LogChunk, LogQuery};
 use crate::state::{codec, Proposal};
 use crate::tls::NodeIdentity;
 
@@ -174,6 +175,17 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Result<Progress, ClusterError>, TransportError> {
         self.call(target, addr, PROGRESS_PATH, &(), timeout).await
+    }
+
+    /// The part of a slot's log that `query` asks for, from node `target` that runs it.
+    pub async fn slot_log(
+        &self,
+        target: NodeId,
+        addr: &str,
+        query: &LogQuery,
+        timeout: Duration,
+    ) -> Result<Result<LogChunk, ClusterError>, TransportError> {
+        self.call(target, addr, SLOT_LOG_PATH, query, timeout).await
     }
 
     /// Send an inference request to replica `slot_id` on node `target`, which passes it to

@@ -20,6 +20,8 @@ pub(super) const ADMIT_PATH: &str = "/raft/admit";
 pub(super) const ADD_LEARNER_PATH: &str = "/raft/add-learner";
 pub(super) const CLUSTER_KEY_PATH: &str = "/raft/cluster-key";
 pub(super) const RENEW_PATH: &str = "/raft/renew";
+/// A slot's log, from the node that runs it (`helix slot logs` on another node).
+pub(super) const SLOT_LOG_PATH: &str = "/slot-log";
 /// A request for a replica on the node called: `/infer/<slot id>` then the vLLM path.
 pub(super) const INFER_PREFIX: &str = "/infer";
 

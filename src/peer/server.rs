@@ -24,6 +24,7 @@ use super::message::*;
 use crate::loopback::{pass_on, Loopback, INFERENCE_PATHS};
 use crate::raft::{NodeId, Speaker};
 use crate::server::Limits;
+use crate::slot_log::{LogQuery, SlotLogs};
 use crate::state::codec;
 
 /// Snapshot chunks and append batches can be large; this only bounds a runaway peer.
@@ -35,6 +36,7 @@ pub async fn serve<H: PeerHandler>(
     listener: TcpListener,
     handler: H,
     loopback: Loopback,
+    logs: SlotLogs,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,
@@ -60,6 +62,7 @@ pub async fn serve<H: PeerHandler>(
         .route(RENEW_PATH, post(renew::<H>))
         .route(REMOVE_PATH, post(remove::<H>))
         .route(PROGRESS_PATH, post(progress::<H>))
+        .route(SLOT_LOG_PATH, post(slot_log).layer(Extension(logs)))
         .merge(infer)
         .layer(DefaultBodyLimit::max(PEER_BODY_LIMIT))
         .layer(middleware::from_fn(move |req, next| {
@@ -98,6 +101,23 @@ async fn infer<H: PeerHandler>(
         )
             .into_response(),
     }
+}
+
+/// A slot's log as read here. The slot id is checked by the reader (no path escapes the
+/// slots folder); a slot that does not run here simply has no log.
+async fn slot_log(Extension(logs): Extension<SlotLogs>, body: Bytes) -> Response {
+    call(&body, |query: LogQuery| async move {
+        let read = tokio::task::spawn_blocking(move || logs.read(&query)).await;
+        match read {
+            Ok(Ok(chunk)) => Ok(chunk),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                Err(ClusterError::NotFound(e.to_string()))
+            }
+            Ok(Err(e)) => Err(ClusterError::Internal(format!("cannot read the log: {e}"))),
+            Err(e) => Err(ClusterError::Internal(e.to_string())),
+        }
+    })
+    .await
 }
 
 /// Decode the call in `body` and answer with what `handle` makes of it; 400 when the body

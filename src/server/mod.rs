@@ -27,6 +27,10 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use fd::{raise_fd_limit, FdLimit};
+
+/// The `Server` header of every answer of a node's API port: how a client tells helix
+/// from whatever else answers at an address (the CLI fails over past anything else).
+pub const SERVER_HEADER: &str = concat!("helix/", env!("CARGO_PKG_VERSION"));
 pub use warn::WarnLimiter;
 
 use connection::Port;

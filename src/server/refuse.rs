@@ -20,8 +20,9 @@ pub(super) fn response(port_name: &str, limit: usize) -> Bytes {
     })
     .to_string();
     Bytes::from(format!(
-        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\n\
+        "HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nserver: {}\r\n\
          content-type: application/json\r\nretry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        super::SERVER_HEADER,
         body.len()
     ))
 }

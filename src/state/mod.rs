@@ -38,7 +38,8 @@ pub use tokens::{
 };
 pub use trust::{CaRecord, CertRecord, IssuedCertificate, JoinTokenRecord, JoinTokenStatus, Trust};
 pub use validate::{
-    check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, REPLICAS_MAX, TOUCHED_KEYS_MAX,
+    check_addr, check_model_id, check_name, invalid, HF_TOKEN_MAX, MEMORY_MIN, REPLICAS_MAX,
+    TOUCHED_KEYS_MAX,
 };
 
 /// The whole replicated state. `apply` (in `apply.rs`) is the only thing that changes it.

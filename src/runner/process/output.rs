@@ -10,8 +10,7 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-/// The log file in a slot's directory.
-const LOG_FILE: &str = "vllm.log";
+use crate::slot_log::LOG_FILE;
 /// A log bigger than this at launch is moved to `vllm.log.1` (replacing the previous one).
 const LOG_ROTATE_BYTES: u64 = 32 << 20;
 /// Output with no newline for this long (progress bars redraw with `\r`) is written anyway.

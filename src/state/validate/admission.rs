@@ -3,12 +3,9 @@
 //! rules (a model without its memory, say) must still replay to the same state on every
 //! node, old or new.
 
-use super::invalid;
+use super::{invalid, MEMORY_MIN};
 use crate::state::catalog::Model;
 use crate::state::command::StateError;
-
-/// Below this a memory size is almost surely a number meant with a unit ("39" for "39GB").
-const MEMORY_MIN: u64 = 1 << 20;
 
 impl Model {
     /// Can a client write this model now? [`Model::validate`] comes first.

@@ -34,6 +34,8 @@ const NAME_MAX: usize = 128;
 pub(super) const MODEL_TEXT_MAX: usize = 256;
 const DESCRIPTION_MAX: usize = 4096;
 const RUNTIME_ARGS_MAX: usize = 256;
+/// A model's memory below this is a number of bytes meant as gigabytes ("39"), not a model.
+pub const MEMORY_MIN: u64 = 1 << 20;
 /// Arguments helix sets itself (or that would escape the slot's isolation).
 const RESERVED_ARGS: &[&str] = &["--host", "--port"];
 /// What `/api/v1/helix-models/{id}/...` can name besides the model itself.
