@@ -82,6 +82,9 @@ pub enum NodeCommand {
     List,
     /// Remove a member (dead or alive).
     Remove { id: u64 },
+    /// The node --url reaches leaves the cluster gracefully (a leader hands over first),
+    /// then stops with status 0. Give its ID to be sure the URL reaches that node.
+    Leave { id: Option<u64> },
 }
 
 #[derive(Args, Debug)]

@@ -164,6 +164,31 @@ pub enum Command {
         id: String,
         patch: ModelPatch,
     },
+    /// Autopilot changed a member's vote (the membership change itself went through Raft's
+    /// own membership entries): recorded for the audit log and the status page.
+    RecordAutopilot {
+        action: AutopilotAction,
+        node_id: u64,
+    },
+}
+
+/// What autopilot did to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutopilotAction {
+    /// A learner became a voter in place of a voter that stopped answering.
+    Promoted,
+    /// A voter that stopped answering became a learner.
+    Demoted,
+}
+
+impl AutopilotAction {
+    /// The audit entry's kind.
+    pub fn audit_kind(self) -> &'static str {
+        match self {
+            AutopilotAction::Promoted => "autopilot_promoted",
+            AutopilotAction::Demoted => "autopilot_demoted",
+        }
+    }
 }
 
 impl Command {
@@ -199,6 +224,7 @@ impl Command {
             Command::InstallKeyring(_) => "InstallKeyring",
             Command::RotateKeyring { .. } => "RotateKeyring",
             Command::CompactLogs => "CompactLogs",
+            Command::RecordAutopilot { .. } => "RecordAutopilot",
         }
     }
 }
