@@ -7,8 +7,8 @@ use super::client::Client;
 use super::failure::Failure;
 use super::output::{self, cell, table_row};
 use crate::api::types::{
-    JoinTokenInput, JoinTokenView, LeaveInput, LeftView, MemberView, NewJoinTokenView,
-    RemovedView, StatusView,
+    JoinTokenInput, JoinTokenView, LeaveInput, LeftView, MemberView, NewJoinTokenView, RemovedView,
+    StatusView,
 };
 
 table_row!(MemberView {
@@ -143,7 +143,9 @@ pub async fn leave_node(
         .await?;
     match out {
         OutputFormat::Json => output::json(&answer.json),
-        OutputFormat::Table => println!("node {} left the cluster and is stopping", answer.body.left),
+        OutputFormat::Table => {
+            println!("node {} left the cluster and is stopping", answer.body.left)
+        }
     }
     Ok(())
 }

@@ -22,12 +22,7 @@ impl Cluster {
         }
         // A node catching up passes through configurations from before it joined: only one
         // that was listed once and is no longer has been removed.
-        let listed = self
-            .inner
-            .raft
-            .status()
-            .membership
-            .contains(self.node_id());
+        let listed = self.inner.raft.status().membership.contains(self.node_id());
         if listed {
             self.inner.was_member.store(true, Ordering::Relaxed);
         }

@@ -84,8 +84,13 @@ fn autopilot_never_acts_before_the_stall_tolerance() {
     assert_eq!(c.raft.autopilot_dead_after, Duration::from_secs(120));
     // The default stall tolerance is 4 × 300 ms.
     assert!(raft("autopilot_dead_after_ms = 1200").is_ok());
-    let e = raft("autopilot_dead_after_ms = 1199").unwrap_err().to_string();
-    assert!(e.contains("raft.autopilot_dead_after_ms") && e.contains("1200"), "{e}");
+    let e = raft("autopilot_dead_after_ms = 1199")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raft.autopilot_dead_after_ms") && e.contains("1200"),
+        "{e}"
+    );
     // A shorter time needs a shorter tolerance too.
     assert!(raft(
         "election_timeout_min_ms = 100\nelection_timeout_max_ms = 200\nautopilot_dead_after_ms = 800"

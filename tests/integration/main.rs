@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod autopilot;
 mod bench_smoke;
 mod cli;
 mod cluster_core;
@@ -12,6 +13,7 @@ mod gossip;
 mod inference;
 mod keyring;
 mod keys;
+mod node_life;
 mod runner;
 mod snapshot;
 mod starvation;
