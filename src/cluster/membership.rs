@@ -262,12 +262,8 @@ impl Cluster {
                     "cannot remove the last voter of the cluster".into(),
                 ));
             }
-            if node_id == self.node_id() && !self.another_voter_caught_up() {
-                return Err(ClusterError::Unavailable(
-                    "this node leads and no other voter is caught up with it yet; try again \
-                     shortly"
-                        .into(),
-                ));
+            if node_id == self.node_id() {
+                self.wait_another_voter_caught_up().await?;
             }
             // Put a healthy learner in its place first, so the voter count holds.
             if let Some(learner) = self.healthy_learners().into_iter().next() {
@@ -327,8 +323,23 @@ impl Cluster {
         }
     }
 
-    /// On the leader: a voter besides itself answered recently and holds its whole log, so
-    /// the cluster keeps a leader candidate with every committed entry when it steps down.
+    /// On the leader, before it removes itself: waits (up to the write timeout) until a
+    /// voter besides itself answered recently and holds its whole log, so that the cluster
+    /// keeps a candidate with every committed entry when it steps down.
+    async fn wait_another_voter_caught_up(&self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.inner.tuning.write_timeout;
+        while !self.another_voter_caught_up() {
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Unavailable(
+                    "this node leads and no other voter caught up with it in time; try again"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     fn another_voter_caught_up(&self) -> bool {
         let status = self.inner.raft.status();
         let last_log = status.last_log_index.unwrap_or(0);
