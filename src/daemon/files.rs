@@ -178,6 +178,15 @@ pub struct Addresses {
     pub peer_addr: String,
 }
 
+impl Addresses {
+    pub fn of(config: &crate::config::NodeConfig) -> Addresses {
+        Addresses {
+            api_addr: config.api_addr.to_string(),
+            peer_addr: config.peer_addr.to_string(),
+        }
+    }
+}
+
 impl DataDir {
     /// The addresses this node was admitted (or bootstrapped) with, if recorded.
     pub fn addresses(&self) -> anyhow::Result<Option<Addresses>> {

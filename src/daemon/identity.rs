@@ -126,7 +126,7 @@ fn bootstrap(config: &NodeConfig, dir: &DataDir) -> anyhow::Result<Established> 
         now,
     )?;
     let identity = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem())?;
-    dir.keep_addresses(&addresses_of(config))?;
+    dir.keep_addresses(&Addresses::of(config))?;
     let secret = ClusterSecret::generate();
     dir.keep_cluster_key(&secret)?;
     dir.keep_pending_ca_key(&ca.key_pem())?;
@@ -165,7 +165,7 @@ async fn join(
         );
     }
     dir.keep_join_url(url)?;
-    dir.keep_addresses(&addresses_of(config))?;
+    dir.keep_addresses(&Addresses::of(config))?;
     dir.keep_join_members(&reply.members)?;
     let secret = fetch_cluster_key(&identity, &reply.members).await?;
     dir.keep_cluster_key(&secret)?;
@@ -242,18 +242,11 @@ pub async fn become_learner(
     }
 }
 
-fn addresses_of(config: &NodeConfig) -> Addresses {
-    Addresses {
-        api_addr: config.api_addr.to_string(),
-        peer_addr: config.peer_addr.to_string(),
-    }
-}
-
 /// A node restarts with the addresses the cluster knows it by: with others the leader could
 /// not reach it, and it would say `ready` all the same. A data dir from before addresses
 /// were recorded records the ones it starts with.
 fn check_addresses(config: &NodeConfig, dir: &DataDir, id: NodeId) -> anyhow::Result<()> {
-    let given = addresses_of(config);
+    let given = Addresses::of(config);
     match dir.addresses()? {
         None => dir.keep_addresses(&given),
         Some(stored) if stored == given => Ok(()),
