@@ -290,10 +290,13 @@ impl Cluster {
             .await?;
         }
         tracing::info!(removed_node = node_id, "removed member");
-        // The leader may have removed itself; the record is cleaned up by whoever leads next.
-        let _ = self
-            .propose_system(Command::RemoveNode { id: node_id })
-            .await;
+        // A leader that removed itself has stepped down: the next one forgets its record
+        // (autopilot's sweep), and this one answers at once.
+        if node_id != self.node_id() {
+            let _ = self
+                .propose_system(Command::RemoveNode { id: node_id })
+                .await;
+        }
         Ok(())
     }
 

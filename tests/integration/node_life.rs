@@ -208,4 +208,23 @@ fn a_follower_and_then_the_leader_leave_and_the_cluster_keeps_serving() {
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
     c.client(remaining)
         .create_model_acked("life/after-leader", WAIT);
+    // The new leader forgets both records; their certificates are refused from then on.
+    let left: Vec<Value> = [gone, c.id(leader)]
+        .iter()
+        .map(|id| Value::String(id.to_string()))
+        .collect();
+    wait_for(WAIT, "both leavers are in the audit log as removed", || {
+        let audit = c
+            .client(remaining)
+            .poll_json("/api/v1/audit?actor=cluster&kind=node_removed")?;
+        let targets: Vec<Value> = audit
+            .as_array()
+            .map(|a| a.iter().map(|e| e["target"].clone()).collect())
+            .unwrap_or_default();
+        if left.iter().all(|id| targets.contains(id)) {
+            Ok(())
+        } else {
+            Err(audit.to_string())
+        }
+    });
 }

@@ -2,7 +2,8 @@
 //! Consul's. It grows the voter set from learners (the first to have joined vote first),
 //! finishes a membership change a crash or a leader change left half done, and replaces a
 //! voter that has not answered for `raft.autopilot_dead_after_ms`: first the healthiest
-//! caught-up learner votes, then the dead voter becomes a learner. One change at a time,
+//! caught-up learner votes, then the dead voter becomes a learner. It also forgets the
+//! records of nodes that are no longer members. One change at a time,
 //! none without a quorum of reachable voters, never fewer voters than configured because of
 //! a demotion. The rules are pure (`decision.rs`); replacements are recorded in the audit
 //! log through Raft, which the status page also reads.
@@ -58,12 +59,32 @@ pub(super) async fn run(
             }
             continue;
         }
+        forget_former_members(&cluster).await;
         let Some(action) = decision::decide(&view(&cluster, max_voters, dead_after, leading_for))
         else {
             continue;
         };
         if let Err(e) = act(&cluster, action).await {
             tracing::warn!(?action, error = %e, "autopilot could not change the membership");
+        }
+    }
+}
+
+/// Node records of nodes that are no longer members (a leader that left, a removal whose
+/// last step a leader change cut short) are removed, as `helix node remove` would have.
+async fn forget_former_members(cluster: &Cluster) {
+    let membership = cluster.inner.raft.status().membership;
+    let former: Vec<u64> = cluster.replica().read(|s| {
+        s.nodes
+            .keys()
+            .copied()
+            .filter(|&id| !membership.contains(id))
+            .collect()
+    });
+    for id in former {
+        match cluster.propose_system(Command::RemoveNode { id }).await {
+            Ok(_) => tracing::info!(node = id, "forgot a node that is no longer a member"),
+            Err(e) => tracing::warn!(node = id, error = %e, "could not forget a former member"),
         }
     }
 }
