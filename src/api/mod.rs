@@ -26,6 +26,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use cluster::LEAVE_PATH;
 pub use error::ApiError;
 pub use request::{Caller, ReadMode};
 
@@ -120,6 +121,7 @@ fn router(ctx: ApiContext) -> Router {
             "/api/v1/nodes/{id}",
             axum::routing::delete(cluster::remove_node),
         )
+        .route(cluster::LEAVE_PATH, post(cluster::leave))
         .route(
             "/api/v1/helix-models",
             get(models::list).post(models::create),

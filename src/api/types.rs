@@ -341,6 +341,30 @@ pub struct StatusView {
     pub applied_index: u64,
     pub members: Vec<MemberView>,
     pub quorum: QuorumView,
+    /// Whether this node is ready (`/readyz`), and why not.
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub not_ready: Option<String>,
+    #[serde(default)]
+    pub autopilot: AutopilotStatus,
+}
+
+/// Autopilot's setting and the last member it replaced (from the audit log).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AutopilotStatus {
+    /// `raft.autopilot_dead_after_ms`.
+    pub dead_after_ms: u64,
+    pub last_action: Option<AutopilotEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AutopilotEvent {
+    /// `autopilot_promoted` or `autopilot_demoted`, as in the audit log.
+    pub kind: String,
+    pub node_id: Option<u64>,
+    /// RFC 3339, the leader's clock.
+    pub at: String,
 }
 
 /// One member as shown by `cluster status` and `node list`.
@@ -356,6 +380,12 @@ pub struct MemberView {
     pub reachable: Option<bool>,
     /// Highest log index the leader knows replicated there.
     pub applied_index: Option<u64>,
+    /// Milliseconds since it last answered the leader; `null` when unknown or never.
+    #[serde(default)]
+    pub last_contact_ms: Option<u64>,
+    /// Entries it lacks of what the leader has committed.
+    #[serde(default)]
+    pub lag: Option<u64>,
     /// GPUs the node published.
     pub gpus: Vec<GpuView>,
     /// Slots placed on the node.
@@ -375,6 +405,20 @@ pub struct GpuView {
     pub name: String,
     /// Bytes.
     pub memory: u64,
+}
+
+/// `POST /api/v1/node/leave`: the node that answers leaves; `node_id`, when given, must be
+/// its id (a guard against a URL that reaches another node).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaveInput {
+    pub node_id: Option<u64>,
+}
+
+/// The answer to `POST /api/v1/node/leave`: this node left and is stopping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeftView {
+    pub left: u64,
 }
 
 /// The answer to removing a member.

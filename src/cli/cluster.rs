@@ -7,7 +7,8 @@ use super::client::Client;
 use super::failure::Failure;
 use super::output::{self, cell, table_row};
 use crate::api::types::{
-    JoinTokenInput, JoinTokenView, MemberView, NewJoinTokenView, RemovedView, StatusView,
+    JoinTokenInput, JoinTokenView, LeaveInput, LeftView, MemberView, NewJoinTokenView, RemovedView,
+    StatusView,
 };
 
 table_row!(MemberView {
@@ -17,6 +18,8 @@ table_row!(MemberView {
     role,
     leader,
     reachable,
+    last_contact_ms,
+    lag,
     applied_index
 });
 
@@ -50,6 +53,23 @@ pub async fn run(cmd: ClusterCommand, client: &Client, out: OutputFormat) -> Res
                 cell(&quorum.needed),
             );
             output::table(&status.members);
+            if let Some(why) = &status.not_ready {
+                println!("this node is NOT ready: {why}");
+            }
+            let autopilot = &status.autopilot;
+            match &autopilot.last_action {
+                Some(a) => println!(
+                    "autopilot (dead after {} ms): last {} node {} at {}",
+                    autopilot.dead_after_ms,
+                    a.kind.trim_start_matches("autopilot_"),
+                    cell(&a.node_id),
+                    a.at
+                ),
+                None => println!(
+                    "autopilot (dead after {} ms): no replacement yet",
+                    autopilot.dead_after_ms
+                ),
+            }
         }
         ClusterCommand::JoinToken(cmd) => join_token(cmd, client, out).await?,
     }
@@ -109,5 +129,23 @@ pub async fn remove_node(id: u64, client: &Client, out: OutputFormat) -> Result<
         .delete::<RemovedView>(&format!("/api/v1/nodes/{id}"))
         .await?;
     output::object(out, &answer);
+    Ok(())
+}
+
+/// `helix node leave [ID]`: the node the URL reaches leaves, then stops.
+pub async fn leave_node(
+    id: Option<u64>,
+    client: &Client,
+    out: OutputFormat,
+) -> Result<(), Failure> {
+    let answer = client
+        .post::<_, LeftView>(crate::api::LEAVE_PATH, &LeaveInput { node_id: id })
+        .await?;
+    match out {
+        OutputFormat::Json => output::json(&answer.json),
+        OutputFormat::Table => {
+            println!("node {} left the cluster and is stopping", answer.body.left)
+        }
+    }
     Ok(())
 }

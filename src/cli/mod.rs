@@ -178,6 +178,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Node(NodeCommand::List) => cluster::list_nodes(&client, out).await,
         Command::Node(NodeCommand::Remove { id }) => cluster::remove_node(id, &client, out).await,
+        Command::Node(NodeCommand::Leave { id }) => cluster::leave_node(id, &client, out).await,
         Command::Cluster(cmd) => cluster::run(cmd, &client, out).await,
         Command::System(cmd) => system::run(cmd, &client, out).await,
         Command::Model(cmd) => model::run(cmd, &client, out).await,

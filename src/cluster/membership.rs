@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::{timeout, Instant};
 
 use super::forward::no_quorum;
@@ -24,6 +23,10 @@ pub struct MemberView {
     pub reachable: Option<bool>,
     /// Highest log index the leader knows replicated there.
     pub matched_index: Option<u64>,
+    /// Since it last answered the leader; `None` when unknown or never.
+    pub last_contact: Option<Duration>,
+    /// Entries it lacks of what the leader has committed.
+    pub lag: Option<u64>,
 }
 
 /// Whether the voters a decision needs answer the leader.
@@ -67,6 +70,14 @@ impl Cluster {
                             .is_some_and(|ms| ms <= fresh_ms)
                     }),
                     matched_index: p.and_then(|p| p.matched_index),
+                    last_contact: p
+                        .and_then(|p| p.since_last_answer_ms)
+                        .map(Duration::from_millis),
+                    lag: p.and_then(|p| p.matched_index).and_then(|matched| {
+                        progress
+                            .as_ref()
+                            .map(|all| all.commit_index.saturating_sub(matched))
+                    }),
                 }
             })
             .collect();
@@ -122,6 +133,27 @@ impl Cluster {
             },
         )
         .await
+    }
+
+    /// This node leaves the cluster: it is removed through the leader (itself, when it
+    /// leads: openraft 0.9 has no leadership transfer, so the leader removes itself from the
+    /// voters once another voter is caught up, and steps down when that change commits; the
+    /// others elect a new leader). Then [`Cluster::wait_left`] resolves, and the node stops.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        if let Some(reason) = self.removed() {
+            return Err(ClusterError::Conflict(format!(
+                "this node was already removed from the cluster: {reason}"
+            )));
+        }
+        self.remove(self.node_id()).await?;
+        tracing::info!("left the cluster: stopping");
+        self.inner.left.notify_one();
+        Ok(())
+    }
+
+    /// Resolves once this node has left the cluster with [`Cluster::leave`].
+    pub async fn wait_left(&self) {
+        self.inner.left.notified().await
     }
 
     pub(super) fn require_leader(&self) -> Result<(), ClusterError> {
@@ -230,6 +262,9 @@ impl Cluster {
                     "cannot remove the last voter of the cluster".into(),
                 ));
             }
+            if node_id == self.node_id() {
+                self.wait_another_voter_caught_up().await?;
+            }
             // Put a healthy learner in its place first, so the voter count holds.
             if let Some(learner) = self.healthy_learners().into_iter().next() {
                 self.change_membership(
@@ -255,16 +290,19 @@ impl Cluster {
             .await?;
         }
         tracing::info!(removed_node = node_id, "removed member");
-        // The leader may have removed itself; the record is cleaned up by whoever leads next.
-        let _ = self
-            .propose_system(Command::RemoveNode { id: node_id })
-            .await;
+        // A leader that removed itself has stepped down: the next one forgets its record
+        // (autopilot's sweep), and this one answers at once.
+        if node_id != self.node_id() {
+            let _ = self
+                .propose_system(Command::RemoveNode { id: node_id })
+                .await;
+        }
         Ok(())
     }
 
     /// Change the membership, one change at a time, waiting out a change already in flight
     /// (up to the write timeout).
-    async fn change_membership(
+    pub(super) async fn change_membership(
         &self,
         change: MembershipChange,
         retain: bool,
@@ -288,11 +326,49 @@ impl Cluster {
         }
     }
 
-    /// Learners that answered recently and are close to the leader's log, best first.
+    /// On the leader, before it removes itself: waits (up to the write timeout) until a
+    /// voter besides itself answered recently and holds its whole log, so that the cluster
+    /// keeps a candidate with every committed entry when it steps down.
+    async fn wait_another_voter_caught_up(&self) -> Result<(), ClusterError> {
+        let deadline = Instant::now() + self.inner.tuning.write_timeout;
+        while !self.another_voter_caught_up() {
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Unavailable(
+                    "this node leads and no other voter caught up with it in time; try again"
+                        .into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn another_voter_caught_up(&self) -> bool {
+        let status = self.inner.raft.status();
+        let last_log = status.last_log_index.unwrap_or(0);
+        status
+            .membership
+            .voters()
+            .into_iter()
+            .filter(|&v| v != self.node_id())
+            .any(|v| {
+                let matched = status.replication.get(&v).copied().flatten().unwrap_or(0);
+                let fresh = self
+                    .inner
+                    .peers
+                    .contact()
+                    .since_last_answer(v)
+                    .is_some_and(|d| d < self.inner.tuning.reachable_within());
+                fresh && matched >= last_log
+            })
+    }
+
+    /// Learners that answered recently and are close to the leader's log, the first to have
+    /// joined (lowest id) first.
     fn healthy_learners(&self) -> Vec<NodeId> {
         let status = self.inner.raft.status();
         let last_log = status.last_log_index.unwrap_or(0);
-        let mut learners: Vec<(u64, NodeId)> = status
+        let mut learners: Vec<NodeId> = status
             .membership
             .learners()
             .into_iter()
@@ -304,11 +380,12 @@ impl Cluster {
                     .contact()
                     .since_last_answer(id)
                     .is_some_and(|d| d < self.inner.tuning.reachable_within());
-                (fresh && last_log.saturating_sub(matched) <= 100).then_some((matched, id))
+                (fresh && last_log.saturating_sub(matched) <= super::autopilot::CAUGHT_UP_WITHIN)
+                    .then_some(id)
             })
             .collect();
-        learners.sort_by(|a, b| b.cmp(a));
-        learners.into_iter().map(|(_, id)| id).collect()
+        learners.sort();
+        learners
     }
 
     /// On the leader: replication progress of every member.
@@ -359,57 +436,5 @@ impl Cluster {
             .await
             .ok()?
             .ok()
-    }
-}
-
-/// On the leader: grow the voter set from healthy learners up to `max_voters`, and finish
-/// a membership change a crash or a leader change left half done. New members always join
-/// as learners first, so they catch up before they count.
-pub(super) async fn promote_learners(
-    cluster: Cluster,
-    max_voters: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        if !cluster.is_leader() {
-            continue;
-        }
-        let membership = cluster.inner.raft.status().membership;
-        if let Some(target) = membership.unfinished_change() {
-            let target = target.clone();
-            match cluster
-                .change_membership(MembershipChange::SetVoters(target.clone()), true)
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(voters = ?target, "finished an interrupted membership change")
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not finish an interrupted membership change")
-                }
-            }
-            continue;
-        }
-        if membership.voters().len() >= max_voters {
-            continue;
-        }
-        let Some(learner) = cluster.healthy_learners().into_iter().next() else {
-            continue;
-        };
-        match cluster
-            .change_membership(
-                MembershipChange::PromoteToVoters(BTreeSet::from([learner])),
-                true,
-            )
-            .await
-        {
-            Ok(()) => tracing::info!(promoted = learner, "promoted learner to voter"),
-            Err(e) => tracing::warn!(learner, error = %e, "could not promote learner"),
-        }
     }
 }

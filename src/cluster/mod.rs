@@ -11,8 +11,10 @@
 //! - a slot's log from the node that runs it (`slot_log.rs`).
 
 mod admission;
+mod autopilot;
 mod election;
 mod forward;
+mod health;
 mod key_use;
 mod membership;
 mod read;
@@ -65,6 +67,12 @@ struct Inner {
     handed_out_ids: std::sync::Mutex<BTreeSet<NodeId>>,
     /// Stamps the time of every proposal this node appends as leader.
     clock: write::LeaderClock,
+    /// Why this node was removed from the cluster, once it learnt so (see `health.rs`).
+    removed: std::sync::Mutex<Option<String>>,
+    /// This node was listed in the membership once (a node catching up is not yet).
+    was_member: std::sync::atomic::AtomicBool,
+    /// Rung when this node has left the cluster (`helix node leave`): it stops then.
+    left: tokio::sync::Notify,
 }
 
 /// Whether this node can serve: a member that knows a leader, with working storage.
@@ -97,8 +105,16 @@ impl Cluster {
                 membership_lock: tokio::sync::Mutex::new(()),
                 handed_out_ids: std::sync::Mutex::default(),
                 clock: write::LeaderClock::default(),
+                removed: std::sync::Mutex::default(),
+                was_member: std::sync::atomic::AtomicBool::default(),
+                left: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// `raft.autopilot_dead_after_ms`, for the status page.
+    pub fn autopilot_dead_after(&self) -> Duration {
+        self.inner.tuning.autopilot_dead_after
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -196,13 +212,15 @@ impl Cluster {
             .await
     }
 
-    /// Start the tasks that keep the cluster healthy: elections (on every node) and
-    /// learner promotion (acting on the leader).
-    pub fn start_upkeep(&self, max_voters: usize, shutdown: watch::Receiver<bool>) {
+    /// Start the tasks that keep the cluster healthy: elections and noticing a removal (on
+    /// every node), autopilot (acting on the leader).
+    pub fn start_upkeep(&self, shutdown: watch::Receiver<bool>) {
         tokio::spawn(election::run(self.clone(), shutdown.clone()));
-        tokio::spawn(membership::promote_learners(
+        tokio::spawn(health::watch_removal(self.clone(), shutdown.clone()));
+        tokio::spawn(autopilot::run(
             self.clone(),
-            max_voters,
+            self.inner.tuning.max_voters,
+            self.inner.tuning.autopilot_dead_after,
             shutdown,
         ));
     }

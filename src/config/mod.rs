@@ -100,6 +100,13 @@ pub struct RaftTuning {
     pub max_voters: usize,
     /// How long a write may wait for a leader and a quorum before the caller gets 503.
     pub write_timeout: Duration,
+    /// Autopilot: a voter the leader has not heard from for this long is demoted to a
+    /// learner when a healthy learner can take its place. Never shorter than
+    /// [`RaftTuning::reachable_within`], the stall tolerance.
+    pub autopilot_dead_after: Duration,
+    /// `/readyz` fails on a node whose applied index is more than this many entries behind
+    /// its log.
+    pub ready_max_lag: u64,
 }
 
 impl RaftTuning {
@@ -234,6 +241,8 @@ pub struct FileRaft {
     pub snapshot_every: Option<u64>,
     pub max_voters: Option<usize>,
     pub write_timeout_ms: Option<u64>,
+    pub autopilot_dead_after_ms: Option<u64>,
+    pub ready_max_lag: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +349,10 @@ impl NodeConfig {
             snapshot_every: r.snapshot_every.unwrap_or(5000),
             max_voters: r.max_voters.unwrap_or(5),
             write_timeout: Duration::from_millis(r.write_timeout_ms.unwrap_or(3000)),
+            autopilot_dead_after: Duration::from_millis(
+                r.autopilot_dead_after_ms.unwrap_or(120_000),
+            ),
+            ready_max_lag: r.ready_max_lag.unwrap_or(1000),
         };
         if raft.heartbeat.is_zero()
             || raft.heartbeat * 2 > raft.election_timeout_min
@@ -355,6 +368,19 @@ impl NodeConfig {
         }
         if raft.max_voters == 0 {
             return Err(invalid("raft.max_voters", "must be at least 1"));
+        }
+        if raft.autopilot_dead_after < raft.reachable_within() {
+            return Err(invalid(
+                "raft.autopilot_dead_after_ms",
+                format!(
+                    "must be at least the stall tolerance, 4 × election_timeout_max_ms = {} ms: \
+                     a voter silent for less may only be slow",
+                    raft.reachable_within().as_millis()
+                ),
+            ));
+        }
+        if raft.ready_max_lag == 0 {
+            return Err(invalid("raft.ready_max_lag", "must be at least 1"));
         }
         let u = file.runner;
         let runner = RunnerTuning {

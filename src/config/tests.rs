@@ -89,3 +89,29 @@ fn metrics_need_a_key_unless_made_public() {
     assert!(err.to_string().contains("public"), "{err}");
     assert!(toml::from_str::<FileConfig>("[metrics]\nopen = true\n").is_err());
 }
+
+#[test]
+fn autopilot_never_acts_before_the_stall_tolerance() {
+    let raft = |lines: &str| {
+        let file: FileConfig = toml::from_str(&format!("[raft]\n{lines}\n")).unwrap();
+        NodeConfig::resolve(file, NodeOptions::default())
+    };
+    let c = raft("").unwrap();
+    assert_eq!(c.raft.autopilot_dead_after, Duration::from_secs(120));
+    // The default stall tolerance is 4 × 300 ms.
+    assert!(raft("autopilot_dead_after_ms = 1200").is_ok());
+    let e = raft("autopilot_dead_after_ms = 1199")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("raft.autopilot_dead_after_ms") && e.contains("1200"),
+        "{e}"
+    );
+    // A shorter time needs a shorter tolerance too.
+    assert!(raft(
+        "election_timeout_min_ms = 100\nelection_timeout_max_ms = 200\nautopilot_dead_after_ms = 800"
+    )
+    .is_ok());
+    let e = raft("ready_max_lag = 0").unwrap_err().to_string();
+    assert!(e.contains("raft.ready_max_lag"), "{e}");
+}

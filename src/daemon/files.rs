@@ -3,7 +3,8 @@
 //! on the node that bootstrapped, the first join token (`join.token`), the admin key
 //! (`admin.key`) and, until the replicated state holds it, the CA key (`ca.key`); on a node
 //! that joined, whom it asked (`join.url`) and the members it was told of
-//! (`join.members`). Secrets are written 0600, atomically, in a 0700 directory.
+//! (`join.members`); on every node, the API and peer addresses the cluster knows it by
+//! (`node.addrs`). Secrets are written 0600, atomically, in a 0700 directory.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ const CA_KEY_FILE: &str = "ca.key";
 const JOIN_MEMBERS_FILE: &str = "join.members";
 const ADMIN_KEY_FILE: &str = "admin.key";
 const JOIN_URL_FILE: &str = "join.url";
+const ADDRESSES_FILE: &str = "node.addrs";
 const DATABASE_DIR: &str = "sled";
 
 /// A node's data dir.
@@ -166,6 +168,42 @@ impl DataDir {
 
     pub fn keep_join_url(&self, url: &str) -> anyhow::Result<()> {
         write_private(&self.root.join(JOIN_URL_FILE), url)
+    }
+}
+
+/// The addresses the cluster knows a node by.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Addresses {
+    pub api_addr: String,
+    pub peer_addr: String,
+}
+
+impl Addresses {
+    pub fn of(config: &crate::config::NodeConfig) -> Addresses {
+        Addresses {
+            api_addr: config.api_addr.to_string(),
+            peer_addr: config.peer_addr.to_string(),
+        }
+    }
+}
+
+impl DataDir {
+    /// The addresses this node was admitted (or bootstrapped) with, if recorded.
+    pub fn addresses(&self) -> anyhow::Result<Option<Addresses>> {
+        let path = self.root.join(ADDRESSES_FILE);
+        read_if_there(&path)?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is damaged", path.display()))
+            })
+            .transpose()
+    }
+
+    pub fn keep_addresses(&self, addresses: &Addresses) -> anyhow::Result<()> {
+        write_private(
+            &self.root.join(ADDRESSES_FILE),
+            &serde_json::to_string(addresses)?,
+        )
     }
 }
 

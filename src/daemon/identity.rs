@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
-use super::files::DataDir;
+use super::files::{Addresses, DataDir};
 use super::Launch;
 use crate::cluster::certificate_names;
 use crate::config::NodeConfig;
@@ -73,6 +73,7 @@ pub async fn establish(
                 dir.root().display()
             );
         }
+        check_addresses(config, dir, id)?;
         let secret = match dir.cluster_key()? {
             Some(secret) => secret,
             // Admitted, but stopped before it had the key.
@@ -126,6 +127,7 @@ fn bootstrap(config: &NodeConfig, dir: &DataDir) -> anyhow::Result<Established> 
         now,
     )?;
     let identity = NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem())?;
+    dir.keep_addresses(&Addresses::of(config))?;
     let secret = ClusterSecret::generate();
     dir.keep_cluster_key(&secret)?;
     dir.keep_pending_ca_key(&ca.key_pem())?;
@@ -151,7 +153,8 @@ async fn join(
         node_id: config.node_id,
         names: config.advertise_names.clone(),
     };
-    dir.keep_join_url(url)?;
+    // Nothing is kept before the cluster admits this node: a refused join (a wrong token,
+    // say) leaves the data dir as it was, and the next `helix node join` starts afresh.
     let reply = request_join(url, &token, &request).await?;
     let identity = NodeIdentity::new(&reply.ca_pem, &reply.cert_pem, key.key_pem())
         .context("the cluster answered with a certificate that does not fit this node's key")?;
@@ -162,6 +165,8 @@ async fn join(
             identity.node_id()
         );
     }
+    dir.keep_join_url(url)?;
+    dir.keep_addresses(&Addresses::of(config))?;
     dir.keep_join_members(&reply.members)?;
     let secret = fetch_cluster_key(&identity, &reply.members).await?;
     dir.keep_cluster_key(&secret)?;
@@ -233,5 +238,26 @@ pub async fn become_learner(
             bail!("could not become a member: {last_error}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A node restarts with the addresses the cluster knows it by: with others the leader could
+/// not reach it, and it would say `ready` all the same. A data dir from before addresses
+/// were recorded records the ones it starts with.
+fn check_addresses(config: &NodeConfig, dir: &DataDir, id: NodeId) -> anyhow::Result<()> {
+    let given = Addresses::of(config);
+    match dir.addresses()? {
+        None => dir.keep_addresses(&given),
+        Some(stored) if stored == given => Ok(()),
+        Some(stored) => bail!(
+            "data dir {} holds node {id}, which the cluster knows at --api-addr {} \
+             --peer-addr {}, not at --api-addr {} --peer-addr {}; start it with its stored \
+             addresses (to move a node, remove it and join again with an empty data dir)",
+            dir.root().display(),
+            stored.api_addr,
+            stored.peer_addr,
+            given.api_addr,
+            given.peer_addr
+        ),
     }
 }

@@ -223,7 +223,7 @@ pub async fn run(
             None => cluster.initialize_alone(&peer_addr).await,
         }
     }
-    cluster.start_upkeep(config.raft.max_voters, stop.clone());
+    cluster.start_upkeep(stop.clone());
     tokio::spawn(compaction::follow_requests(cluster.clone(), stop.clone()));
     tokio::spawn(certificates::keep_renewed(
         cluster.clone(),
@@ -265,10 +265,12 @@ pub async fn run(
             }
             tokio::select! {
                 _ = &mut shutdown => Ending::Exit,
+                _ = cluster.wait_left() => Ending::Exit,
                 _ = &mut recovered => Ending::RestartInPlace,
             }
         }
         _ = &mut shutdown => Ending::Exit,
+        _ = cluster.wait_left() => Ending::Exit,
         _ = &mut recovered => Ending::RestartInPlace,
     };
 

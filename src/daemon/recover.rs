@@ -58,6 +58,8 @@ pub async fn recover(config: &NodeConfig, yes: bool) -> anyhow::Result<u64> {
     db.seed(&state, node_id, &config.peer_addr.to_string())
         .await?;
     db.set_node_id(node_id).await?;
+    // The membership now knows the node at these addresses.
+    dir.keep_addresses(&super::files::Addresses::of(config))?;
     println!("the old database is kept in {}", aside.display());
     Ok(node_id)
 }

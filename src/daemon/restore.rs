@@ -83,6 +83,8 @@ pub async fn restore(
     db.seed(&state, node_id, &config.peer_addr.to_string())
         .await?;
     db.set_node_id(node_id).await?;
+    // The membership now knows the node at these addresses.
+    dir.keep_addresses(&super::files::Addresses::of(config))?;
     // Last: a data dir with an identity is one that finished this step.
     dir.keep_identity(&identity)?;
     Ok(node_id)

@@ -183,8 +183,9 @@ impl Reconciler {
     fn desired(&self) -> BTreeMap<String, Desired> {
         let me = self.cluster.node_id();
         let replica = self.cluster.replica();
-        // A node removed from the cluster runs nothing, whatever it last heard.
-        if !replica.is_member(me) {
+        // A node removed from the cluster runs nothing, whatever it last heard (it seldom
+        // hears of its removal through Raft: `Cluster::removed`).
+        if !replica.is_member(me) || self.cluster.removed().is_some() {
             return BTreeMap::new();
         }
         replica.read(|state| {

@@ -131,7 +131,8 @@ impl State {
             | Command::AdmitNode { .. }
             | Command::RecordCertificate(_)
             | Command::TouchApiKeys { .. }
-            | Command::InstallKeyring(_) => Rule::Cluster,
+            | Command::InstallKeyring(_)
+            | Command::RecordAutopilot { .. } => Rule::Cluster,
             Command::UpdateSystemSettings { .. }
             | Command::CreateOrg(_)
             | Command::CreateUser { .. }

@@ -171,6 +171,12 @@ pub enum Command {
         orgs: Vec<(String, TokenUpdate)>,
         users: Vec<(String, TokenUpdate)>,
     },
+    /// Autopilot changed a member's vote (the membership change itself went through Raft's
+    /// own membership entries): recorded for the audit log and the status page.
+    RecordAutopilot {
+        action: AutopilotAction,
+        node_id: u64,
+    },
 }
 
 /// The one-level settings commands an [`Command::UpdateTokenSettings`] stands for.
@@ -195,6 +201,25 @@ pub fn token_settings_parts(
             hf_token: Some(update.clone()),
         });
     system.chain(orgs).chain(users).collect()
+}
+
+/// What autopilot did to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutopilotAction {
+    /// A learner became a voter in place of a voter that stopped answering.
+    Promoted,
+    /// A voter that stopped answering became a learner.
+    Demoted,
+}
+
+impl AutopilotAction {
+    /// The audit entry's kind.
+    pub fn audit_kind(self) -> &'static str {
+        match self {
+            AutopilotAction::Promoted => "autopilot_promoted",
+            AutopilotAction::Demoted => "autopilot_demoted",
+        }
+    }
 }
 
 impl Command {
@@ -231,6 +256,7 @@ impl Command {
             Command::UpdateTokenSettings { .. } => "UpdateTokenSettings",
             Command::RotateKeyring { .. } => "RotateKeyring",
             Command::CompactLogs => "CompactLogs",
+            Command::RecordAutopilot { .. } => "RecordAutopilot",
         }
     }
 }

@@ -24,7 +24,9 @@ pub use audit::{AuditFilter, AuditLog, AUDIT_KEEP, AUDIT_PER_BUCKET};
 pub use auth::{admin_only, Rule};
 pub use backup::{decode_backup, encode_backup, Backup, BackupError, BACKUP_FORMAT};
 pub use catalog::{parse_memory, Model, ModelType, ModelV1, Runtime};
-pub use command::{Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError};
+pub use command::{
+    AutopilotAction, Command, ModelPatch, Outcome, Proposal, Reply, SlotChange, StateError,
+};
 pub use keyring::{Keyring, KeyringKey, Reseal};
 pub use nodes::{
     replica_slot_id, slot_id_for, split_replica, Gpu, NodeAnnouncement, NodeRecord, Placement,

@@ -40,6 +40,7 @@ const SYSTEM_KINDS: &[&str] = &[
     "AdmitNode",
     "TouchApiKeys",
     "InstallKeyring",
+    "RecordAutopilot",
 ];
 
 /// Every command, at the point `every_command` runs it: without an actor only the

@@ -116,7 +116,8 @@ pub struct AuditEntry {
     /// The user whose key made the change; `None` for the cluster itself.
     pub actor_user_id: Option<String>,
     /// e.g. `hf_token_set`, `hf_token_cleared`, `api_key_issued`, `api_key_revoked`,
-    /// `user_created`, `org_created`, `node_admitted`, `node_removed`.
+    /// `user_created`, `org_created`, `node_admitted`, `node_removed`, `autopilot_promoted`,
+    /// `autopilot_demoted`.
     pub kind: String,
     /// `system`, `organization`, `user`, `model` or `api_key`.
     pub level: String,

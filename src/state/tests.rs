@@ -235,6 +235,14 @@ pub(crate) fn every_command() -> Vec<Proposal> {
             },
         ),
         by(None, 19, Command::RemoveNode { id: 1 }),
+        by(
+            None,
+            19,
+            Command::RecordAutopilot {
+                action: AutopilotAction::Demoted,
+                node_id: 1,
+            },
+        ),
         by(None, 20, Command::InitCa(ca_record())),
         by(
             None,

@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod autopilot;
 mod bench_smoke;
 mod cli;
 mod cli_failover;
@@ -16,6 +17,7 @@ mod inference;
 mod keyring;
 mod keys;
 mod metrics;
+mod node_life;
 mod quiet_logs;
 mod runner;
 mod settings_maps;

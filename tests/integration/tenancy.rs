@@ -669,6 +669,19 @@ fn table() -> Vec<Row> {
             [401, 401, 401, 403, 403, 404],
             fixed("/api/v1/nodes/987654"),
         ),
+        // Admins pass the check; the id is not the answering node's, so they get 409 and
+        // the node stays.
+        row(
+            "POST",
+            "/api/v1/node/leave",
+            [401, 401, 401, 403, 403, 409],
+            |_, _, _| {
+                (
+                    "/api/v1/node/leave".into(),
+                    Some(json!({ "node_id": 987654 })),
+                )
+            },
+        ),
         row("GET", "/api/v1/slots", ANY_KEY, fixed(SLOTS)),
         row("GET", "/api/v1/helix-models", ANY_KEY, fixed(MODELS)),
         row("POST", "/api/v1/helix-models", ADMIN_201, |_, i, _| {

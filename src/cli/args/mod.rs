@@ -100,6 +100,12 @@ pub enum NodeCommand {
         /// The node id, as in `helix node list`.
         id: u64,
     },
+    /// The node --url reaches leaves the cluster gracefully (a leader hands over first),
+    /// then stops with status 0. Give its ID to be sure the URL reaches that node.
+    Leave {
+        /// The id of the node --url reaches (a guard against leaving the wrong one).
+        id: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -82,7 +82,7 @@ impl LeaderContact {
         *self.last.lock().expect("leader contact lock poisoned") = Instant::now();
     }
 
-    fn silence(&self) -> Duration {
+    pub(in crate::cluster) fn silence(&self) -> Duration {
         self.last
             .lock()
             .expect("leader contact lock poisoned")

@@ -375,6 +375,11 @@ impl State {
                 self.audit(ctx, "logs_compacted", "system", None, touched);
                 Ok(Reply::Done)
             }
+            Command::RecordAutopilot { action, node_id } => {
+                let target = node_id.to_string();
+                self.audit(ctx, action.audit_kind(), "cluster", Some(&target), touched);
+                Ok(Reply::Done)
+            }
         }
     }
 }

@@ -414,6 +414,12 @@ impl Cluster {
         process.wait_exit(timeout)
     }
 
+    /// Waits for node `k`'s process to exit on its own and lets it go, so that node `k` can
+    /// be started again.
+    pub fn wait_gone(&mut self, k: usize, timeout: Duration) -> ExitStatus {
+        self.take_process(k).wait_exit(timeout)
+    }
+
     /// Waits for node `k`'s process to exit on its own.
     pub fn wait_exit(&mut self, k: usize, timeout: Duration) -> ExitStatus {
         self.process_mut(k).wait_exit(timeout)
