@@ -3,6 +3,7 @@
 //! - `gpus`: what GPUs this node has (NVML, or declared);
 //! - `scheduler`: on the leader, which node and GPUs run each model (committed);
 //! - `reconciler`: on every node, make local vLLM processes match what is committed here;
+//!   `report`: its reports on each slot, written into the replicated state;
 //! - `launch`: the exact vLLM command line; `process`: supervising one vLLM process;
 //! - `gated`: whether a failed vLLM's log says the model is gated (reconciler policy);
 //! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution;
@@ -14,5 +15,6 @@ pub mod launch;
 pub mod metrics;
 pub mod process;
 pub mod reconciler;
+mod report;
 pub mod scheduler;
 pub mod tokens;

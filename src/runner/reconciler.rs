@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::gated::looks_gated;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
+use super::report::{report_slots, Report};
 use super::tokens::{TokenChoice, Tokens};
 use crate::cluster::{Cluster, Consistency};
 use crate::config::RunnerTuning;
@@ -75,13 +76,6 @@ impl LaunchedModel {
             context_length: model.context_length,
         }
     }
-}
-
-#[derive(Debug, Clone)]
-struct Report {
-    slot_id: String,
-    generation: u64,
-    status: SlotStatus,
 }
 
 /// What the committed state places on this node.
@@ -438,59 +432,6 @@ async fn healthy(port: u16) -> bool {
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
-}
-
-/// Write slot reports into the replicated state, latest per slot, retrying failed writes.
-async fn report_slots(
-    cluster: Cluster,
-    mut reports: mpsc::UnboundedReceiver<Report>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut pending: BTreeMap<String, Report> = BTreeMap::new();
-    loop {
-        if pending.is_empty() {
-            tokio::select! {
-                r = reports.recv() => match r {
-                    Some(r) => { pending.insert(r.slot_id.clone(), r); }
-                    None => return,
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
-        while let Ok(r) = reports.try_recv() {
-            pending.insert(r.slot_id.clone(), r);
-        }
-        let batch: Vec<Report> = pending.values().cloned().collect();
-        for report in batch {
-            let written = cluster
-                .propose_system(Command::ReportSlot {
-                    slot_id: report.slot_id.clone(),
-                    node_id: cluster.node_id(),
-                    generation: report.generation,
-                    status: report.status.clone(),
-                })
-                .await;
-            match written {
-                Ok(_) => {
-                    // Keep a newer report that arrived meanwhile.
-                    if pending
-                        .get(&report.slot_id)
-                        .is_some_and(|p| p.status == report.status)
-                    {
-                        pending.remove(&report.slot_id);
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "slot report not written yet; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    break;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

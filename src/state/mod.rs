@@ -72,6 +72,8 @@ pub struct State {
 }
 
 #[cfg(test)]
+mod apply_tests;
+#[cfg(test)]
 mod key_tests;
 #[cfg(test)]
 mod keyring_tests;
