@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 
 use super::types::SlotView;
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::state::{Slot, SlotState};
 
 impl From<&Slot> for SlotView {
@@ -33,6 +33,15 @@ impl From<&Slot> for SlotView {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/slots", tag = "cluster",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "Every slot: what runs where, and why pending", body = Vec<SlotView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,

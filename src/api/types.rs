@@ -7,6 +7,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 pub use crate::cluster::QuorumView;
 use crate::state::{ModelType, OrgRole, Runtime, SlotState, TokenSource};
@@ -14,7 +15,7 @@ use crate::state::{ModelType, OrgRole, Runtime, SlotState, TokenSource};
 // ------------------------------------------------------------------------------------ models
 
 /// A model as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelView {
     pub id: String,
     pub name: String,
@@ -42,7 +43,7 @@ pub struct ModelView {
 /// The body of model create and update (the seed's model.json). Every field is optional
 /// for update; create needs `id`. Absent fields are left out, so an update changes only
 /// what it names.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInput {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,6 +77,7 @@ pub struct ModelInput {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
+    #[schema(value_type = Option<String>)]
     pub huggingface_token: Option<SecretString>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
@@ -83,7 +85,7 @@ pub struct ModelInput {
 
 /// A model's GPU memory as given: bytes, or a size such as "39GB" or "36GiB" that the
 /// server parses (so every client reads units alike).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged, try_from = "serde_json::Value")]
 pub enum Memory {
     Bytes(u64),
@@ -106,7 +108,7 @@ impl TryFrom<serde_json::Value> for Memory {
 }
 
 /// Which level a launch of a model takes its token from (never the token), and whose.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenSourceView {
     pub source: TokenSource,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,7 +124,7 @@ pub struct TokenSourceView {
 
 /// Token settings of the system, an organization, a user or a model: whether a token is
 /// set and where it comes from, never its value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenSettingsView {
     /// `system`, or the holder's id.
     pub id: String,
@@ -134,7 +136,7 @@ pub struct TokenSettingsView {
 
 /// Where a settings page's token comes from. `environment` (the answering node's
 /// `HF_TOKEN`) only for the system settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SettingsTokenSource {
     Database,
@@ -143,7 +145,7 @@ pub enum SettingsTokenSource {
 }
 
 /// The body of a settings update.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSettingsUpdate {
     /// Absent: unchanged. `""`: clear. Anything else: the new token.
@@ -151,11 +153,12 @@ pub struct TokenSettingsUpdate {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
+    #[schema(value_type = Option<String>)]
     pub huggingface_token: Option<SecretString>,
 }
 
 /// A node's runner view: whether the cluster-wide token opens here, how far it applied.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunnerConfigView {
     pub node_id: u64,
     pub huggingface_token_set: bool,
@@ -168,7 +171,7 @@ pub struct RunnerConfigView {
 
 /// What this node's gossip says: who is alive, who was declared down, and how many
 /// datagrams it refused (forged, stale, replayed or malformed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GossipStatusView {
     /// False until this node holds the keyring's gossip key.
     pub running: bool,
@@ -179,7 +182,7 @@ pub struct GossipStatusView {
 
 /// This node's seal key: its public id, where it comes from, and whether it opens the
 /// cluster's keyring (when not, the node seals and opens no token, and says why).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SealKeyView {
     pub id: String,
     /// `data-dir` (derived from the cluster key) or `file`.
@@ -189,7 +192,7 @@ pub struct SealKeyView {
 }
 
 /// `helix operator keyring list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct KeyringView {
     /// The id of the seal key the cluster's data keys are wrapped with.
     pub seal_key_id: String,
@@ -200,7 +203,7 @@ pub struct KeyringView {
     pub this_node: SealKeyView,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DataKeyView {
     pub id: u32,
     pub created: String,
@@ -211,7 +214,7 @@ pub struct DataKeyView {
 }
 
 /// `helix operator compact`: what was asked of every node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CompactionView {
     /// Each node compacts its log up to what it has applied when it applies the request:
     /// through this index at least, which every write acknowledged before it is below.
@@ -222,7 +225,7 @@ pub struct CompactionView {
 
 // ------------------------------------------------------------------------------- tenancy
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrgView {
     pub id: String,
     pub name: String,
@@ -231,13 +234,13 @@ pub struct OrgView {
     pub huggingface_token_set: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
     pub id: String,
     pub name: String,
@@ -251,7 +254,7 @@ pub struct UserView {
     pub disabled: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
     pub name: String,
@@ -266,27 +269,29 @@ pub struct UserInput {
 
 /// A created user and its first API key: the one answer that shows that key (only its
 /// hash is stored), because the caller asked for it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewUserView {
     #[serde(flatten)]
     pub user: UserView,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub api_key: SecretString,
     pub api_key_id: String,
 }
 
 /// Another API key for a user (or a rotated one), shown this once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct IssuedKeyView {
     pub id: String,
     pub user_id: String,
     pub name: Option<String>,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub api_key: SecretString,
 }
 
 /// The optional body of `POST /users/{id}/api-keys`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
     #[serde(default)]
@@ -295,7 +300,7 @@ pub struct KeyInput {
 
 /// One of a user's API keys, never its value. `last_used` is as coarse as
 /// `server.key_use_report_ms` (a minute by default); `null` when never seen in use.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub user_id: String,
@@ -305,7 +310,7 @@ pub struct ApiKeyView {
 }
 
 /// One change of a secret or a permission.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditView {
     pub seq: u64,
     pub at: String,
@@ -317,7 +322,7 @@ pub struct AuditView {
 
 // ------------------------------------------------------------------------------- cluster
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     pub node_id: u64,
     pub leader_id: Option<u64>,
@@ -329,7 +334,7 @@ pub struct StatusView {
 }
 
 /// One member as shown by `cluster status` and `node list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
     pub id: u64,
     pub api_addr: Option<String>,
@@ -347,14 +352,14 @@ pub struct MemberView {
     pub slots: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberRole {
     Voter,
     Learner,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GpuView {
     pub index: u32,
     pub name: String,
@@ -363,13 +368,13 @@ pub struct GpuView {
 }
 
 /// The answer to removing a member.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RemovedView {
     pub removed: u64,
 }
 
 /// `POST /api/v1/cluster/join-tokens`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinTokenInput {
     /// How long it admits nodes: `90s`, `30m`, `1h`, `7d` [default: 1h].
@@ -381,7 +386,7 @@ pub struct JoinTokenInput {
 }
 
 /// A join token: whoever holds it may add one node (or `max_uses`) until it expires.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JoinTokenView {
     pub id: String,
     pub created: String,
@@ -394,16 +399,17 @@ pub struct JoinTokenView {
 }
 
 /// A new join token, shown this once (only a hash of its secret is stored).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewJoinTokenView {
     #[serde(flatten)]
     pub view: JoinTokenView,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub token: SecretString,
 }
 
 /// A model instance: what runs where.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SlotView {
     pub id: String,
     pub model_id: String,

@@ -12,6 +12,7 @@ mod activity;
 mod connection;
 mod fd;
 mod refuse;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod warn;
@@ -27,6 +28,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use fd::{raise_fd_limit, FdLimit};
+pub use routes::Routes;
 pub use warn::WarnLimiter;
 
 use connection::Port;
