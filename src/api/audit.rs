@@ -28,7 +28,7 @@ impl From<&AuditEntry> for AuditView {
 
 /// Oldest first; with `limit`, the newest that many of those matching.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "operator",
-    params(("actor" = Option<String>, Query, description = "A user id, or `cluster` for the cluster's own entries"), ("kind" = Option<String>, Query, description = "An entry kind, e.g. `node_removed`"), ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("limit" = Option<u64>, Query, minimum = 1, description = "The newest this many"), ("stale" = Option<bool>, Query, description = "Read this node's replica as it is, without asking the leader")),
+    params(("actor" = Option<String>, Query, min_length = 1, description = "A user id, or `cluster` for the cluster's own entries"), ("kind" = Option<String>, Query, min_length = 1, description = "An entry kind, e.g. `node_removed`"), ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("limit" = Option<u64>, Query, minimum = 1, description = "The newest this many"), ("stale" = Option<bool>, Query, description = "Read this node's replica as it is, without asking the leader")),
     responses(
         (status = 200, description = "Changes of secrets and permissions, oldest first", body = Vec<AuditView>),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),

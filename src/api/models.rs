@@ -93,7 +93,7 @@ fn model_id_from_path(raw: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
-#[utoipa::path(get, path = "/api/v1/helix-models", tag = "models",
+#[utoipa::path(get, path = "/api/v1/helix-models", operation_id = "list_helix_models", tag = "models",
     params(ReadMode),
     responses(
         (status = 200, description = "Every model", body = Vec<ModelView>),
@@ -133,7 +133,7 @@ pub async fn get_any(
     Ok(Json(get_one(&ctx, &id)?).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/helix-models/{id}", tag = "models",
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}", operation_id = "get_helix_model", tag = "models",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
     responses(
         (status = 200, description = "The model", body = ModelView),
@@ -153,7 +153,7 @@ pub fn get_one(ctx: &ApiContext, raw_id: &str) -> Result<ModelView, ApiError> {
 /// Which level a launch of this model would take its token from (never the token). The
 /// last level, `environment`, is judged on the node that runs the model's slot, or would
 /// run it now: each node publishes whether it has an `HF_TOKEN`.
-#[utoipa::path(get, path = "/api/v1/helix-models/{id}/token-source", tag = "models",
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}/token-source", operation_id = "get_model_token_source", tag = "models",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
     responses(
         (status = 200, description = "Which level a launch of the model takes its token from (never the token)", body = TokenSourceView),
@@ -199,8 +199,8 @@ fn runner_of(state: &crate::state::State, model: &Model) -> Option<u64> {
         .or_else(|| crate::runner::scheduler::would_place(state, model))
 }
 
-#[utoipa::path(post, path = "/api/v1/helix-models", tag = "models",
-    request_body = ModelInput,
+#[utoipa::path(post, path = "/api/v1/helix-models", operation_id = "create_helix_model", tag = "models",
+    request_body(content = ModelInput, example = json!({"id": "Qwen/Qwen2.5-7B-Instruct", "memory": "20GB", "prewarm": true})),
     responses(
         (status = 201, description = "Created", body = ModelView),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
@@ -251,9 +251,9 @@ pub async fn put_any(
     Ok(Json(update(&ctx, &caller, &id, body).await?).into_response())
 }
 
-#[utoipa::path(put, path = "/api/v1/helix-models/{id}", tag = "models",
+#[utoipa::path(put, path = "/api/v1/helix-models/{id}", operation_id = "update_helix_model", tag = "models",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
-    request_body = ModelInput,
+    request_body(content = ModelInput, example = json!({"description": "a chat model", "replicas": 1})),
     responses(
         (status = 200, description = "The model as updated", body = ModelView),
         (status = 400, description = "Bad input, named in `error`, or nothing to change", body = ErrorBody),
@@ -302,7 +302,7 @@ pub async fn update(
     }
 }
 
-#[utoipa::path(delete, path = "/api/v1/helix-models/{id}", tag = "models",
+#[utoipa::path(delete, path = "/api/v1/helix-models/{id}", operation_id = "delete_helix_model", tag = "models",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
     responses(
         (status = 204, description = "Deleted"),

@@ -122,7 +122,7 @@ pub fn document_json() -> &'static str {
 }
 
 /// This document. Public: it holds no secret and says nothing about the cluster.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", security(()),
+#[utoipa::path(get, path = "/api/v1/openapi.json", operation_id = "get_openapi_document", tag = "health", security(()),
     responses((status = 200, description = "This OpenAPI 3.1 document", body = Object)))]
 pub async fn serve() -> impl IntoResponse {
     (

@@ -33,7 +33,7 @@ impl From<&Slot> for SlotView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/slots", tag = "cluster",
+#[utoipa::path(get, path = "/api/v1/slots", operation_id = "list_slots", tag = "cluster",
     params(ReadMode),
     responses(
         (status = 200, description = "Every slot: what runs where, and why pending", body = Vec<SlotView>),

@@ -37,7 +37,7 @@ fn view(ctx: &ApiContext, settings: &SystemSettings) -> TokenSettingsView {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/system/settings", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/system/settings", operation_id = "get_system_settings", tag = "settings",
     params(ReadMode),
     responses(
         (status = 200, description = "Whether the cluster-wide Hugging Face token is set, and where it comes from", body = TokenSettingsView),
@@ -57,7 +57,7 @@ pub async fn get_settings(
     Ok(Json(view(&ctx, &settings)))
 }
 
-#[utoipa::path(put, path = "/api/v1/system/settings", tag = "settings",
+#[utoipa::path(put, path = "/api/v1/system/settings", operation_id = "put_system_settings", tag = "settings",
     request_body = TokenSettingsUpdate,
     responses(
         (status = 200, description = "The settings as updated", body = TokenSettingsView),

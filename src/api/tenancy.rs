@@ -31,7 +31,7 @@ impl From<&Org> for OrgView {
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "tenancy",
-    request_body = NewOrg,
+    request_body(content = NewOrg, example = json!({"name": "acme"})),
     responses(
         (status = 201, description = "Created", body = OrgView),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
@@ -104,7 +104,7 @@ fn user_view(u: &User, disabled: bool) -> UserView {
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "tenancy",
-    request_body = UserInput,
+    request_body(content = UserInput, example = json!({"name": "alice"})),
     responses(
         (status = 201, description = "Created, with its first API key (shown this once)", body = NewUserView),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),

@@ -142,7 +142,7 @@ async fn write(
     Ok(ctx.replica().read(|s| holder.look(s))?)
 }
 
-#[utoipa::path(get, path = "/api/v1/orgs/{id}/settings", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/orgs/{id}/settings", operation_id = "get_org_settings", tag = "settings",
     params(("id" = String, Path, description = "The organization id"), ReadMode),
     responses(
         (status = 200, description = "Whether the organization's token is set", body = TokenSettingsView),
@@ -165,7 +165,7 @@ pub async fn get_org(
         .map(Json)
 }
 
-#[utoipa::path(put, path = "/api/v1/orgs/{id}/settings", tag = "settings",
+#[utoipa::path(put, path = "/api/v1/orgs/{id}/settings", operation_id = "put_org_settings", tag = "settings",
     params(("id" = String, Path, description = "The organization id")),
     request_body = TokenSettingsUpdate,
     responses(
@@ -190,7 +190,7 @@ pub async fn put_org(
         .map(Json)
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}/settings", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/users/{id}/settings", operation_id = "get_user_settings", tag = "settings",
     params(("id" = String, Path, description = "A user id, or `me` for the caller"), ReadMode),
     responses(
         (status = 200, description = "Whether the user's token is set", body = TokenSettingsView),
@@ -212,7 +212,7 @@ pub async fn get_user(
     read(&ctx, &caller, Holder::User(&id)).await.map(Json)
 }
 
-#[utoipa::path(put, path = "/api/v1/users/{id}/settings", tag = "settings",
+#[utoipa::path(put, path = "/api/v1/users/{id}/settings", operation_id = "put_user_settings", tag = "settings",
     params(("id" = String, Path, description = "A user id, or `me` for the caller")),
     request_body = TokenSettingsUpdate,
     responses(
@@ -239,7 +239,7 @@ pub async fn put_user(
 }
 
 /// `GET /api/v1/helix-models/{id}/settings`, routed from the models' wildcard route.
-#[utoipa::path(get, path = "/api/v1/helix-models/{id}/settings", tag = "settings",
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}/settings", operation_id = "get_model_settings", tag = "settings",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
     responses(
         (status = 200, description = "Whether the model's token is set", body = TokenSettingsView),
@@ -259,7 +259,7 @@ pub async fn get_model(
 }
 
 /// `PUT /api/v1/helix-models/{id}/settings`, routed from the models' wildcard route.
-#[utoipa::path(put, path = "/api/v1/helix-models/{id}/settings", tag = "settings",
+#[utoipa::path(put, path = "/api/v1/helix-models/{id}/settings", operation_id = "put_model_settings", tag = "settings",
     params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
     request_body = TokenSettingsUpdate,
     responses(

@@ -86,7 +86,7 @@ pub async fn join(
 }
 
 #[utoipa::path(post, path = "/api/v1/cluster/join-tokens", tag = "cluster",
-    request_body = inline(Option<JoinTokenInput>),
+    request_body(content = inline(Option<JoinTokenInput>), example = json!({"ttl": "1h", "uses": 1})),
     responses(
         (status = 200, description = "The new join token, shown this once", body = NewJoinTokenView),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
@@ -167,6 +167,7 @@ pub async fn list_join_tokens(
     params(("id" = String, Path, description = "The join token id")),
     responses(
         (status = 200, description = "The token as revoked", body = JoinTokenView),
+        (status = 400, description = "Not an id", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),

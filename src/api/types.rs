@@ -77,9 +77,10 @@ pub struct ModelInput {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^\\S*$")]
     pub huggingface_token: Option<SecretString>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
     pub replicas: Option<u32>,
 }
 
@@ -153,7 +154,7 @@ pub struct TokenSettingsUpdate {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^\\S*$")]
     pub huggingface_token: Option<SecretString>,
 }
 
@@ -237,6 +238,7 @@ pub struct OrgView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
 }
 
@@ -257,6 +259,7 @@ pub struct UserView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
     pub admin: bool,
@@ -295,6 +298,7 @@ pub struct IssuedKeyView {
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub name: Option<String>,
 }
 
@@ -382,6 +386,7 @@ pub struct JoinTokenInput {
     pub ttl: Option<String>,
     /// How many nodes may join with it [default: any number until it expires].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub uses: Option<u32>,
 }
 

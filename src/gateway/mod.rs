@@ -126,7 +126,7 @@ pub struct ModelEntry {
 }
 
 /// The models the caller may use, in OpenAI's list shape.
-#[utoipa::path(get, path = "/v1/models", tag = "inference",
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_openai_models", tag = "inference",
     responses(
         (status = 200, description = "The models this key may use", body = ModelList),
         (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
@@ -162,7 +162,7 @@ fn model_entry(model: &Model) -> ModelEntry {
 }
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
-    request_body = ChatCompletionRequest,
+    request_body(content = ChatCompletionRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "messages": [{"role": "user", "content": "Hi"}]})),
     responses(
         (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
             (InferenceAnswer = "application/json"),
@@ -186,7 +186,7 @@ pub async fn chat_completions(
 }
 
 #[utoipa::path(post, path = "/v1/completions", tag = "inference",
-    request_body = CompletionRequest,
+    request_body(content = CompletionRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "prompt": "Say hi"})),
     responses(
         (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
             (InferenceAnswer = "application/json"),
@@ -210,11 +210,10 @@ pub async fn completions(
 }
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "inference",
-    request_body = EmbeddingRequest,
+    request_body(content = EmbeddingRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "input": "hello"})),
     responses(
         (status = 200, description = "The replica's embeddings", content(
             (InferenceAnswer = "application/json"),
-            (String = "text/event-stream"),
         )),
         (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
         (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),

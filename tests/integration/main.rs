@@ -12,6 +12,7 @@ mod gossip;
 mod inference;
 mod keyring;
 mod keys;
+mod openapi;
 mod runner;
 mod snapshot;
 mod starvation;

@@ -144,3 +144,15 @@ fn every_operation_declares_its_path_parameters_and_errors() {
         }
     }
 }
+
+#[test]
+fn operation_ids_are_unique() {
+    let doc = document();
+    let mut seen = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            let id = op["operationId"].as_str().expect("an operationId");
+            assert!(seen.insert(id.to_string()), "{method} {path}: operationId {id} is taken");
+        }
+    }
+}
