@@ -32,7 +32,9 @@ use crate::loopback::Loopback;
 use crate::peer::PeerClient;
 use crate::server::Routes;
 use crate::state::{Model, User};
-use schema::{ChatCompletionRequest, CompletionRequest, EmbeddingRequest, InferenceAnswer};
+use schema::{
+    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, InferenceAnswer, StreamEvent,
+};
 
 /// What every gateway request can reach. Cheap to clone.
 #[derive(Clone)]
@@ -166,7 +168,7 @@ fn model_entry(model: &Model) -> ModelEntry {
     responses(
         (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
             (InferenceAnswer = "application/json"),
-            (String = "text/event-stream"),
+            (StreamEvent = "text/event-stream"),
         )),
         (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
         (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
@@ -190,7 +192,7 @@ pub async fn chat_completions(
     responses(
         (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
             (InferenceAnswer = "application/json"),
-            (String = "text/event-stream"),
+            (StreamEvent = "text/event-stream"),
         )),
         (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
         (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),

@@ -55,3 +55,11 @@ pub struct InferenceAnswer {
     pub object: Option<String>,
     pub model: Option<String>,
 }
+
+/// One event of a streamed answer: `data` holds a JSON chunk (`chat.completion.chunk` or
+/// `text_completion`), or an error object, and the last event's is `[DONE]`.
+#[derive(Serialize, ToSchema)]
+pub struct StreamEvent {
+    pub data: String,
+    pub event: Option<String>,
+}
