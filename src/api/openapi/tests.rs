@@ -152,7 +152,10 @@ fn operation_ids_are_unique() {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("a path item") {
             let id = op["operationId"].as_str().expect("an operationId");
-            assert!(seen.insert(id.to_string()), "{method} {path}: operationId {id} is taken");
+            assert!(
+                seen.insert(id.to_string()),
+                "{method} {path}: operationId {id} is taken"
+            );
         }
     }
 }
