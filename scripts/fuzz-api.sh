@@ -4,7 +4,8 @@
 # serves against the OpenAPI 3.1 schema (openapi-spec-validator), then lets schemathesis
 # send generated requests, valid and invalid, to every operation in it with the admin key.
 # Fails (non-zero) on any answer that is a 5xx, or whose status, content type, headers or
-# body the document does not describe.
+# body the document does not describe, on an operation that works without the key the
+# document asks for, and on a created resource that cannot be read or a deleted one that can.
 #
 #   scripts/fuzz-api.sh                  # about 4 minutes of fuzzing
 #   scripts/fuzz-api.sh --short          # at most 90 s of fuzzing (CI), as FUZZ_SHORT=1
@@ -124,7 +125,9 @@ curl -sf "$BASE/api/v1/openapi.json" -o "$TMP/openapi.json" || die "GET /api/v1/
 log "validating the document against the OpenAPI 3.1 schema"
 "$VENV/bin/openapi-spec-validator" "$TMP/openapi.json"
 
-CHECKS=${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance}
+# No 5xx; status, content type, headers and body as documented; a key is required where the
+# document says so; a created resource can be read, a deleted one is gone.
+CHECKS=${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth,use_after_free,ensure_resource_availability}
 # Hypothesis's health checks judge the generator's speed on a loaded machine, not the API.
 log "fuzzing for at most ${SECONDS_BUDGET}s, at most $MAX_EXAMPLES examples per operation"
 started=$(now_ms)
