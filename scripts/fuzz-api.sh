@@ -128,16 +128,18 @@ log "validating the document against the OpenAPI 3.1 schema"
 # No 5xx; status, content type, headers and body as documented; a key is required where the
 # document says so; a created resource can be read, a deleted one is gone.
 CHECKS=${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,ignored_auth,use_after_free,ensure_resource_availability}
-# Hypothesis's health checks judge the generator's speed on a loaded machine, not the API.
 log "fuzzing for at most ${SECONDS_BUDGET}s, at most $MAX_EXAMPLES examples per operation"
 started=$(now_ms)
 set +o errexit
-"$VENV/bin/schemathesis" --no-color --config-file "$ROOT/scripts/fuzz-api.toml" run "$BASE/api/v1/openapi.json" \
+# From the temp dir: schemathesis keeps a cache of what it found in its working directory.
+# Hypothesis's health checks judge the generator's speed on a loaded machine, not the API.
+(cd "$TMP" && exec "$VENV/bin/schemathesis" --no-color --config-file "$ROOT/scripts/fuzz-api.toml" \
+  run "$BASE/api/v1/openapi.json" \
   -H "Authorization: Bearer $KEY" \
   --checks "$CHECKS" \
   --max-time "$SECONDS_BUDGET" --max-examples "$MAX_EXAMPLES" --request-timeout 30 --workers 2 \
-  --suppress-health-check all --generation-database none --report junit --report-dir "$TMP/report" --output-sanitize true \
-  | tee "$TMP/schemathesis.out"
+  --suppress-health-check all --generation-database none --report junit --report-dir "$TMP/report" \
+  --output-sanitize true) | tee "$TMP/schemathesis.out"
 rc=${PIPESTATUS[0]}
 set -o errexit
 log "schemathesis took $(( ($(now_ms) - started) / 1000 ))s and exited $rc"

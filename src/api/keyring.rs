@@ -87,7 +87,7 @@ pub async fn list_keyring(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 409, description = "Tokens kept changing during the rotation: retry", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn rotate_keyring(
@@ -118,7 +118,7 @@ pub async fn rotate_keyring(
         (status = 202, description = "Every node compacts its Raft log", body = CompactionView),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn compact(

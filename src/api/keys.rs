@@ -50,7 +50,7 @@ fn key_exists(s: &Replicated, key_id: &str) -> Result<(), StateError> {
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn list_api_keys(
@@ -79,7 +79,7 @@ pub async fn list_api_keys(
         (status = 403, description = "Admins and the user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn issue_api_key(
@@ -125,7 +125,7 @@ pub async fn issue_api_key(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the key's user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn rotate_api_key(
@@ -163,7 +163,7 @@ pub async fn rotate_api_key(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the key's user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn revoke_api_key(
@@ -188,7 +188,7 @@ pub async fn revoke_api_key(
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 409, description = "An admin cannot disable themselves", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn disable_user(
@@ -206,7 +206,7 @@ pub async fn disable_user(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn enable_user(

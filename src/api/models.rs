@@ -99,7 +99,7 @@ fn model_id_from_path(raw: &str) -> Result<String, ApiError> {
         (status = 200, description = "Every model", body = Vec<ModelView>),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn list(
@@ -140,7 +140,7 @@ pub async fn get_any(
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub fn get_one(ctx: &ApiContext, raw_id: &str) -> Result<ModelView, ApiError> {
@@ -161,7 +161,7 @@ pub fn get_one(ctx: &ApiContext, raw_id: &str) -> Result<ModelView, ApiError> {
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "This key may not do that", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub fn token_source(
@@ -209,7 +209,7 @@ fn runner_of(state: &crate::state::State, model: &Model) -> Option<u64> {
         (status = 404, description = "The owner or organization named does not exist", body = ErrorBody),
         (status = 409, description = "A model with that id exists", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn create(
@@ -262,7 +262,7 @@ pub async fn put_any(
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 409, description = "Conflicts with the current state (e.g. a name already taken)", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn update(
@@ -309,7 +309,7 @@ pub async fn update(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "This key may not do that", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn delete(

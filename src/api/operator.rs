@@ -16,7 +16,7 @@ pub const SNAPSHOT_PATH: &str = "/api/v1/operator/snapshot";
         (status = 200, description = "A backup of the whole state (secrets sealed)", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn save_snapshot(

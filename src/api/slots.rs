@@ -39,7 +39,7 @@ impl From<&Slot> for SlotView {
         (status = 200, description = "Every slot: what runs where, and why pending", body = Vec<SlotView>),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn list(

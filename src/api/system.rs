@@ -44,7 +44,7 @@ fn view(ctx: &ApiContext, settings: &SystemSettings) -> TokenSettingsView {
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_settings(
@@ -65,7 +65,7 @@ pub async fn get_settings(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn put_settings(
@@ -99,7 +99,7 @@ pub async fn put_settings(
         (status = 200, description = "This node's runner view: token, applied index, seal key, gossip", body = RunnerConfigView),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins only", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_config(

@@ -39,7 +39,7 @@ impl From<&Org> for OrgView {
         (status = 403, description = "Admins only", body = ErrorBody),
         (status = 409, description = "An organization with that name exists", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn create_org(
@@ -70,7 +70,7 @@ pub async fn create_org(
         (status = 200, description = "The organizations the key may see", body = Vec<OrgView>),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn list_orgs(
@@ -113,7 +113,7 @@ fn user_view(u: &User, disabled: bool) -> UserView {
         (status = 404, description = "The organization named does not exist", body = ErrorBody),
         (status = 409, description = "A user with that name exists", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn create_user(
@@ -171,7 +171,7 @@ pub async fn create_user(
         (status = 200, description = "The users the key may see", body = Vec<UserView>),
         (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn list_users(
@@ -197,7 +197,7 @@ pub async fn list_users(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "This key may not do that", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_user(

@@ -150,7 +150,7 @@ async fn write(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the organization's owners only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_org(
@@ -175,7 +175,7 @@ pub async fn get_org(
         (status = 403, description = "Admins and the organization's owners only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn put_org(
@@ -198,7 +198,7 @@ pub async fn put_org(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_user(
@@ -222,7 +222,7 @@ pub async fn get_user(
         (status = 403, description = "Admins and the user only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn put_user(
@@ -247,7 +247,7 @@ pub async fn put_user(
         (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
         (status = 403, description = "Admins and the model's owner only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn get_model(
@@ -269,7 +269,7 @@ pub async fn get_model(
         (status = 403, description = "Admins and the model's owner only", body = ErrorBody),
         (status = 404, description = "Not found", body = ErrorBody),
         (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
-        (status = 503, description = "No leader or quorum reachable now, or this node cannot seal tokens yet", body = ErrorBody,
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds before a retry"))),
     ))]
 pub async fn put_model(
