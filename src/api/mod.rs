@@ -81,7 +81,10 @@ fn router(ctx: ApiContext) -> Router {
 
 /// Every admin route. To add one: give its handler a `#[utoipa::path]` (the path as the
 /// document shows it, its parameters, body, and every status it answers), add it here, and
-/// name the handler in `openapi::AdminApi`; `openapi`'s tests fail until all three agree.
+/// name the handler in `paths(...)` in `openapi.rs`; `openapi`'s tests fail until all three
+/// agree. Add routes only here, never with `.route()` on the router, which the tests cannot
+/// see; one deliberately left out of the document (not JSON: Prometheus text, static files)
+/// goes in `NOT_DOCUMENTED` in `openapi/tests.rs`, with why.
 fn routes() -> Routes<ApiContext> {
     Routes::default()
         .get("/healthz", cluster::healthz)
