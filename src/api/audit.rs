@@ -7,7 +7,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::types::AuditView;
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::state::{AuditEntry, AuditFilter};
 
 /// How the cluster's own entries are asked for in `actor=` (user ids are random hex).
@@ -27,6 +27,16 @@ impl From<&AuditEntry> for AuditView {
 }
 
 /// Oldest first; with `limit`, the newest that many of those matching.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "operator",
+    params(("actor" = Option<String>, Query, min_length = 1, description = "A user id, or `cluster` for the cluster's own entries"), ("kind" = Option<String>, Query, min_length = 1, description = "An entry kind, e.g. `node_removed`"), ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339 time"), ("limit" = Option<u64>, Query, minimum = 1, description = "The newest this many"), ("stale" = Option<bool>, Query, description = "Read this node's replica as it is, without asking the leader")),
+    responses(
+        (status = 200, description = "Changes of secrets and permissions, oldest first", body = Vec<AuditView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_audit(
     State(ctx): State<ApiContext>,
     Query(pairs): Query<Vec<(String, String)>>,

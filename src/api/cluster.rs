@@ -6,37 +6,82 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::request::parse_json;
 use super::types::{
     AutopilotEvent, AutopilotStatus, GpuView, LeaveInput, LeftView, MemberRole, MemberView,
     RemovedView, StatusView,
 };
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::cluster::MembershipView;
 
+#[derive(Serialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok`: the process answers.
+    pub status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VersionView {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+/// Whether this node is a member that knows its leader (and why not).
+#[derive(Serialize, ToSchema)]
+pub struct ReadyView {
+    pub ready: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
+    responses((status = 200, description = "The process answers", body = HealthView)))]
 pub async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
+    Json(HealthView { status: "ok" })
 }
 
 /// Which helix this node runs. Public, like `/healthz`: it says nothing about the cluster.
+#[utoipa::path(get, path = "/api/v1/version", tag = "health", security(()),
+    responses((status = 200, description = "The helix version this node runs", body = VersionView)))]
 pub async fn version() -> impl IntoResponse {
-    Json(serde_json::json!({"name": "helix", "version": env!("CARGO_PKG_VERSION")}))
+    Json(VersionView {
+        name: "helix",
+        version: env!("CARGO_PKG_VERSION"),
+    })
 }
 
 /// `POST /api/v1/node/leave`.
 pub const LEAVE_PATH: &str = "/api/v1/node/leave";
 
 /// 200 when this node can serve; else 503 naming why (`Cluster::ready`).
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
+    responses(
+        (status = 200, description = "A member that knows its leader and can serve", body = ReadyView),
+        (status = 503, description = "Not ready, and why: storage failed, removed, not a member \
+            yet, no leader known, the leader silent for the stall tolerance, too far behind", body = ReadyView),
+    ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     match ctx.cluster.ready() {
         Ok(leader) => (
             StatusCode::OK,
-            Json(serde_json::json!({"ready": true, "leader_id": leader})),
+            Json(ReadyView {
+                ready: true,
+                leader_id: Some(leader),
+                error: None,
+            }),
         ),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "error": error})),
+            Json(ReadyView {
+                ready: false,
+                leader_id: None,
+                error: Some(error),
+            }),
         ),
     }
 }
@@ -87,6 +132,12 @@ fn members(ctx: &ApiContext, view: &MembershipView) -> Vec<MemberView> {
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster", params(ReadMode),
+    responses(
+        (status = 200, description = "Leader, term, indexes, members and quorum as this node sees them", body = StatusView),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+    ))]
 pub async fn status(
     State(ctx): State<ApiContext>,
     _mode: ReadMode,
@@ -130,6 +181,17 @@ fn autopilot_status(ctx: &ApiContext) -> AutopilotStatus {
 }
 
 /// This node leaves the cluster (admin), then stops; see `Cluster::leave`.
+#[utoipa::path(post, path = "/api/v1/node/leave", tag = "cluster",
+    request_body(content = Option<LeaveInput>, description = "Optionally, this node's id, as a guard"),
+    responses(
+        (status = 200, description = "This node left the cluster and is stopping", body = LeftView),
+        (status = 400, description = "A body that is not a leave request", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Not an admin", body = ErrorBody),
+        (status = 409, description = "The body names another node than this one", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader, or no other voter caught up to hand over to", body = ErrorBody),
+    ))]
 pub async fn leave(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -151,6 +213,12 @@ pub async fn leave(
     Ok(Json(LeftView { left: me }))
 }
 
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "cluster", params(ReadMode),
+    responses(
+        (status = 200, description = "The members, with their GPUs and slots", body = Vec<MemberView>),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+    ))]
 pub async fn list_nodes(
     State(ctx): State<ApiContext>,
     _mode: ReadMode,
@@ -161,6 +229,19 @@ pub async fn list_nodes(
     Ok(Json(members(&ctx, &view)))
 }
 
+/// Remove a member (admins only).
+#[utoipa::path(delete, path = "/api/v1/nodes/{id}", tag = "cluster",
+    params(("id" = u64, Path, description = "The node id")),
+    responses(
+        (status = 200, description = "Removed", body = RemovedView),
+        (status = 400, description = "The id is not a number, or the removal is refused (e.g. it would lose the quorum)", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "No such member", body = ErrorBody),
+        (status = 409, description = "Conflicts with a membership change in progress", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn remove_node(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,

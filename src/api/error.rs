@@ -3,12 +3,20 @@
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::cluster::ClusterError;
 use crate::state::{SealError, StateError};
 
 /// Seconds a client should wait before retrying a 503.
 const RETRY_AFTER_SECS: &str = "1";
+
+/// The body of every admin API error: what went wrong, naming the problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -51,7 +59,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        let body = Json(ErrorBody {
+            error: self.to_string(),
+        });
         if status == StatusCode::SERVICE_UNAVAILABLE {
             ([(header::RETRY_AFTER, RETRY_AFTER_SECS)], (status, body)).into_response()
         } else {

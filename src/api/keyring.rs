@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 
 use super::types::{CompactionView, DataKeyView, KeyringView, SealKeyView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::crypto::SealKeySource;
 use crate::state::{Command, SealError, State as Replicated};
 
@@ -62,6 +62,16 @@ fn keyring_view(ctx: &ApiContext, state: &Replicated) -> Result<KeyringView, Api
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/operator/keyring", tag = "operator",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "The keyring's data keys (never a key)", body = KeyringView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now, or no keyring yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_keyring(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -71,6 +81,15 @@ pub async fn list_keyring(
     Ok(Json(ctx.replica().read(|s| keyring_view(&ctx, s))?))
 }
 
+#[utoipa::path(post, path = "/api/v1/operator/keyring/rotate", tag = "operator",
+    responses(
+        (status = 200, description = "The keyring with its new current key", body = KeyringView),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 409, description = "Tokens kept changing during the rotation: retry", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn rotate_keyring(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -94,6 +113,14 @@ pub async fn rotate_keyring(
     Ok(Json(view))
 }
 
+#[utoipa::path(post, path = "/api/v1/operator/compact", tag = "operator",
+    responses(
+        (status = 202, description = "Every node compacts its Raft log", body = CompactionView),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn compact(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

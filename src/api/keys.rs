@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::request::parse_json;
 use super::types::{ApiKeyView, IssuedKeyView, KeyInput};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
 use crate::state::{check_name, ApiKey, Command, Rule, State as Replicated, StateError};
 
@@ -42,6 +42,17 @@ fn key_exists(s: &Replicated, key_id: &str) -> Result<(), StateError> {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}/api-keys", tag = "keys",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller"), ReadMode),
+    responses(
+        (status = 200, description = "The user's keys, never their values", body = Vec<ApiKeyView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_api_keys(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
@@ -58,6 +69,19 @@ pub async fn list_api_keys(
     Ok(Json(keys))
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{id}/api-keys", tag = "keys",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller")),
+    request_body = inline(Option<KeyInput>),
+    responses(
+        (status = 201, description = "The new key, shown this once", body = IssuedKeyView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn issue_api_key(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
@@ -94,6 +118,16 @@ pub async fn issue_api_key(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", tag = "keys",
+    params(("key_id" = String, Path, description = "The API key id (never the key)")),
+    responses(
+        (status = 200, description = "The replacement key, shown this once; the old one stops working", body = IssuedKeyView),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the key's user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn rotate_api_key(
     State(ctx): State<ApiContext>,
     Path(old_id): Path<String>,
@@ -122,6 +156,16 @@ pub async fn rotate_api_key(
     }))
 }
 
+#[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "keys",
+    params(("key_id" = String, Path, description = "The API key id (never the key)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the key's user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn revoke_api_key(
     State(ctx): State<ApiContext>,
     Path(key_id): Path<String>,
@@ -136,6 +180,17 @@ pub async fn revoke_api_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "keys",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller")),
+    responses(
+        (status = 204, description = "Disabled: every key of the user gets 401"),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 409, description = "An admin cannot disable themselves", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn disable_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
@@ -144,6 +199,16 @@ pub async fn disable_user(
     set_disabled(ctx, raw_id, headers, true).await
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "keys",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller")),
+    responses(
+        (status = 204, description = "Enabled"),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn enable_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,

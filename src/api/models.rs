@@ -1,19 +1,25 @@
-//! `/api/v1/helix-models`: the models the cluster knows. The `{id}` may contain `/`.
+//! `/api/v1/helix-models`: the models the cluster knows. The `{id}` may contain `/`, so one
+//! route catches a model and its sub-resources (`/settings`, `/token-source`) and the
+//! handlers here tell them apart.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::request::{parse_json, Caller};
 use super::token_settings::{self, seal_token_update};
 use super::types::{Memory, ModelInput, ModelView, TokenSourceView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::state::{
     check_model_id, parse_memory, resolve, Command, Model, ModelPatch, Reply, Rule, StateError,
     TokenScope, TokenSource,
 };
+
+/// The route of one model and its sub-resources.
+pub const MODEL_ROUTE: &str = "/api/v1/helix-models/{*id}";
 
 impl From<&Model> for ModelView {
     fn from(m: &Model) -> Self {
@@ -87,6 +93,15 @@ fn model_id_from_path(raw: &str) -> Result<String, ApiError> {
     Ok(id)
 }
 
+#[utoipa::path(get, path = "/api/v1/helix-models", operation_id = "list_helix_models", tag = "models",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "Every model", body = Vec<ModelView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -98,38 +113,58 @@ pub async fn list(
     })))
 }
 
-pub async fn get_one(
+/// `GET` on a model, its `/settings` or its `/token-source`.
+pub async fn get_any(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
     mode: ReadMode,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = ctx.reader(&headers, mode).await?;
     if let Some(model_id) = id.strip_suffix("/token-source") {
         let model_id = model_id_from_path(model_id)?;
-        let view = token_source(&ctx, &caller, &model_id)?;
-        return Ok(Json(
-            serde_json::to_value(view).expect("a token source serializes"),
-        ));
+        return Ok(Json(token_source(&ctx, &caller, &model_id)?).into_response());
     }
     if let Some(model_id) = id.strip_suffix("/settings") {
         let model_id = model_id_from_path(model_id)?;
         let view = token_settings::get_model(&ctx, &caller, &model_id).await?;
-        return Ok(Json(
-            serde_json::to_value(view).expect("settings serialize"),
-        ));
+        return Ok(Json(view).into_response());
     }
-    let id = model_id_from_path(&id)?;
+    Ok(Json(get_one(&ctx, &id)?).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}", operation_id = "get_helix_model", tag = "models",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
+    responses(
+        (status = 200, description = "The model", body = ModelView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub fn get_one(ctx: &ApiContext, raw_id: &str) -> Result<ModelView, ApiError> {
+    let id = model_id_from_path(raw_id)?;
     ctx.replica()
         .read(|s| s.models.get(&id).map(ModelView::from))
-        .map(|m| Json(serde_json::to_value(m).expect("a model serializes")))
         .ok_or_else(|| ApiError::NotFound(format!("model {id:?} not found")))
 }
 
 /// Which level a launch of this model would take its token from (never the token). The
 /// last level, `environment`, is judged on the node that runs the model's slot, or would
 /// run it now: each node publishes whether it has an `HF_TOKEN`.
-fn token_source(
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}/token-source", operation_id = "get_model_token_source", tag = "models",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
+    responses(
+        (status = 200, description = "Which level a launch of the model takes its token from (never the token)", body = TokenSourceView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "This key may not do that", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub fn token_source(
     ctx: &ApiContext,
     caller: &Caller,
     model_id: &str,
@@ -164,6 +199,19 @@ fn runner_of(state: &crate::state::State, model: &Model) -> Option<u64> {
         .or_else(|| crate::runner::scheduler::would_place(state, model))
 }
 
+#[utoipa::path(post, path = "/api/v1/helix-models", operation_id = "create_helix_model", tag = "models",
+    request_body(content = ModelInput, example = json!({"id": "Qwen/Qwen2.5-7B-Instruct", "memory": "20GB", "prewarm": true})),
+    responses(
+        (status = 201, description = "Created", body = ModelView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "This key may not do that", body = ErrorBody),
+        (status = 404, description = "The owner or organization named does not exist", body = ErrorBody),
+        (status = 409, description = "A model with that id exists", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn create(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -188,29 +236,51 @@ pub async fn create(
     }
 }
 
-pub async fn update(
+/// `PUT` on a model or its `/settings`.
+pub async fn put_any(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let caller = ctx.writer(&headers).await?;
     if let Some(model_id) = id.strip_suffix("/settings") {
         let model_id = model_id_from_path(model_id)?;
         let view = token_settings::put_model(&ctx, &caller, &model_id, body).await?;
-        return Ok(Json(
-            serde_json::to_value(view).expect("settings serialize"),
-        ));
+        return Ok(Json(view).into_response());
     }
+    Ok(Json(update(&ctx, &caller, &id, body).await?).into_response())
+}
+
+#[utoipa::path(put, path = "/api/v1/helix-models/{id}", operation_id = "update_helix_model", tag = "models",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
+    request_body(content = ModelInput, example = json!({"description": "a chat model", "replicas": 1})),
+    responses(
+        (status = 200, description = "The model as updated", body = ModelView),
+        (status = 400, description = "Bad input, named in `error`, or nothing to change", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "This key may not do that", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 409, description = "Conflicts with the current state (e.g. a name already taken)", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub async fn update(
+    ctx: &ApiContext,
+    caller: &Caller,
+    raw_id: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<ModelView, ApiError> {
     caller.require_admin()?;
-    let id = model_id_from_path(&id)?;
+    let id = model_id_from_path(raw_id)?;
     let input: ModelInput = parse_json(body)?;
     if let Some(body_id) = &input.id {
         if *body_id != id {
             return Err(bad("id", "does not match the model id in the path"));
         }
     }
-    let patch = input.patch(&ctx, &id)?;
+    let patch = input.patch(ctx, &id)?;
     if patch == ModelPatch::default() {
         return Err(ApiError::BadRequest(
             "nothing to change: the body names no field of the model".into(),
@@ -228,18 +298,26 @@ pub async fn update(
     if patch.memory.is_some() || patch.context_length.is_some() || patch.runtime_args.is_some() {
         preview.check_admission()?;
     }
-    check_tenancy(&ctx, &preview).await?;
+    check_tenancy(ctx, &preview).await?;
     match ctx
-        .commit(&caller, Command::UpdateModel { id, patch })
+        .commit(caller, Command::UpdateModel { id, patch })
         .await?
     {
-        Reply::Model(m) => Ok(Json(
-            serde_json::to_value(ModelView::from(&m)).expect("a model serializes"),
-        )),
+        Reply::Model(m) => Ok(ModelView::from(&m)),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }
 }
 
+#[utoipa::path(delete, path = "/api/v1/helix-models/{id}", operation_id = "delete_helix_model", tag = "models",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "This key may not do that", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn delete(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,

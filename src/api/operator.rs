@@ -6,11 +6,19 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::state::encode_backup;
 
 pub const SNAPSHOT_PATH: &str = "/api/v1/operator/snapshot";
 
+#[utoipa::path(get, path = "/api/v1/operator/snapshot", tag = "operator",
+    responses(
+        (status = 200, description = "A backup of the whole state (secrets sealed)", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn save_snapshot(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

@@ -37,10 +37,13 @@ impl Caller {
 }
 
 /// `?stale=true` reads this node's replica without asking the leader.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadMode {
+    /// Read this node's replica as it is, without asking the leader (faster, may lag).
     #[serde(default)]
+    #[param(required = false)]
     pub stale: bool,
 }
 

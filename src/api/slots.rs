@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::types::{SlotLogView, SlotView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::slot_log::LogQuery;
 use crate::state::{Model, Slot, SlotState};
 
@@ -37,6 +37,15 @@ impl From<&Slot> for SlotView {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/slots", operation_id = "list_slots", tag = "cluster",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "Every slot: what runs where, and why pending", body = Vec<SlotView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -51,18 +60,34 @@ pub async fn list(
 
 /// `?tail=N` (the last N lines), `?offset=B` (what was added from byte B on: the previous
 /// answer's `end`), `?stale=true`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Only the last N lines (without `offset`).
     tail: Option<usize>,
+    /// What was added from this byte on: the previous answer's `end`.
     offset: Option<u64>,
+    /// Check who may read on this node's replica, without asking the leader.
     #[serde(default)]
+    #[param(required = false)]
     stale: bool,
 }
 
 /// `GET /api/v1/slots/{id}/logs`: the slot's vLLM log, read on the node that runs it (over
 /// the peer protocol when that is another node). Admins and the owner of the slot's model
 /// may read it. The runner wrote it redacted; the model's token is redacted again here.
+#[utoipa::path(get, path = "/api/v1/slots/{id}/logs", operation_id = "slot_logs", tag = "cluster",
+    params(("id" = String, Path, description = "The slot id, as in `GET /api/v1/slots`"), LogParams),
+    responses(
+        (status = 200, description = "A piece of the slot's vLLM log, redacted, from the node that runs it", body = SlotLogView),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Neither an admin nor the owner of the slot's model", body = ErrorBody),
+        (status = 404, description = "No such slot, or one placed on no node (the reason it is pending)", body = ErrorBody),
+        (status = 503, description = "The node that runs the slot does not answer, or no leader now", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn logs(
     State(ctx): State<ApiContext>,
     Path(slot_id): Path<String>,

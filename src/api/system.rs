@@ -15,7 +15,7 @@ use super::types::{
     GossipStatusView, RunnerConfigView, SettingsTokenSource, SystemSettingsUpdate,
     TokenSettingsView,
 };
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use std::collections::BTreeMap;
 
 use secrecy::SecretString;
@@ -42,6 +42,16 @@ fn view(ctx: &ApiContext, settings: &SystemSettings) -> TokenSettingsView {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/system/settings", operation_id = "get_system_settings", tag = "settings",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "Whether the cluster-wide Hugging Face token is set, and where it comes from", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_settings(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -52,6 +62,17 @@ pub async fn get_settings(
     Ok(Json(view(&ctx, &settings)))
 }
 
+#[utoipa::path(put, path = "/api/v1/system/settings", operation_id = "put_system_settings", tag = "settings",
+    request_body = SystemSettingsUpdate,
+    responses(
+        (status = 200, description = "The settings as updated", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn put_settings(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -108,6 +129,14 @@ fn seal_map(
         .collect()
 }
 
+#[utoipa::path(get, path = "/api/v1/system/config", tag = "settings",
+    responses(
+        (status = 200, description = "This node's runner view: token, applied index, seal key, gossip", body = RunnerConfigView),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_config(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,

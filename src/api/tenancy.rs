@@ -10,7 +10,7 @@ use secrecy::ExposeSecret;
 
 use super::request::parse_json;
 use super::types::{NewOrg, NewUserView, OrgView, UserInput, UserView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::crypto::{generate_api_key, hash_api_key, random_id};
 use crate::state::{
     check_name, invalid, Command, NewUser, Org, OrgRole, Reply, Rule, StateError, User,
@@ -30,6 +30,18 @@ impl From<&Org> for OrgView {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "tenancy",
+    request_body(content = NewOrg, example = json!({"name": "acme"})),
+    responses(
+        (status = 201, description = "Created", body = OrgView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 409, description = "An organization with that name exists", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn create_org(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -52,6 +64,15 @@ pub async fn create_org(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "tenancy",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "The organizations the key may see", body = Vec<OrgView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_orgs(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -82,6 +103,19 @@ fn user_view(u: &User, disabled: bool) -> UserView {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "tenancy",
+    request_body(content = UserInput, example = json!({"name": "alice"})),
+    responses(
+        (status = 201, description = "Created, with its first API key (shown this once)", body = NewUserView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "The organization named does not exist", body = ErrorBody),
+        (status = 409, description = "A user with that name exists", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn create_user(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -131,6 +165,15 @@ pub async fn create_user(
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "tenancy",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "The users the key may see", body = Vec<UserView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_users(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -146,6 +189,17 @@ pub async fn list_users(
     })))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "tenancy",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller"), ReadMode),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "This key may not do that", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,

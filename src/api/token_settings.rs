@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::request::{parse_json, Caller};
 use super::types::{SettingsTokenSource, TokenSettingsUpdate, TokenSettingsView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::state::{Command, ModelPatch, Rule, StateError, TokenScope, TokenUpdate, HF_TOKEN_MAX};
 
 /// Whose token settings a request is about.
@@ -142,6 +142,17 @@ async fn write(
     Ok(ctx.replica().read(|s| holder.look(s))?)
 }
 
+#[utoipa::path(get, path = "/api/v1/orgs/{id}/settings", operation_id = "get_org_settings", tag = "settings",
+    params(("id" = String, Path, description = "The organization id"), ReadMode),
+    responses(
+        (status = 200, description = "Whether the organization's token is set", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the organization's owners only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_org(
     State(ctx): State<ApiContext>,
     Path(org_id): Path<String>,
@@ -154,6 +165,19 @@ pub async fn get_org(
         .map(Json)
 }
 
+#[utoipa::path(put, path = "/api/v1/orgs/{id}/settings", operation_id = "put_org_settings", tag = "settings",
+    params(("id" = String, Path, description = "The organization id")),
+    request_body = TokenSettingsUpdate,
+    responses(
+        (status = 200, description = "The settings as updated", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the organization's owners only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn put_org(
     State(ctx): State<ApiContext>,
     Path(org_id): Path<String>,
@@ -166,6 +190,17 @@ pub async fn put_org(
         .map(Json)
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}/settings", operation_id = "get_user_settings", tag = "settings",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller"), ReadMode),
+    responses(
+        (status = 200, description = "Whether the user's token is set", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
@@ -177,6 +212,19 @@ pub async fn get_user(
     read(&ctx, &caller, Holder::User(&id)).await.map(Json)
 }
 
+#[utoipa::path(put, path = "/api/v1/users/{id}/settings", operation_id = "put_user_settings", tag = "settings",
+    params(("id" = String, Path, description = "A user id, or `me` for the caller")),
+    request_body = TokenSettingsUpdate,
+    responses(
+        (status = 200, description = "The settings as updated", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the user only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn put_user(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
@@ -191,6 +239,17 @@ pub async fn put_user(
 }
 
 /// `GET /api/v1/helix-models/{id}/settings`, routed from the models' wildcard route.
+#[utoipa::path(get, path = "/api/v1/helix-models/{id}/settings", operation_id = "get_model_settings", tag = "settings",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded"), ReadMode),
+    responses(
+        (status = 200, description = "Whether the model's token is set", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the model's owner only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn get_model(
     ctx: &ApiContext,
     caller: &Caller,
@@ -200,6 +259,19 @@ pub async fn get_model(
 }
 
 /// `PUT /api/v1/helix-models/{id}/settings`, routed from the models' wildcard route.
+#[utoipa::path(put, path = "/api/v1/helix-models/{id}/settings", operation_id = "put_model_settings", tag = "settings",
+    params(("id" = String, Path, description = "The model id; it may contain `/` (e.g. `org/model`), sent as is or percent-encoded")),
+    request_body = TokenSettingsUpdate,
+    responses(
+        (status = 200, description = "The settings as updated", body = TokenSettingsView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins and the model's owner only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn put_model(
     ctx: &ApiContext,
     caller: &Caller,

@@ -12,7 +12,7 @@ use axum::Json;
 
 use super::request::parse_json;
 use super::types::{JoinTokenInput, JoinTokenView, NewJoinTokenView};
-use super::{ApiContext, ApiError, ReadMode};
+use super::{ApiContext, ApiError, ErrorBody, ReadMode};
 use crate::cluster::{AdmitRequest, JoinReply, JoinRequest};
 use crate::crypto::JoinToken;
 use crate::state::{Command, JoinTokenRecord};
@@ -24,6 +24,12 @@ const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The cluster CA's certificate (public): what a joining node on plain loopback HTTP checks
 /// against its token's fingerprint, and what an operator gives the CLI as `--ca-cert`.
+#[utoipa::path(get, path = "/api/v1/cluster/ca", tag = "cluster", security(()),
+    responses(
+        (status = 200, description = "The cluster CA's certificate (PEM)", body = String, content_type = "application/x-pem-file"),
+        (status = 503, description = "The cluster CA is not known here yet", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn ca(State(ctx): State<ApiContext>) -> Result<impl IntoResponse, ApiError> {
     let pem = ctx
         .replica()
@@ -34,6 +40,17 @@ pub async fn ca(State(ctx): State<ApiContext>) -> Result<impl IntoResponse, ApiE
 
 /// `helix node join`: admit a node that shows a valid join token; the leader signs the
 /// certificate it asks for.
+#[utoipa::path(post, path = "/api/v1/cluster/join", tag = "cluster", security(()),
+    request_body = JoinRequest,
+    responses(
+        (status = 200, description = "Admitted: the node's id and certificate, the CA, the members", body = JoinReply),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 403, description = "The join token is for another cluster, expired, used up, revoked or unknown", body = ErrorBody),
+        (status = 409, description = "Conflicts with the current state (e.g. a name already taken)", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn join(
     State(ctx): State<ApiContext>,
     body: Result<Bytes, BytesRejection>,
@@ -68,6 +85,17 @@ pub async fn join(
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/cluster/join-tokens", tag = "cluster",
+    request_body(content = inline(Option<JoinTokenInput>), example = json!({"ttl": "1h", "uses": 1})),
+    responses(
+        (status = 200, description = "The new join token, shown this once", body = NewJoinTokenView),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 413, description = "The body is over the 1 MiB limit", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn create_join_token(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
@@ -112,6 +140,16 @@ pub async fn create_join_token(
     }))
 }
 
+#[utoipa::path(get, path = "/api/v1/cluster/join-tokens", tag = "cluster",
+    params(ReadMode),
+    responses(
+        (status = 200, description = "Every join token, never its secret", body = Vec<JoinTokenView>),
+        (status = 400, description = "Bad input, named in `error`", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn list_join_tokens(
     State(ctx): State<ApiContext>,
     mode: ReadMode,
@@ -125,6 +163,17 @@ pub async fn list_join_tokens(
     })))
 }
 
+#[utoipa::path(delete, path = "/api/v1/cluster/join-tokens/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "The join token id")),
+    responses(
+        (status = 200, description = "The token as revoked", body = JoinTokenView),
+        (status = 400, description = "Not an id", body = ErrorBody),
+        (status = 401, description = "No API key, or one that is unknown, revoked or disabled", body = ErrorBody),
+        (status = 403, description = "Admins only", body = ErrorBody),
+        (status = 404, description = "Not found", body = ErrorBody),
+        (status = 503, description = "No leader or quorum reachable now (or, for a token, this node cannot seal it yet)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
 pub async fn revoke_join_token(
     State(ctx): State<ApiContext>,
     Path(id): Path<String>,

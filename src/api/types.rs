@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
 
 pub use crate::cluster::QuorumView;
 use crate::state::{ModelType, OrgRole, Runtime, SlotState, TokenSource};
@@ -16,7 +17,7 @@ use crate::state::{ModelType, OrgRole, Runtime, SlotState, TokenSource};
 // ------------------------------------------------------------------------------------ models
 
 /// A model as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ModelView {
     pub id: String,
     pub name: String,
@@ -44,7 +45,7 @@ pub struct ModelView {
 /// The body of model create and update (the seed's model.json). Every field is optional
 /// for update; create needs `id`. Absent fields are left out, so an update changes only
 /// what it names.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelInput {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -78,14 +79,16 @@ pub struct ModelInput {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^\\S*$")]
     pub huggingface_token: Option<SecretString>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 64)]
     pub replicas: Option<u32>,
 }
 
 /// A model's GPU memory as given: bytes, or a size such as "39GB" or "36GiB" that the
 /// server parses (so every client reads units alike).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged, try_from = "serde_json::Value")]
 pub enum Memory {
     Bytes(u64),
@@ -108,7 +111,7 @@ impl TryFrom<serde_json::Value> for Memory {
 }
 
 /// Which level a launch of a model takes its token from (never the token), and whose.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenSourceView {
     pub source: TokenSource,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,7 +127,7 @@ pub struct TokenSourceView {
 
 /// Token settings of the system, an organization, a user or a model: whether a token is
 /// set and where it comes from, never its value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TokenSettingsView {
     /// `system`, or the holder's id.
     pub id: String,
@@ -136,7 +139,7 @@ pub struct TokenSettingsView {
 
 /// Where a settings page's token comes from. `environment` (the answering node's
 /// `HF_TOKEN`) only for the system settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SettingsTokenSource {
     Database,
@@ -145,7 +148,7 @@ pub enum SettingsTokenSource {
 }
 
 /// The body of a settings update.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSettingsUpdate {
     /// Absent: unchanged. `""`: clear. Anything else: the new token.
@@ -153,24 +156,28 @@ pub struct TokenSettingsUpdate {
         skip_serializing_if = "Option::is_none",
         serialize_with = "expose_optional"
     )]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^\\S*$")]
     pub huggingface_token: Option<SecretString>,
 }
 
 /// The body of a system settings update: the cluster-wide token, and (as the design notes
 /// shape it) organizations' and users' tokens by id, all applied together or not at all.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SystemSettingsUpdate {
     /// Absent: unchanged. `""`: clear. Anything else: the new token.
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = "^\\S*$")]
     pub huggingface_token: Option<SecretString>,
-    /// Organization id → its token (`""` clears it).
+    /// Organization id → its token (`""` clears it). Admins only; all entries or none.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub org_hf_tokens: Option<BTreeMap<String, SecretString>>,
-    /// User id → their token (`""` clears it).
+    /// User id → their token (`""` clears it). Admins only; all entries or none.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub user_hf_tokens: Option<BTreeMap<String, SecretString>>,
 }
 
 /// A node's runner view: whether the cluster-wide token opens here, how far it applied.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunnerConfigView {
     pub node_id: u64,
     pub huggingface_token_set: bool,
@@ -183,7 +190,7 @@ pub struct RunnerConfigView {
 
 /// What this node's gossip says: who is alive, who was declared down, and how many
 /// datagrams it refused (forged, stale, replayed or malformed).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GossipStatusView {
     /// False until this node holds the keyring's gossip key.
     pub running: bool,
@@ -194,7 +201,7 @@ pub struct GossipStatusView {
 
 /// This node's seal key: its public id, where it comes from, and whether it opens the
 /// cluster's keyring (when not, the node seals and opens no token, and says why).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SealKeyView {
     pub id: String,
     /// `data-dir` (derived from the cluster key) or `file`.
@@ -204,7 +211,7 @@ pub struct SealKeyView {
 }
 
 /// `helix operator keyring list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct KeyringView {
     /// The id of the seal key the cluster's data keys are wrapped with.
     pub seal_key_id: String,
@@ -215,7 +222,7 @@ pub struct KeyringView {
     pub this_node: SealKeyView,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DataKeyView {
     pub id: u32,
     pub created: String,
@@ -226,7 +233,7 @@ pub struct DataKeyView {
 }
 
 /// `helix operator compact`: what was asked of every node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CompactionView {
     /// Each node compacts its log up to what it has applied when it applies the request:
     /// through this index at least, which every write acknowledged before it is below.
@@ -237,7 +244,7 @@ pub struct CompactionView {
 
 // ------------------------------------------------------------------------------- tenancy
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrgView {
     pub id: String,
     pub name: String,
@@ -246,13 +253,14 @@ pub struct OrgView {
     pub huggingface_token_set: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrg {
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UserView {
     pub id: String,
     pub name: String,
@@ -266,9 +274,10 @@ pub struct UserView {
     pub disabled: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserInput {
+    #[schema(min_length = 1, max_length = 128)]
     pub name: String,
     #[serde(default)]
     pub admin: bool,
@@ -281,36 +290,39 @@ pub struct UserInput {
 
 /// A created user and its first API key: the one answer that shows that key (only its
 /// hash is stored), because the caller asked for it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewUserView {
     #[serde(flatten)]
     pub user: UserView,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub api_key: SecretString,
     pub api_key_id: String,
 }
 
 /// Another API key for a user (or a rotated one), shown this once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct IssuedKeyView {
     pub id: String,
     pub user_id: String,
     pub name: Option<String>,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub api_key: SecretString,
 }
 
 /// The optional body of `POST /users/{id}/api-keys`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyInput {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub name: Option<String>,
 }
 
 /// One of a user's API keys, never its value. `last_used` is as coarse as
 /// `server.key_use_report_ms` (a minute by default); `null` when never seen in use.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub user_id: String,
@@ -320,7 +332,7 @@ pub struct ApiKeyView {
 }
 
 /// One change of a secret or a permission.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditView {
     pub seq: u64,
     pub at: String,
@@ -332,7 +344,7 @@ pub struct AuditView {
 
 // ------------------------------------------------------------------------------- cluster
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     pub node_id: u64,
     pub leader_id: Option<u64>,
@@ -351,14 +363,14 @@ pub struct StatusView {
 }
 
 /// Autopilot's setting and the last member it replaced (from the audit log).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct AutopilotStatus {
     /// `raft.autopilot_dead_after_ms`.
     pub dead_after_ms: u64,
     pub last_action: Option<AutopilotEvent>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AutopilotEvent {
     /// `autopilot_promoted` or `autopilot_demoted`, as in the audit log.
     pub kind: String,
@@ -368,7 +380,7 @@ pub struct AutopilotEvent {
 }
 
 /// One member as shown by `cluster status` and `node list`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemberView {
     pub id: u64,
     pub api_addr: Option<String>,
@@ -392,14 +404,14 @@ pub struct MemberView {
     pub slots: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MemberRole {
     Voter,
     Learner,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GpuView {
     pub index: u32,
     pub name: String,
@@ -409,26 +421,26 @@ pub struct GpuView {
 
 /// `POST /api/v1/node/leave`: the node that answers leaves; `node_id`, when given, must be
 /// its id (a guard against a URL that reaches another node).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaveInput {
     pub node_id: Option<u64>,
 }
 
 /// The answer to `POST /api/v1/node/leave`: this node left and is stopping.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LeftView {
     pub left: u64,
 }
 
 /// The answer to removing a member.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RemovedView {
     pub removed: u64,
 }
 
 /// `POST /api/v1/cluster/join-tokens`.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinTokenInput {
     /// How long it admits nodes: `90s`, `30m`, `1h`, `7d` [default: 1h].
@@ -436,11 +448,12 @@ pub struct JoinTokenInput {
     pub ttl: Option<String>,
     /// How many nodes may join with it [default: any number until it expires].
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub uses: Option<u32>,
 }
 
 /// A join token: whoever holds it may add one node (or `max_uses`) until it expires.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct JoinTokenView {
     pub id: String,
     pub created: String,
@@ -453,16 +466,17 @@ pub struct JoinTokenView {
 }
 
 /// A new join token, shown this once (only a hash of its secret is stored).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct NewJoinTokenView {
     #[serde(flatten)]
     pub view: JoinTokenView,
     #[serde(serialize_with = "expose")]
+    #[schema(value_type = String)]
     pub token: SecretString,
 }
 
 /// A model instance: what runs where.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SlotView {
     pub id: String,
     pub model_id: String,
@@ -480,7 +494,7 @@ pub struct SlotView {
 
 /// A piece of a slot's log (`GET /api/v1/slots/{id}/logs`), redacted; ask again with
 /// `offset=<end>` for the lines added since.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SlotLogView {
     pub slot_id: String,
     /// The node that runs the slot and keeps its log.

@@ -30,7 +30,7 @@ pub struct MemberView {
 }
 
 /// Whether the voters a decision needs answer the leader.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct QuorumView {
     pub voters: usize,
     pub needed: usize,

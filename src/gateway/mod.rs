@@ -9,6 +9,7 @@ mod error;
 mod forward;
 mod in_flight;
 mod route;
+pub mod schema;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -17,11 +18,12 @@ use std::time::Instant;
 
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-pub use self::error::OpenAiError;
+pub use self::error::{OpenAiError, OpenAiErrorBody};
 pub use self::in_flight::InFlight;
 pub use self::route::{Candidate, Liveness, Load, NotReady};
 use crate::cluster::{Cluster, KeyUse};
@@ -31,7 +33,11 @@ use crate::gossip::Gossip;
 use crate::loopback::Loopback;
 use crate::metrics::names;
 use crate::peer::PeerClient;
+use crate::server::Routes;
 use crate::state::{Model, User};
+use schema::{
+    ChatCompletionRequest, CompletionRequest, EmbeddingRequest, InferenceAnswer, StreamEvent,
+};
 
 /// What every gateway request can reach. Cheap to clone.
 #[derive(Clone)]
@@ -90,38 +96,145 @@ impl Gateway {
 /// The routes, bounded to `tuning.max_body_bytes` per request.
 pub fn router(gateway: Gateway) -> Router {
     let limit = gateway.tuning.max_body_bytes;
-    Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/chat/completions", post(infer))
-        .route("/v1/completions", post(infer))
-        .route("/v1/embeddings", post(infer))
+    routes()
+        .into_router()
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
 
+/// Every inference route; adding one is done as for the admin API (`api::routes`).
+pub fn routes() -> Routes<Gateway> {
+    Routes::default()
+        .get("/v1/models", list_models)
+        .post("/v1/chat/completions", chat_completions)
+        .post("/v1/completions", completions)
+        .post("/v1/embeddings", embeddings)
+}
+
+/// OpenAI's list of models.
+#[derive(Serialize, ToSchema)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<ModelEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelEntry {
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Seconds since the Unix epoch.
+    pub created: i64,
+    /// The owning user's id, or `helix`.
+    pub owned_by: String,
+}
+
 /// The models the caller may use, in OpenAI's list shape.
-async fn list_models(
+#[utoipa::path(get, path = "/v1/models", operation_id = "list_openai_models", tag = "inference",
+    responses(
+        (status = 200, description = "The models this key may use", body = ModelList),
+        (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
+    ))]
+pub async fn list_models(
     State(gateway): State<Gateway>,
     headers: HeaderMap,
-) -> Result<Json<Value>, OpenAiError> {
+) -> Result<Json<ModelList>, OpenAiError> {
     let user = gateway.caller(&headers).await?;
-    let data: Vec<Value> = gateway.cluster.replica().read(|s| {
+    let data = gateway.cluster.replica().read(|s| {
         s.models
             .values()
             .filter(|m| s.may_use_model(&user, m))
             .map(model_entry)
             .collect()
     });
-    Ok(Json(json!({ "object": "list", "data": data })))
+    Ok(Json(ModelList {
+        object: "list",
+        data,
+    }))
 }
 
-fn model_entry(model: &Model) -> Value {
-    json!({
-        "id": model.id,
-        "object": "model",
-        "created": model.created_ms / 1000,
-        "owned_by": model.owner_user_id.as_deref().unwrap_or("helix"),
-    })
+fn model_entry(model: &Model) -> ModelEntry {
+    ModelEntry {
+        id: model.id.clone(),
+        object: "model",
+        created: model.created_ms / 1000,
+        owned_by: model
+            .owner_user_id
+            .clone()
+            .unwrap_or_else(|| "helix".into()),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
+    request_body(content = ChatCompletionRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "messages": [{"role": "user", "content": "Hi"}]})),
+    responses(
+        (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
+            (InferenceAnswer = "application/json"),
+            (StreamEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
+        (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
+        (status = 403, description = "This key may not use the model", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 413, description = "The body is over the gateway's limit", body = OpenAiErrorBody),
+        (status = 503, description = "No replica of the model is ready, or none answered", body = OpenAiErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub async fn chat_completions(
+    gateway: State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    infer(gateway, uri, headers, body).await
+}
+
+#[utoipa::path(post, path = "/v1/completions", tag = "inference",
+    request_body(content = CompletionRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "prompt": "Say hi"})),
+    responses(
+        (status = 200, description = "The replica's answer, streamed as events with `\"stream\": true`", content(
+            (InferenceAnswer = "application/json"),
+            (StreamEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
+        (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
+        (status = 403, description = "This key may not use the model", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 413, description = "The body is over the gateway's limit", body = OpenAiErrorBody),
+        (status = 503, description = "No replica of the model is ready, or none answered", body = OpenAiErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub async fn completions(
+    gateway: State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    infer(gateway, uri, headers, body).await
+}
+
+#[utoipa::path(post, path = "/v1/embeddings", tag = "inference",
+    request_body(content = EmbeddingRequest, example = json!({"model": "Qwen/Qwen2.5-7B-Instruct", "input": "hello"})),
+    responses(
+        (status = 200, description = "The replica's embeddings", content(
+            (InferenceAnswer = "application/json"),
+        )),
+        (status = 400, description = "The body is not a JSON object, or `model` is missing or not a string", body = OpenAiErrorBody),
+        (status = 401, description = "No API key, or one that is unknown or revoked", body = OpenAiErrorBody),
+        (status = 403, description = "This key may not use the model", body = OpenAiErrorBody),
+        (status = 404, description = "No such model", body = OpenAiErrorBody),
+        (status = 413, description = "The body is over the gateway's limit", body = OpenAiErrorBody),
+        (status = 503, description = "No replica of the model is ready, or none answered", body = OpenAiErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds before a retry"))),
+    ))]
+pub async fn embeddings(
+    gateway: State<Gateway>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, OpenAiError> {
+    infer(gateway, uri, headers, body).await
 }
 
 /// What routing reads from a request body: it is passed on as it came.

@@ -55,7 +55,7 @@ pub struct Written {
 /// What a joining node sends to any member's API (`POST /api/v1/cluster/join`): its join
 /// token, a certificate request for the key pair it made (the private key never leaves it),
 /// and its addresses.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
     pub token: String,
@@ -96,12 +96,13 @@ pub struct AdmitRequest {
 
 /// The admitted node's id and certificate, the CA to trust, and whom to ask next (the
 /// cluster key and its place in the membership, over mutual TLS).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JoinReply {
     pub node_id: NodeId,
     pub cert_pem: String,
     pub ca_pem: String,
     /// Members by id and peer address.
+    #[schema(value_type = Vec<(u64, String)>)]
     pub members: Vec<(NodeId, String)>,
 }
 

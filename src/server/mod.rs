@@ -12,6 +12,7 @@ mod activity;
 mod connection;
 mod fd;
 mod refuse;
+mod routes;
 #[cfg(test)]
 mod tests;
 mod warn;
@@ -27,6 +28,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use fd::{raise_fd_limit, FdLimit};
+pub use routes::Routes;
 
 /// The `Server` header of every answer of a node's API port: how a client tells helix
 /// from whatever else answers at an address (the CLI fails over past anything else).

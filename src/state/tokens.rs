@@ -37,7 +37,7 @@ impl TokenLevel {
 }
 
 /// Which level a slot's token came from, as reported and stored: a level, or none at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenSource {
     Model,

@@ -5,8 +5,6 @@
 use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
 use rust_embed::Embed;
 
 #[derive(Embed)]
@@ -18,15 +16,21 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
-/// The routes of the dashboard, for any router state (they use none).
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
-        .route("/ui/", get(|| async { asset("index.html") }))
-        .route(
-            "/ui/{*path}",
-            get(|Path(path): Path<String>| async move { asset(&path) }),
-        )
+/// Where the dashboard is: its entry (redirected to the page), the page, its other files.
+pub const ENTRY_PATH: &str = "/ui";
+pub const INDEX_PATH: &str = "/ui/";
+pub const FILES_PATH: &str = "/ui/{*path}";
+
+pub async fn redirect() -> Redirect {
+    Redirect::permanent(INDEX_PATH)
+}
+
+pub async fn index() -> Response {
+    asset("index.html")
+}
+
+pub async fn file(Path(path): Path<String>) -> Response {
+    asset(&path)
 }
 
 /// An embedded file with its content type, or 404. Nothing is cached: a node upgraded in
@@ -75,7 +79,11 @@ mod tests {
 
     async fn get(path: &str) -> Response {
         let request = Request::get(path).body(Body::empty()).expect("a request");
-        router::<()>().oneshot(request).await.expect("infallible")
+        let router = axum::Router::new()
+            .route(ENTRY_PATH, axum::routing::get(redirect))
+            .route(INDEX_PATH, axum::routing::get(index))
+            .route(FILES_PATH, axum::routing::get(file));
+        router.oneshot(request).await.expect("infallible")
     }
 
     async fn text(response: Response) -> String {

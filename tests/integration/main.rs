@@ -18,6 +18,7 @@ mod keyring;
 mod keys;
 mod metrics;
 mod node_life;
+mod openapi;
 mod quiet_logs;
 mod runner;
 mod settings_maps;
