@@ -55,38 +55,9 @@ if [[ ${FUZZ_SKIP_BUILD:-0} != 1 ]]; then
 fi
 [[ -x $HELIX && -x $FAKE ]] || die "no binaries in $TARGET_DIR/debug"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/helix-fuzz-api.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for _ in $(seq 100); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [[ $alive == 0 ]] && break
-    sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [[ $rc != 0 ]]; then
-    for f in "$TMP"/*.log; do [[ -f $f ]] && { echo "--- tail of $f" >&2; tail -n 15 "$f" >&2; }; done
-  fi
-  if [[ ${FUZZ_KEEP:-0} == 1 ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ms() { date +%s%3N; }
-wait_until() {
-  local limit=$1 what=$2; shift 2
-  local deadline=$(( $(now_ms) + limit * 1000 ))
-  until "$@" >/dev/null 2>&1; do
-    (( $(now_ms) < deadline )) || die "timed out after ${limit}s waiting for $what"
-    sleep 0.2
-  done
-}
+# shellcheck source=lib/processes.sh
+source "$ROOT/scripts/lib/processes.sh"
+start_processes fuzz-api "${FUZZ_KEEP:-0}"
 
 # node K: its own loopback address and, for the replicas it launches, its own port range.
 API_PORT=18680 PEER_PORT=19680
