@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::common::browser::Browser;
+use crate::common::cluster::ClusterBuilder;
 use crate::common::{
     create_org, create_user, secret, Client, Cluster, NodeSpec, MODELS, ORGS, SETTINGS, WAIT,
 };
@@ -42,9 +43,18 @@ fn set_system_token_visible(b: &Browser, state: &str) {
     b.wait_text("#system-token-state", state, |t| t == state);
 }
 
+/// A cluster whose leader outlasts a busy machine: Chromium shares the CI's two cores with
+/// the nodes, and these tests are about the page, not about failover.
+fn patient_cluster() -> ClusterBuilder {
+    Cluster::builder()
+        .raft("heartbeat_ms = 100")
+        .raft("election_timeout_min_ms = 1000")
+        .raft("election_timeout_max_ms = 2000")
+}
+
 #[test]
 fn an_admin_runs_the_cluster_from_the_dashboard() {
-    let c = Cluster::builder()
+    let c = patient_cluster()
         .node(NodeSpec::none())
         .node(NodeSpec::gpus("80GB"))
         .node(NodeSpec::gpus("80GB"))
@@ -193,7 +203,7 @@ fn an_admin_runs_the_cluster_from_the_dashboard() {
 
 #[test]
 fn owners_and_users_set_their_tokens_from_the_dashboard() {
-    let c = Cluster::new(3);
+    let c = patient_cluster().nodes(3).start();
     let admin = c.client(1);
     let org = create_org(&admin, "acme");
     let alice = create_user(
