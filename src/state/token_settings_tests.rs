@@ -83,3 +83,42 @@ fn only_admins_and_only_each_id_once() {
     let error = refused(&s, by(Some(ADMIN_KEY), 100, twice));
     assert!(error.to_string().contains("names an id twice"), "{error}");
 }
+
+/// A model's owner sets its token, and nothing else of it; another model's token is not
+/// theirs to set.
+#[test]
+fn a_model_owner_changes_only_the_token_of_their_own_model() {
+    let mut s = built();
+    let mut mine = Model::new("u2/own".into());
+    mine.memory = 1 << 30;
+    mine.owner_user_id = Some("u2".into());
+    s.apply(&by(Some(ADMIN_KEY), 100, Command::CreateModel(mine)))
+        .0
+        .unwrap();
+    let token_of = |id: &str| Command::UpdateModel {
+        id: id.into(),
+        patch: ModelPatch {
+            hf_token: Some(set(TokenScope::Model(id))),
+            ..ModelPatch::default()
+        },
+    };
+    s.apply(&by(Some(U2_KEY), 101, token_of("u2/own")))
+        .0
+        .unwrap();
+    assert!(s.models["u2/own"].hf_token.is_some());
+
+    let described = Command::UpdateModel {
+        id: "u2/own".into(),
+        patch: ModelPatch {
+            description: Some("mine now".into()),
+            hf_token: Some(set(TokenScope::Model("u2/own"))),
+            ..ModelPatch::default()
+        },
+    };
+    for command in [described, token_of("org/m")] {
+        assert!(matches!(
+            refused(&s, by(Some(U2_KEY), 102, command)),
+            StateError::Forbidden(_)
+        ));
+    }
+}
