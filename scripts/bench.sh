@@ -156,11 +156,6 @@ MEM_GIB=$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)
 DISK_DEV=$(df --output=source "$TMP" | tail -1)
 DISK_FS=$(df --output=fstype "$TMP" | tail -1)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-# The fsync floor of the disk under the data dirs: 4 KiB writes, each synced (O_DSYNC).
-FSYNC_MS=$(dd if=/dev/zero of="$TMP/fsync-probe" bs=4k count=500 oflag=dsync 2>&1 \
-  | awk '/copied/ {for (i=1;i<=NF;i++) if ($i ~ /^s,?$/) t=$(i-1); printf "%.2f", t*1000/500}')
-rm -f "$TMP/fsync-probe"
-log "machine: $NPROC x $CPU_MODEL, ${MEM_GIB} GiB, $DISK_DEV ($DISK_FS), fsync ~${FSYNC_MS} ms, load $LOAD_BEFORE"
 
 RESULTS=$TMP/results
 mkdir -p "$RESULTS"
@@ -171,6 +166,14 @@ bench() {
   "$HELIX" bench --output json "$@" >"$RESULTS/$out.json" 2>"$TMP/bench-$out.log" \
     || die "helix bench $* failed: $(tail -3 "$TMP/bench-$out.log")"
 }
+
+# The floor of a replicated write here: an fdatasync of a 4 KiB append on the disk under the
+# data dirs, and a loopback round trip (p50 of each; floor = fdatasync + 2 round trips).
+bench floor --scenario floor --dir "$TMP" --count 2000
+FSYNC_MS=$(jq -r '.fdatasync_ms.p50' "$RESULTS/floor.json")
+RTT_MS=$(jq -r '.loopback_rtt_ms.p50' "$RESULTS/floor.json")
+FLOOR_MS=$(jq -r '.floor_ms' "$RESULTS/floor.json")
+log "machine: $NPROC x $CPU_MODEL, ${MEM_GIB} GiB, $DISK_DEV ($DISK_FS), fdatasync p50 ${FSYNC_MS} ms, loopback RTT p50 ${RTT_MS} ms, load $LOAD_BEFORE"
 
 # ---------------------------------------------------------------------------------------------
 # helix
@@ -473,7 +476,9 @@ H_TERMS=$(H_env term_before)→$(H_env term_after) E_TERMS=$(E_env term_before)�
 TABLE=$(cat <<EOF
 | measure (latency: lower is better; throughput: higher) | helix | etcd $ETCD_VERSION | helix / etcd |
 | --- | --- | --- | --- |
+| floor: fdatasync of a 4 KiB append p50 + 2 × loopback round trip p50 | $(f2 "$FSYNC_MS") + 2 × $(f2 "$RTT_MS") = $(f2 "$FLOOR_MS") ms | same machine | |
 $(row_latency "1 client, p50 (${SEQ_COUNT} writes)" seq p50)
+| 1 client, p50 as a multiple of the floor | $(ratio "$(j helix-seq .latency_ms.p50)" "$FLOOR_MS") | $(ratio "$(j etcd-seq .latency_ms.p50)" "$FLOOR_MS") | |
 $(row_latency "1 client, p99" seq p99)
 $(row_latency "1 client, p99.9" seq p999)
 $(row_latency "1 client, max" seq max)
@@ -499,7 +504,7 @@ $(row_latency "64 clients, ${SOAK_S} s soak, p99" soak p99)
 EOF
 )
 
-MACHINE="$NPROC × $CPU_MODEL, ${MEM_GIB} GiB RAM; data dirs on $DISK_DEV ($DISK_FS), a synced 4 KiB write takes ${FSYNC_MS} ms (dd oflag=dsync); load average ${LOAD_BEFORE} before, ${LOAD_AFTER} after; $(date -u '+%Y-%m-%d %H:%M UTC')"
+MACHINE="$NPROC × $CPU_MODEL, ${MEM_GIB} GiB RAM; data dirs on $DISK_DEV ($DISK_FS), an fdatasync of a 4 KiB append takes ${FSYNC_MS} ms (p50, \`helix bench --scenario floor\`); load average ${LOAD_BEFORE} before, ${LOAD_AFTER} after; $(date -u '+%Y-%m-%d %H:%M UTC')"
 [[ $QUICK == 1 ]] && MACHINE+="; QUICK run (short, not comparable)"
 RAFT_LINE=$(printf '%s' "${HELIX_RAFT_TOML:-default [raft] timing: heartbeat 50 ms, election 150-300 ms}" | tr '\n' ' ')
 

@@ -9,7 +9,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Target::Helix)]
     pub target: Target,
     /// write: throughput and latency of writes; propagation: how soon a change reaches
-    /// every node; inference: chat requests through the gateway.
+    /// every node; inference: chat requests through the gateway; floor: this machine's
+    /// fdatasync of a 4 KiB append and loopback round trip (no cluster needed).
     #[arg(long, value_enum, default_value_t = Scenario::Write)]
     pub scenario: Scenario,
     /// Endpoints, comma separated (`http://127.0.0.1:8080,...`); default: `--url`.
@@ -64,6 +65,10 @@ pub struct BenchArgs {
     /// `inference`: tokens per answer.
     #[arg(long, default_value_t = 16)]
     pub max_tokens: u32,
+    /// `floor`: a directory on the file system to flush to (that of the data dirs)
+    /// [default: the current directory].
+    #[arg(long)]
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -79,6 +84,7 @@ pub enum Scenario {
     Write,
     Propagation,
     Inference,
+    Floor,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]

@@ -21,14 +21,17 @@
 //!
 //! - `inference`: chat requests to an OpenAI-compatible endpoint (`--model`, `--stream`,
 //!   `--max-tokens`): a helix gateway with its key, or a vLLM directly without one.
+//! - `floor`: no cluster; this machine's fdatasync of a 4 KiB append (in `--dir`) and
+//!   loopback round trip, and the floor they make for a replicated write.
 //!
-//! Files: `args` (the command line), `write`, `propagation` and `inference` (one per
+//! Files: `args` (the command line), `write`, `propagation`, `inference` and `floor` (one per
 //! scenario, each with
 //! its report), `target` (what a write is on helix and on etcd), `http` (the shared client
 //! and how failures are counted), `stats` (latency percentiles, gaps, error tally, times),
 //! `report` (progress line, table).
 
 mod args;
+mod floor;
 mod http;
 mod inference;
 mod propagation;
@@ -57,7 +60,8 @@ pub async fn run(
     if args.mode == WriteMode::Update && args.keys == 0 {
         return Err("--keys must be at least 1".into());
     }
-    if args.target == Target::Helix && api_key.is_none() && args.scenario != Scenario::Inference {
+    let needs_key = matches!(args.scenario, Scenario::Write | Scenario::Propagation);
+    if args.target == Target::Helix && api_key.is_none() && needs_key {
         return Err("helix needs an admin API key: --api-key or HELIX_API_KEY".into());
     }
     let report = match args.scenario {
@@ -74,6 +78,13 @@ pub async fn run(
         // A vLLM called directly takes no key: the comparison runs without one.
         Scenario::Inference => {
             serde_json::to_value(inference::inference_bench(&args, &endpoints[0], api_key).await?)
+        }
+        // Blocking IO on purpose: what is timed is the system call, not the runtime.
+        Scenario::Floor => {
+            let report = tokio::task::spawn_blocking(move || floor::floor_bench(&args))
+                .await
+                .map_err(|e| e.to_string())??;
+            serde_json::to_value(report)
         }
     }
     .map_err(|e| e.to_string())?;

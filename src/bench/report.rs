@@ -51,6 +51,19 @@ pub(super) fn print_table(report: &Value) {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
+    if report["scenario"] == "floor" {
+        println!(
+            "floor of a replicated write on this machine ({})",
+            s(&report["dir"])
+        );
+        println!("fdatasync of a 4 KiB append ms  {}", lat("fdatasync_ms"));
+        println!("loopback round trip ms          {}", lat("loopback_rtt_ms"));
+        println!(
+            "floor (fdatasync p50 + 2 round trips p50): {:.3} ms",
+            report["floor_ms"].as_f64().unwrap_or(0.0)
+        );
+        return;
+    }
     // An inference report: one endpoint, a latency, and for streams the first chunk.
     if report["stream"].is_boolean() {
         println!(

@@ -144,3 +144,43 @@ fn bench_counts_errors_instead_of_failing() {
     assert_eq!(report["error_kinds"]["connect"], 5, "{report}");
     assert_eq!(report["latency_ms"]["samples"], 0, "{report}");
 }
+
+/// `--scenario floor` needs no cluster: it flushes in the directory given and pings itself
+/// on loopback, and its floor is the fdatasync p50 plus two round trips' p50.
+#[test]
+fn bench_measures_the_floor_of_this_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(helix_bin())
+        .args([
+            "bench",
+            "--scenario",
+            "floor",
+            "--count",
+            "20",
+            "--output",
+            "json",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .env_remove("HELIX_API_KEY")
+        .output()
+        .expect("run helix bench");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_latency(&report, "fdatasync_ms");
+    assert_latency(&report, "loopback_rtt_ms");
+    assert_eq!(report["fdatasync_ms"]["samples"], 20, "{report}");
+    let p50 = |field: &str| report[field]["p50"].as_f64().unwrap();
+    let floor = report["floor_ms"].as_f64().unwrap();
+    let expected = p50("fdatasync_ms") + 2.0 * p50("loopback_rtt_ms");
+    assert!((floor - expected).abs() < 1e-9, "{report}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the probe file is gone"
+    );
+}
