@@ -35,6 +35,10 @@ pub struct ReadyView {
     pub ready: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_id: Option<u64>,
+    /// Whether this node votes or only learns, once it is a member. Both serve the whole API
+    /// (a learner forwards writes like a follower does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<MemberRole>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -66,12 +70,19 @@ pub const LEAVE_PATH: &str = "/api/v1/node/leave";
             yet, no leader known, the leader silent for the stall tolerance, too far behind", body = ReadyView),
     ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
+    let membership = ctx.cluster.readiness();
+    let role = membership.member.then_some(if membership.voter {
+        MemberRole::Voter
+    } else {
+        MemberRole::Learner
+    });
     match ctx.cluster.ready() {
         Ok(leader) => (
             StatusCode::OK,
             Json(ReadyView {
                 ready: true,
                 leader_id: Some(leader),
+                role,
                 error: None,
             }),
         ),
@@ -80,6 +91,7 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
             Json(ReadyView {
                 ready: false,
                 leader_id: None,
+                role,
                 error: Some(error),
             }),
         ),

@@ -79,6 +79,8 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct Readiness {
     pub member: bool,
+    /// A voter (else, when a member, a learner).
+    pub voter: bool,
     pub leader: Option<NodeId>,
     /// Why this node's storage failed; it serves nothing until restarted.
     pub storage_failure: Option<String>,
@@ -137,12 +139,12 @@ impl Cluster {
         Ok(self.inner.raft.compact(COMPACTION_WAIT).await?)
     }
 
-    /// Wakes on every change of this node's Raft status (leader, term, membership).
     /// Entries up to this index are gone from this node's Raft log.
     pub fn purged_index(&self) -> Option<u64> {
         self.inner.raft.status().purged_index
     }
 
+    /// Wakes on every change of this node's Raft status (leader, term, membership).
     pub fn watch(&self) -> StatusWatch {
         self.inner.raft.watch()
     }
@@ -151,6 +153,7 @@ impl Cluster {
         let status = self.inner.raft.status();
         Readiness {
             member: status.membership.contains(self.node_id()),
+            voter: status.membership.voters().contains(&self.node_id()),
             leader: status.leader,
             storage_failure: status.storage_failure,
         }

@@ -38,6 +38,11 @@ fn the_first_five_vote_and_a_dead_voter_is_replaced_by_the_learner() {
         "the first five to join vote"
     );
     assert_eq!(learners, BTreeSet::from([ids[5]]), "the sixth learns");
+    // Readiness says which: both serve, a load balancer may send to either.
+    for (k, role) in [(1, "voter"), (6, "learner")] {
+        let ready = Client::new(&c.node(k).api_addr).get("/readyz");
+        assert_eq!(ready.json()["role"], role, "node{k}: {}", ready.text());
+    }
 
     // A voter dies for good (not the leader: its death costs an election besides).
     let leader = c.wait_leader(&[1, 2, 3, 4, 5, 6]);
