@@ -57,11 +57,7 @@ pub fn why(e: &reqwest::Error) -> String {
         return said.to_string();
     }
     // The innermost cause says the most; the outer ones repeat the URL.
-    let mut inner: &dyn std::error::Error = e;
-    while let Some(source) = inner.source() {
-        inner = source;
-    }
-    inner.to_string()
+    crate::retry::root_cause(e)
 }
 
 /// Whether an answer comes from helix: its `Server: helix/<version>` header (or, where a
