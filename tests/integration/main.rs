@@ -16,6 +16,7 @@ mod gossip;
 mod inference;
 mod keyring;
 mod keys;
+mod lab;
 mod metrics;
 mod node_life;
 mod openapi;

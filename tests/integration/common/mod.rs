@@ -3,7 +3,8 @@
 //!
 //! - [`cluster`]: [`Cluster`] and [`NodeSpec`], the one way to start nodes; [`membership`]:
 //!   status, leader and members.
-//! - [`process`]: one node process (output, `ready`, signals); [`net`]: addresses.
+//! - [`process`]: one node process (output, `ready`, signals); [`net`]: addresses;
+//!   [`netns`]: a lab of network namespaces for real partitions.
 //! - [`http`]: the client; [`api`]: routes and calls several test files make.
 //! - [`fake_vllm`]: the vLLM test double, its launch records and processes; [`slots`]: models
 //!   and their slots.
@@ -18,6 +19,7 @@ pub mod fake_vllm;
 pub mod http;
 pub mod membership;
 pub mod net;
+pub mod netns;
 pub mod peer;
 pub mod process;
 pub mod secrets;
