@@ -7,6 +7,7 @@ mod common;
 mod audit;
 mod autopilot;
 mod bench_smoke;
+mod chaos;
 mod cli;
 mod cli_failover;
 mod cli_output;
