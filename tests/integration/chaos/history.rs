@@ -43,6 +43,8 @@ pub struct WorkloadSpec {
     pub pause_between_ops: Duration,
     /// A client stops after this many operations, if it was not stopped before.
     pub max_ops_per_client: Option<usize>,
+    /// The cluster CA (PEM) when the API speaks TLS (any address but loopback).
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for WorkloadSpec {
@@ -57,6 +59,7 @@ impl Default for WorkloadSpec {
             pause_after_error: Duration::from_millis(100),
             pause_between_ops: Duration::ZERO,
             max_ops_per_client: None,
+            tls_ca: None,
         }
     }
 }
@@ -300,6 +303,8 @@ impl History {
 /// Sends the workload's requests and records them.
 struct Recorder {
     http: blocking::Client,
+    /// `http`, or `https` with the cluster CA.
+    scheme: &'static str,
     endpoints: Vec<String>,
     admin_key: String,
     t0: Instant,
@@ -308,7 +313,7 @@ struct Recorder {
 impl Recorder {
     fn op(&self, process: usize, node: usize, key: &str, kind: OpKind) -> Op {
         let endpoint = &self.endpoints[node];
-        let url = format!("http://{endpoint}{MODELS}/{key}");
+        let url = format!("{}://{endpoint}{MODELS}/{key}", self.scheme);
         let request = match &kind {
             OpKind::Write { value } => self.http.put(url).json(&json!({ "description": value })),
             OpKind::Read { stale: true } => self.http.get(format!("{url}?stale=true")),
@@ -343,7 +348,7 @@ impl Recorder {
             }
             let response = self
                 .http
-                .post(format!("http://{endpoint}{MODELS}"))
+                .post(format!("{}://{endpoint}{MODELS}", self.scheme))
                 .bearer_auth(&self.admin_key)
                 .json(&body)
                 .send();
@@ -437,16 +442,23 @@ impl Workload {
             "test setup: a workload needs an endpoint and a key"
         );
         // One request per connection: no pooled connection to a killed or cut-off node.
-        let http = blocking::Client::builder()
+        let mut http = blocking::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
             .tcp_nodelay(true)
             .timeout(spec.request_timeout)
-            .connect_timeout(spec.request_timeout.min(Duration::from_secs(1)))
-            .build()
-            .expect("build the HTTP client");
+            .connect_timeout(spec.request_timeout.min(Duration::from_secs(1)));
+        if let Some(ca) = &spec.tls_ca {
+            let ca = reqwest::Certificate::from_pem(ca).expect("the cluster CA is PEM");
+            http = http.tls_built_in_root_certs(false).add_root_certificate(ca);
+        }
         let recorder = Arc::new(Recorder {
-            http,
+            http: http.build().expect("build the HTTP client"),
+            scheme: if spec.tls_ca.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             endpoints,
             admin_key,
             t0: Instant::now(),

@@ -2,8 +2,12 @@
 //! faults are injected, record every operation ([`history`]), and a checker proves each
 //! key's history linearizable and no acknowledged write lost ([`linearizability`]).
 
+pub mod faults;
 pub mod history;
 pub mod linearizability;
+pub mod overlap;
+pub mod report;
+mod suite;
 
 // What the chaos scenarios use.
 #[allow(unused_imports)]
