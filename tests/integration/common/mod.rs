@@ -9,7 +9,8 @@
 //! - [`fake_vllm`]: the vLLM test double, its launch records and processes; [`slots`]: models
 //!   and their slots.
 //! - [`secrets`]: test tokens and leak checks; [`wait`]: polling with deadlines.
-//! - [`browser`]: headless Chromium over WebDriver, for the dashboard.
+//! - [`browser`]: headless Chromium over WebDriver, for the dashboard; [`packages`]: what
+//!   such tests install with apt-get when missing.
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod membership;
 pub mod net;
 pub mod netns;
+pub mod packages;
 pub mod peer;
 pub mod process;
 pub mod secrets;

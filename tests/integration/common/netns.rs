@@ -8,8 +8,8 @@
 //! packets silently as a cut cable does: a partition, a one-way link, random loss. This
 //! kernel has no `sch_netem` (`tc netem` is refused), so delay is not among them.
 //!
-//! Needs root, iproute2 and nftables; a lab that cannot be built fails the test with the
-//! command and its output, it never skips. Dropping the [`Lab`] deletes every namespace it
+//! Needs root, iproute2 and nftables (installed with apt-get when missing); a lab that
+//! cannot be built fails the test with the command and its output, it never skips. Dropping the [`Lab`] deletes every namespace it
 //! made (their veths go with them); one left behind by a killed test run is deleted by the
 //! next lab whose process finds its owner gone.
 
@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::packages::ensure_packages;
 use super::process::pid_alive;
 
 /// The prefix of every namespace a lab makes: `hxlab-<pid>-<n>`.
@@ -39,6 +40,11 @@ pub struct Lab {
 impl Lab {
     /// Builds the bridge namespace and the test process's link to it.
     pub fn new() -> Lab {
+        ensure_packages(
+            "a lab of network namespaces",
+            &["iproute2", "nftables"],
+            || answers(&["ip", "-V"]) && answers(&["nft", "--version"]),
+        );
         remove_orphans();
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
@@ -223,6 +229,14 @@ impl Drop for Lab {
             .args(["netns", "del", &self.name])
             .status();
     }
+}
+
+/// The command runs and succeeds.
+fn answers(command: &[&str]) -> bool {
+    Command::new(command[0])
+        .args(&command[1..])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 /// Runs a setup command; a failure names the command, its output and what the lab needs.
