@@ -7,6 +7,7 @@ pub mod history;
 pub mod linearizability;
 pub mod overlap;
 pub mod report;
+pub mod stalls;
 mod suite;
 
 // What the chaos scenarios use.

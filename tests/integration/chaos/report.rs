@@ -9,6 +9,7 @@ use super::faults::{Fault, Injected};
 use super::history::{History, Tally};
 use super::linearizability::Verdict;
 use super::overlap::Overlaps;
+use super::stalls::{StallKind, Stalls};
 
 /// Everything one run measured.
 pub struct Report<'a> {
@@ -23,6 +24,7 @@ pub struct Report<'a> {
     pub overlaps: &'a Overlaps,
     /// From the heal after the last token change until every runner held it.
     pub token_converged_after: Duration,
+    pub stalls: &'a Stalls,
 }
 
 /// One fault kind's figures.
@@ -137,6 +139,24 @@ impl Report<'_> {
                 median.as_millis(),
                 figures.longest_recovery.as_millis()
             );
+        }
+        let _ = writeln!(out, "\n### Stalls the nodes logged\n");
+        for (what, kind) in [
+            (
+                "Raft core answered no probe for longer than the lease",
+                &self.stalls.core_busy,
+            ),
+            ("flush slower than 100 ms", &self.stalls.slow_flush),
+        ] {
+            let StallKind {
+                count,
+                longest_ms,
+                longest_line,
+            } = kind;
+            let _ = writeln!(out, "- {what}: {count} (longest {longest_ms} ms)");
+            if *count > 0 {
+                let _ = writeln!(out, "  `{}`", longest_line.trim());
+            }
         }
         if self.verdict.violations() + self.verdict.lost_acks() > 0 {
             let _ = writeln!(

@@ -25,6 +25,7 @@ use super::history::{Workload, WorkloadSpec};
 use super::linearizability::check;
 use super::overlap::OverlapWatch;
 use super::report::Report;
+use super::stalls::Stalls;
 use crate::common::{hf_token, model_json, wait_for, Cluster, NodeSpec, CONFIG, SETTINGS, WAIT};
 
 /// The model whose vLLM processes are watched: it must run on one node at a time.
@@ -170,6 +171,7 @@ fn run(spec: RunSpec) {
     let history = workload.finish(WAIT);
     let overlaps = watch.stop();
     let verdict = check(&history);
+    let stalls = Stalls::logged(&c);
     let report = Report {
         seed: spec.seed,
         faults_for: started.elapsed(),
@@ -180,6 +182,7 @@ fn run(spec: RunSpec) {
         verdict: &verdict,
         overlaps: &overlaps,
         token_converged_after: token_after,
+        stalls: &stalls,
     };
     let text = report.markdown();
     eprintln!("{text}");
