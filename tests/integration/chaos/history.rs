@@ -27,7 +27,8 @@ const MODELS: &str = "/api/v1/helix-models";
 /// How many clients of each kind, on how many keys, and how fast.
 #[derive(Clone, Debug)]
 pub struct WorkloadSpec {
-    /// Keys are the models `{key_prefix}-0` .. `{key_prefix}-{keys - 1}`, created at start.
+    /// Keys are the models `{key_prefix}-0` .. `{key_prefix}-{keys - 1}`, given the initial
+    /// value at start (created, or reset if they exist).
     pub keys: usize,
     pub key_prefix: String,
     pub writers: usize,
@@ -331,31 +332,51 @@ impl Recorder {
         }
     }
 
-    /// Creates every key's model with the initial value, through any node that answers.
+    /// Gives `key` the initial value through any node that answers: creates its model, or
+    /// resets the description of one that exists (an earlier try that timed out, or an
+    /// earlier workload with the same keys).
     fn create(&self, key: &str) {
         let deadline = Instant::now() + crate::common::WAIT;
-        let body =
+        let model =
             json!({ "id": key, "memory": "1GB", "name": "chaos", "description": INITIAL_VALUE });
+        let mut exists = false;
         let mut last = String::new();
         for endpoint in self.endpoints.iter().cycle() {
             if Instant::now() > deadline {
                 panic!("test setup: could not create model {key}: {last}");
             }
-            let response = self
-                .http
-                .post(format!("http://{endpoint}{MODELS}"))
-                .bearer_auth(&self.admin_key)
-                .json(&body)
-                .send();
-            match response {
-                // 409: an earlier try that timed out did create it.
-                Ok(r) if r.status().is_success() || r.status().as_u16() == 409 => return,
-                Ok(r) => last = format!("{endpoint}: status {}", r.status()),
+            let request = if exists {
+                let url = format!("http://{endpoint}{MODELS}/{key}");
+                self.http
+                    .put(url)
+                    .json(&json!({ "description": INITIAL_VALUE }))
+            } else {
+                self.http
+                    .post(format!("http://{endpoint}{MODELS}"))
+                    .json(&model)
+            };
+            match request.bearer_auth(&self.admin_key).send() {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) if r.status().as_u16() == 409 => exists = true,
+                Ok(r) => last = format!("{endpoint}: {}", status_and_error(r)),
                 Err(e) => last = format!("{endpoint}: {}", error_chain(&e)),
             }
+            // Pacing the tries while the cluster settles.
             thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// One request per connection: no pooled connection to a killed or cut-off node.
+fn http_client(timeout: Duration) -> blocking::Client {
+    blocking::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .tcp_nodelay(true)
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(1)))
+        .build()
+        .expect("build the HTTP client")
 }
 
 /// Connection refused (or never made) means nothing was sent: the write certainly did not
@@ -436,17 +457,8 @@ impl Workload {
             !endpoints.is_empty() && spec.keys > 0,
             "test setup: a workload needs an endpoint and a key"
         );
-        // One request per connection: no pooled connection to a killed or cut-off node.
-        let http = blocking::Client::builder()
-            .no_proxy()
-            .pool_max_idle_per_host(0)
-            .tcp_nodelay(true)
-            .timeout(spec.request_timeout)
-            .connect_timeout(spec.request_timeout.min(Duration::from_secs(1)))
-            .build()
-            .expect("build the HTTP client");
         let recorder = Arc::new(Recorder {
-            http,
+            http: http_client(spec.request_timeout),
             endpoints,
             admin_key,
             t0: Instant::now(),
@@ -465,7 +477,7 @@ impl Workload {
         let clients = roles
             .enumerate()
             .map(|(process, role)| {
-                let client = Client {
+                let worker = Worker {
                     process,
                     role,
                     recorder: recorder.clone(),
@@ -476,7 +488,7 @@ impl Workload {
                 };
                 thread::Builder::new()
                     .name(format!("chaos-p{process}"))
-                    .spawn(move || client.run())
+                    .spawn(move || worker.run())
                     .expect("spawn a workload client")
             })
             .collect();
@@ -541,8 +553,8 @@ impl Workload {
     }
 }
 
-/// One client thread.
-struct Client {
+/// One client's thread.
+struct Worker {
     process: usize,
     role: Role,
     recorder: Arc<Recorder>,
@@ -552,7 +564,7 @@ struct Client {
     acked_writes: Arc<AtomicUsize>,
 }
 
-impl Client {
+impl Worker {
     fn run(self) -> Vec<Op> {
         let mut rng = rand::thread_rng();
         let nodes = self.recorder.endpoints.len();
@@ -591,9 +603,136 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+
     use super::*;
     use crate::chaos::linearizability::check;
     use crate::common::{wait_for, Cluster, WAIT};
+
+    /// A server for one connection that reads the request and answers `response`, or
+    /// (`None`) holds the connection unanswered until the client gives up.
+    fn serve_once(response: Option<String>) -> (String, JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Up to the end of the headers and the body they announce.
+            while !request_complete(&request) {
+                match conn.read(&mut buf).unwrap() {
+                    0 => return,
+                    n => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            match response {
+                Some(response) => conn.write_all(response.as_bytes()).unwrap(),
+                // Returns once the client closes the connection.
+                None => while conn.read(&mut buf).is_ok_and(|n| n > 0) {},
+            }
+        });
+        (addr, server)
+    }
+
+    fn request_complete(request: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(request);
+        let Some(end) = text.find("\r\n\r\n") else {
+            return false;
+        };
+        let length = text[..end]
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        request.len() >= end + 4 + length
+    }
+
+    fn answer(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// The outcome of one operation of `kind` against a server answering `response`.
+    fn outcome_against(response: Option<String>, kind: OpKind) -> Outcome {
+        // Long enough for any answer on a loaded machine; the unanswered case waits it out.
+        let timeout = match &response {
+            Some(_) => WAIT,
+            None => Duration::from_secs(1),
+        };
+        let (addr, server) = serve_once(response);
+        let recorder = Recorder {
+            http: http_client(timeout),
+            endpoints: vec![addr],
+            admin_key: "k".into(),
+            t0: Instant::now(),
+        };
+        let op = recorder.op(0, 0, "m", kind);
+        server.join().unwrap();
+        assert!(op.invoke <= op.complete, "{op}");
+        op.outcome
+    }
+
+    fn kind_write() -> OpKind {
+        OpKind::Write { value: "v".into() }
+    }
+
+    const READ: OpKind = OpKind::Read { stale: false };
+
+    #[test]
+    fn a_write_is_unknown_unless_refused_or_never_sent() {
+        let is_unknown = |o: Outcome| matches!(o, Outcome::Unknown(_));
+        let is_fail = |o: Outcome| matches!(o, Outcome::Fail(_));
+        assert_eq!(
+            outcome_against(Some(answer("200 OK", "{}")), kind_write()),
+            Outcome::Ok(None)
+        );
+        let refused = answer("400 Bad Request", r#"{"error":"description: too long"}"#);
+        assert_eq!(
+            outcome_against(Some(refused), kind_write()),
+            Outcome::Fail("400: description: too long".into())
+        );
+        let unavailable = answer("503 Service Unavailable", r#"{"error":"no leader"}"#);
+        assert_eq!(
+            outcome_against(Some(unavailable), kind_write()),
+            Outcome::Unknown("503: no leader".into())
+        );
+        assert!(is_unknown(outcome_against(None, kind_write())));
+        // Nothing listens: the write was never sent.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let recorder = Recorder {
+            http: http_client(WAIT),
+            endpoints: vec![closed.to_string()],
+            admin_key: "k".into(),
+            t0: Instant::now(),
+        };
+        assert!(is_fail(recorder.op(0, 0, "m", kind_write()).outcome));
+    }
+
+    #[test]
+    fn a_read_sees_the_description_or_no_model_and_otherwise_fails() {
+        let model = answer("200 OK", r#"{"id":"m","description":"p1-w2"}"#);
+        assert_eq!(
+            outcome_against(Some(model), READ),
+            Outcome::Ok(Some("p1-w2".into()))
+        );
+        let gone = answer("404 Not Found", r#"{"error":"model \"m\" not found"}"#);
+        assert_eq!(outcome_against(Some(gone), READ), Outcome::Ok(None));
+        let unavailable = answer("503 Service Unavailable", r#"{"error":"no leader"}"#);
+        assert_eq!(
+            outcome_against(Some(unavailable), READ),
+            Outcome::Fail("503: no leader".into())
+        );
+        assert!(matches!(outcome_against(None, READ), Outcome::Fail(_)));
+    }
 
     fn op(invoke_ms: u64, complete_ms: u64, kind: OpKind, outcome: Outcome) -> Op {
         Op {

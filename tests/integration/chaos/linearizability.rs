@@ -31,7 +31,7 @@ use super::history::{History, Op, Outcome, INITIAL_VALUE};
 
 /// The steps [`check`] allows the search of one key: far more than a history of a few
 /// concurrent clients needs (a few per operation), few enough to end in seconds.
-pub const DEFAULT_SEARCH_STEPS: u64 = 5_000_000;
+pub const DEFAULT_SEARCH_STEPS: u64 = 2_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyResult {
@@ -51,6 +51,9 @@ pub struct KeyVerdict {
     /// How many steps the search took (0 when a direct check already found a violation).
     pub steps: u64,
     pub result: KeyResult,
+    /// Whether the key's last successful linearizable read began after every acknowledged
+    /// write on it had completed: without one, a lost write may go unnoticed.
+    pub final_read: bool,
 }
 
 /// An acknowledged write that the key's last read did not see, nor anything written after it.
@@ -89,6 +92,11 @@ impl Verdict {
         self.lost.len()
     }
 
+    /// Keys whose lost writes could not all be checked, for want of a final read.
+    pub fn keys_without_final_read(&self) -> usize {
+        self.keys.iter().filter(|k| !k.final_read).count()
+    }
+
     pub fn ops_checked(&self) -> usize {
         self.keys.iter().map(|k| k.ops_checked).sum()
     }
@@ -113,9 +121,13 @@ impl fmt::Display for Verdict {
                 KeyResult::Violation(why) => format!("VIOLATION: {why}"),
                 KeyResult::Unknown(why) => format!("unknown ({why})"),
             };
+            let unchecked = match k.final_read {
+                true => "",
+                false => "; no read after the last acknowledged write: lost writes unchecked",
+            };
             writeln!(
                 f,
-                "  {}: {result} ({} operations, {} steps)",
+                "  {}: {result} ({} operations, {} steps{unchecked})",
                 k.key, k.ops_checked, k.steps
             )?;
         }
@@ -245,9 +257,22 @@ impl<'a> KeyOps<'a> {
         source.precedes(latest).then_some(latest)
     }
 
+    fn last_read(&self) -> Option<&'a Op> {
+        self.reads.iter().copied().max_by_key(|op| op.invoke)
+    }
+
+    /// Whether the last read began after every acknowledged write completed.
+    fn has_final_read(&self) -> bool {
+        let last_ack = self.acked.last().map(|op| op.complete);
+        match self.last_read() {
+            Some(read) => last_ack.is_none_or(|ack| ack < read.invoke),
+            None => false,
+        }
+    }
+
     /// Every acknowledged write the key's last read should have seen and did not.
     fn lost(&self) -> Vec<LostWrite> {
-        let Some(last_read) = self.reads.iter().max_by_key(|op| op.invoke) else {
+        let Some(last_read) = self.last_read() else {
             return Vec::new();
         };
         // A value that cannot be there keeps no write: every one done before is lost.
@@ -342,6 +367,7 @@ fn check_key(key: &str, ops: &[&Op], max_steps: u64) -> (KeyVerdict, Vec<LostWri
         ops_checked: search_ops.len(),
         steps: 0,
         result: KeyResult::Linearizable,
+        final_read: sorted.has_final_read(),
     };
     if let Some(why) = sorted.direct_violation() {
         verdict.result = KeyResult::Violation(why);
@@ -505,33 +531,46 @@ impl EventList {
 }
 
 /// Which operations are ordered.
-struct Bitset(Vec<u64>);
+struct Bitset {
+    words: Vec<u64>,
+    /// Every word before this one is full.
+    full: usize,
+    /// Every word from this one on is empty.
+    end: usize,
+}
 
 impl Bitset {
     fn new(n: usize) -> Bitset {
-        Bitset(vec![0; n.div_ceil(64)])
+        Bitset {
+            words: vec![0; n.div_ceil(64)],
+            full: 0,
+            end: 0,
+        }
     }
 
     fn set(&mut self, i: usize, on: bool) {
-        let bit = 1u64 << (i % 64);
+        let (word, bit) = (i / 64, 1u64 << (i % 64));
         if on {
-            self.0[i / 64] |= bit;
+            self.words[word] |= bit;
+            self.end = self.end.max(word + 1);
+            while self.full < self.end && self.words[self.full] == u64::MAX {
+                self.full += 1;
+            }
         } else {
-            self.0[i / 64] &= !bit;
+            self.words[word] &= !bit;
+            self.full = self.full.min(word);
+            while self.end > self.full && self.words[self.end - 1] == 0 {
+                self.end -= 1;
+            }
         }
     }
 
     /// The memo key of this set with the register holding `value`. The set is mostly a full
     /// prefix (operations sorted by invoke get ordered roughly in turn): that prefix is kept
-    /// as its length, so a key stays small on a long history.
+    /// as its length, so a key stays small and quick to make on a long history.
     fn key(&self, value: u32) -> (u32, u32, Box<[u64]>) {
-        let words = &self.0;
-        let full = words
-            .iter()
-            .position(|&w| w != u64::MAX)
-            .unwrap_or(words.len());
-        let end = words.iter().rposition(|&w| w != 0).map_or(full, |i| i + 1);
-        (value, full as u32, words[full..end.max(full)].into())
+        let rest = &self.words[self.full..self.end.max(self.full)];
+        (value, self.full as u32, rest.into())
     }
 }
 
@@ -834,5 +873,20 @@ mod tests {
         assert!(v.linearizable(), "{v}");
         let keys: Vec<_> = v.keys.iter().map(|k| k.key.as_str()).collect();
         assert_eq!(keys, ["k", "other"]);
+        // Nothing read "other" back: whether its write survived is unknown, and said so.
+        assert_eq!((v.keys[0].final_read, v.keys[1].final_read), (true, false));
+        assert_eq!(v.keys_without_final_read(), 1);
+        assert!(v.to_string().contains("other: linearizable (1 operations, 1 steps; no read after the last acknowledged write: lost writes unchecked)"), "{v}");
+    }
+
+    #[test]
+    fn only_a_read_begun_after_the_last_acknowledgement_is_final() {
+        let during = verdict(vec![acked(0, "a", (0, 5)), read(1, "a", (4, 6))]);
+        assert!(
+            during.linearizable() && !during.keys[0].final_read,
+            "{during}"
+        );
+        let after = verdict(vec![acked(0, "a", (0, 5)), read(1, "a", (6, 7))]);
+        assert!(after.linearizable() && after.keys[0].final_read, "{after}");
     }
 }
