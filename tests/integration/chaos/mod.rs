@@ -1,12 +1,20 @@
 //! Issue 15, chaos with every history checked: clients write and read a set of keys while
-//! faults are injected, record every operation ([`history`]), and a checker proves each
-//! key's history linearizable and no acknowledged write lost ([`linearizability`]).
+//! faults are injected ([`workload`]), every operation is recorded ([`history`]), and a checker
+//! proves each key's history linearizable and no acknowledged write lost
+//! ([`linearizability`]).
+//!
+//! - [`healthy`]: the workload on a cluster without faults.
 
 pub mod history;
 pub mod linearizability;
+pub mod workload;
+
+mod healthy;
 
 // What the chaos scenarios use.
 #[allow(unused_imports)]
-pub use history::{Counts, History, Op, OpKind, Outcome, Tally, Workload, WorkloadSpec};
+pub use history::{Counts, History, Op, OpKind, Outcome, Tally, INITIAL_VALUE};
 #[allow(unused_imports)]
 pub use linearizability::{check, check_with_limit, KeyResult, KeyVerdict, LostWrite, Verdict};
+#[allow(unused_imports)]
+pub use workload::{Workload, WorkloadSpec};
