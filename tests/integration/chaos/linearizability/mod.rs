@@ -188,8 +188,9 @@ impl Source<'_> {
 struct KeyOps<'a> {
     /// Successful linearizable reads, in invoke order.
     reads: Vec<&'a Op>,
-    /// Writes that were acknowledged or may have taken effect, by value.
+    /// Writes that were acknowledged or may have taken effect, by value and in invoke order.
     writes: HashMap<&'a str, &'a Op>,
+    in_order: Vec<&'a Op>,
     failed: HashMap<&'a str, &'a Op>,
     /// Acknowledged writes by completion, with the latest invoke among each prefix: the
     /// write that began last among those done before a given time.
@@ -206,13 +207,16 @@ impl<'a> KeyOps<'a> {
             .collect();
         let mut writes = HashMap::new();
         let mut failed = HashMap::new();
+        let mut in_order = Vec::new();
         let mut acked = Vec::new();
         for op in ops {
             let Some(value) = op.written() else { continue };
-            match op.outcome {
-                Outcome::Fail(_) => failed.insert(value, *op),
-                Outcome::Ok(_) | Outcome::Unknown(_) => writes.insert(value, *op),
-            };
+            if let Outcome::Fail(_) = op.outcome {
+                failed.insert(value, *op);
+                continue;
+            }
+            writes.insert(value, *op);
+            in_order.push(*op);
             if op.is_ok() {
                 acked.push(*op);
             }
@@ -229,6 +233,7 @@ impl<'a> KeyOps<'a> {
         KeyOps {
             reads,
             writes,
+            in_order,
             failed,
             acked,
             latest_invoked,
@@ -323,7 +328,9 @@ impl<'a> KeyOps<'a> {
             }
         }
         let mut ops = Vec::new();
-        for (value, write) in &self.writes {
+        // In invoke order, so that the search takes the same steps on every run.
+        for write in &self.in_order {
+            let value = write.written().expect("a write");
             let complete = match write.outcome {
                 Outcome::Ok(_) => write.complete,
                 _ => match first_seen.get(value) {
