@@ -130,7 +130,10 @@ mod tests {
     fn a_clock_a_day_ahead_moves_stamps_only_as_long_as_it_lasts() {
         let t0 = 1_000_000;
         let (clock, start) = clock_at(t0);
-        assert_eq!(clock.read(t0 + DAY + 1_000, after(start, 1_000)), t0 + 2_000);
+        assert_eq!(
+            clock.read(t0 + DAY + 1_000, after(start, 1_000)),
+            t0 + 2_000
+        );
         let ahead = clock.read(t0 + DAY + 10_000, after(start, 10_000));
         assert_eq!(ahead, t0 + 20_000);
         assert_eq!(clock.read(t0 + 11_000, after(start, 11_000)), ahead);

@@ -55,7 +55,11 @@ fn a_leader_whose_disk_fills_up_is_replaced_serves_stale_reads_and_recovers_by_i
 
     let (_, ready) = wait_for(WAIT, "the full leader's storage fails", || {
         match readyz(&c, old)? {
-            (503, v) if v["error"].as_str().is_some_and(|e| e.starts_with("storage failed")) => {
+            (503, v)
+                if v["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("storage failed")) =>
+            {
                 Ok((503, v))
             }
             other => Err(format!("{other:?}")),
@@ -71,7 +75,10 @@ fn a_leader_whose_disk_fills_up_is_replaced_serves_stale_reads_and_recovers_by_i
     });
 
     // The full node refuses writes with the reason, and still answers stale reads.
-    let r = c.client(old).try_create_model("full/through-the-full-node").unwrap();
+    let r = c
+        .client(old)
+        .try_create_model("full/through-the-full-node")
+        .unwrap();
     assert_eq!(r.status, 503, "a write through the full node: {}", r.text());
     assert!(r.header("retry-after").is_some(), "503 says when to retry");
     assert!(
@@ -79,7 +86,10 @@ fn a_leader_whose_disk_fills_up_is_replaced_serves_stale_reads_and_recovers_by_i
         "{}",
         r.text()
     );
-    let stale = c.client(old).model_ids(true).expect("a stale read on the full node");
+    let stale = c
+        .client(old)
+        .model_ids(true)
+        .expect("a stale read on the full node");
     assert!(stale.contains("full/before"), "{stale:?}");
 
     fs::remove_file(&filler).unwrap();
@@ -116,7 +126,8 @@ fn flush_stalls_under_the_stall_tolerance_keep_the_leader_and_longer_ones_replac
         .raft(&format!("election_timeout_min_ms = {ELECTION_MIN_MS}"))
         .raft(&format!("election_timeout_max_ms = {ELECTION_MAX_MS}"));
     for delay in &delays {
-        builder = builder.node(NodeSpec::none().env(FLUSH_DELAY_FILE, delay.path.to_str().unwrap()));
+        builder =
+            builder.node(NodeSpec::none().env(FLUSH_DELAY_FILE, delay.path.to_str().unwrap()));
     }
     let c = builder.start();
     let all = [1, 2, 3];

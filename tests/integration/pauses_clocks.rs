@@ -36,7 +36,11 @@ fn pausing_each_node_in_turn_under_steady_writers_loses_no_acknowledged_write() 
 
     for (round, &k) in order.iter().enumerate() {
         let leader = c.wait_leader(&all);
-        let role = if k == leader { "the leader" } else { "a follower" };
+        let role = if k == leader {
+            "the leader"
+        } else {
+            "a follower"
+        };
         let others: Vec<usize> = all.into_iter().filter(|&o| o != k).collect();
         eprintln!("round {round}: stopping node{k}, {role}; writing through {others:?}");
         let before = acked(&log);
@@ -70,7 +74,9 @@ fn now_ms() -> i64 {
 }
 
 fn parse_ms(rfc3339: &Value) -> i64 {
-    let text = rfc3339.as_str().unwrap_or_else(|| panic!("not a time: {rfc3339}"));
+    let text = rfc3339
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {rfc3339}"));
     (OffsetDateTime::parse(text, &Rfc3339)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .unix_timestamp_nanos()
@@ -90,7 +96,8 @@ fn a_leader_whose_clock_jumps_a_day_ahead_and_back_keeps_its_lease_tokens_and_au
         .collect();
     let mut builder = Cluster::builder().server("key_use_report_ms = 200");
     for clock in &clocks {
-        builder = builder.node(NodeSpec::none().env(CLOCK_OFFSET_FILE, clock.path.to_str().unwrap()));
+        builder =
+            builder.node(NodeSpec::none().env(CLOCK_OFFSET_FILE, clock.path.to_str().unwrap()));
     }
     let mut c = builder.start();
     let all = [1, 2, 3];
@@ -162,9 +169,7 @@ fn a_leader_whose_clock_jumps_a_day_ahead_and_back_keeps_its_lease_tokens_and_au
         "no audit time is in tomorrow: {audit}"
     );
     assert!(
-        entries
-            .iter()
-            .any(|e| e["kind"] == json!("node_admitted")),
+        entries.iter().any(|e| e["kind"] == json!("node_admitted")),
         "the join is in the audit log: {audit}"
     );
     assert!(

@@ -194,7 +194,7 @@ fn reachable(c: &Cluster, leader: usize, id: u64) -> Result<bool, String> {
 }
 
 #[test]
-fn a_follower_whose_storage_failed_is_unreachable_to_the_leader_until_it_recovers() {
+fn a_follower_whose_storage_failed_is_unreachable_until_it_recovers_and_catches_up() {
     let mut c = Cluster::new(3);
     let leader = c.wait_leader(&[1, 2, 3]);
     let k = (1..=3).find(|&k| k != leader).unwrap();
@@ -235,9 +235,16 @@ fn a_follower_whose_storage_failed_is_unreachable_to_the_leader_until_it_recover
         reachable(&c, leader, id) == Ok(true)
     });
     // It caught up with what was committed while it was out.
-    wait_until(WAIT, "the follower has the write made while it was full", || {
-        c.client(k)
-            .poll_json(&format!("{ORGS}?stale=true"))
-            .is_ok_and(|v| v.to_string().contains("written-while-the-follower-was-full"))
-    });
+    wait_until(
+        WAIT,
+        "the follower has the write made while it was full",
+        || {
+            c.client(k)
+                .poll_json(&format!("{ORGS}?stale=true"))
+                .is_ok_and(|v| {
+                    v.to_string()
+                        .contains("written-while-the-follower-was-full")
+                })
+        },
+    );
 }

@@ -33,7 +33,12 @@ pub struct Writers {
 
 impl Writers {
     /// One writer through each of `nodes`, writing `{prefix}-n{k}-{seq}`.
-    pub fn start(c: &Cluster, nodes: &[usize], prefix: &str, log: &Arc<Mutex<WriteLog>>) -> Writers {
+    pub fn start(
+        c: &Cluster,
+        nodes: &[usize],
+        prefix: &str,
+        log: &Arc<Mutex<WriteLog>>,
+    ) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = nodes
             .iter()
