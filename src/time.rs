@@ -29,6 +29,8 @@ pub fn rfc3339(ms: i64) -> String {
 /// clock set a day ahead by mistake and set back an hour later has moved the stamps (and
 /// through them the cluster's time, which `apply` never lets go back) by at most that hour,
 /// not by a day; a clock stepped back holds the stamps where they were until it catches up.
+/// The pace counts from the last reading: whoever owns one reads it often (every second), so
+/// that a step is seen when it happens.
 #[derive(Debug)]
 pub struct SteadyClock {
     last: Mutex<Reading>,

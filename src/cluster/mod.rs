@@ -216,10 +216,11 @@ impl Cluster {
             .await
     }
 
-    /// Start the tasks that keep the cluster healthy: elections and noticing a removal (on
-    /// every node), autopilot (acting on the leader).
+    /// Start the tasks that keep the cluster healthy: elections, noticing a removal and
+    /// watching the wall clock for steps (on every node), autopilot (acting on the leader).
     pub fn start_upkeep(&self, shutdown: watch::Receiver<bool>) {
         tokio::spawn(election::run(self.clone(), shutdown.clone()));
+        tokio::spawn(write::sample_clock(self.clone(), shutdown.clone()));
         tokio::spawn(health::watch_removal(self.clone(), shutdown.clone()));
         tokio::spawn(autopilot::run(
             self.clone(),

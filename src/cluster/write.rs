@@ -1,5 +1,9 @@
 //! Writes: every change is a proposal committed through the leader, which stamps its time.
 
+use std::time::Duration;
+
+use tokio::sync::watch;
+
 use super::{Cluster, ClusterError};
 use crate::peer::Written;
 use crate::raft::RaftError;
@@ -118,5 +122,21 @@ fn stamped(actor: Option<String>, command: Command) -> Proposal {
         actor,
         at_ms: crate::time::now_ms(),
         command,
+    }
+}
+
+/// How often every node reads its leader clock, leading or not.
+const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads the leader clock every [`CLOCK_SAMPLE_EVERY`] until shutdown, so that a step of the
+/// wall clock is seen when it happens: seen first at a proposal after a quiet hour, it would
+/// be followed at twice the pace of that whole hour.
+pub(super) async fn sample_clock(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        cluster.inner.clock.now_ms();
     }
 }

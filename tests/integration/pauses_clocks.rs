@@ -94,7 +94,13 @@ fn a_leader_whose_clock_jumps_a_day_ahead_and_back_keeps_its_lease_tokens_and_au
     let clocks: Vec<FaultFile> = (1..=3)
         .map(|k| FaultFile::new(faults.path(), &format!("node{k}-clock-offset-ms")))
         .collect();
-    let mut builder = Cluster::builder().server("key_use_report_ms = 200");
+    // Longer election timeouts than the defaults, so that only a clock that touched the
+    // lease, not this machine's load, could move the leader.
+    let mut builder = Cluster::builder()
+        .raft("heartbeat_ms = 100")
+        .raft("election_timeout_min_ms = 500")
+        .raft("election_timeout_max_ms = 1000")
+        .server("key_use_report_ms = 200");
     for clock in &clocks {
         builder =
             builder.node(NodeSpec::none().env(CLOCK_OFFSET_FILE, clock.path.to_str().unwrap()));
