@@ -165,7 +165,7 @@ impl Cluster {
     fn check_storage(&self) -> Result<(), ClusterError> {
         match self.inner.raft.storage_failure() {
             Some(cause) => Err(ClusterError::Unavailable(format!(
-                "storage failed on this node: {cause} (stale reads, ?stale=true, still answer)"
+                "storage failed on this node: {cause}"
             ))),
             None => Ok(()),
         }

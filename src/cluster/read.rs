@@ -21,7 +21,12 @@ impl Cluster {
     /// that is committed state, only frozen.
     pub async fn read(&self, consistency: Consistency) -> Result<&StateView, ClusterError> {
         if consistency == Consistency::Linearizable {
-            self.check_storage()?;
+            if let Some(cause) = self.inner.raft.storage_failure() {
+                return Err(ClusterError::Unavailable(format!(
+                    "storage failed on this node: {cause}; stale reads (?stale=true) still \
+                     answer from what it had applied"
+                )));
+            }
             self.catch_up().await?;
         }
         Ok(self.replica())

@@ -118,7 +118,11 @@ fn a_full_disk_takes_the_node_out_of_service_visibly_and_it_recovers_by_itself()
     assert!(r.text().contains("\"before\""), "{}", r.text());
     let r = c.client(1).get(ORGS);
     assert_eq!(r.status, 503, "a linearizable read there: {}", r.text());
-    assert!(r.error_message().contains("storage failed"), "{}", r.text());
+    let message = r.error_message();
+    assert!(
+        message.contains("storage failed") && message.contains("?stale=true"),
+        "it names the failure and the way to read anyway: {message}"
+    );
     assert_eq!(
         c.log(1)
             .matches("ERROR helix::daemon::storage: storage failed")
