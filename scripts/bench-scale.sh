@@ -105,7 +105,7 @@ measure_writes empty
 
 # --- 2. a big state -----------------------------------------------------------------------------
 PLANS0=$(metric helix_scheduler_plans_total)
-PLAN_S0=$(metric helix_scheduler_plan_seconds_sum)
+PLAN_S0=$(metric helix_scheduler_plan_duration_seconds_sum)
 log "writing $MODELS models and $USERS users"
 T0=$(now_ms)
 bench models --target helix --endpoints "$(url_of "$LEADER")" --api-key "$KEY" --clients 16 --count "$MODELS" --mode create --prefix scale
@@ -114,7 +114,7 @@ seq 1 "$USERS" | xargs -P 8 -I{} curl -sf -m 10 -o /dev/null -H "Authorization: 
   || die "creating users failed"
 LOAD_S=$(awk -v ms=$(( $(now_ms) - T0 )) 'BEGIN {printf "%.1f", ms / 1000}')
 PLANS=$(( $(metric helix_scheduler_plans_total) - PLANS0 ))
-PLAN_MS=$(awk -v s="$(metric helix_scheduler_plan_seconds_sum)" -v s0="$PLAN_S0" -v n="$PLANS" \
+PLAN_MS=$(awk -v s="$(metric helix_scheduler_plan_duration_seconds_sum)" -v s0="$PLAN_S0" -v n="$PLANS" \
   'BEGIN {if (n > 0) printf "%.2f", (s - s0) * 1000 / n; else print "-"}')
 log "state written in ${LOAD_S} s; $PLANS plans meanwhile, ${PLAN_MS} ms each"
 

@@ -42,6 +42,8 @@ pub const RUNNER_RESTARTS: &str = "helix_runner_restarts_total";
 pub const RUNNER_LAUNCH_TO_READY: &str = "helix_runner_launch_to_ready_seconds";
 pub const GPU_MEMORY_TOTAL: &str = "helix_gpu_memory_total_bytes";
 pub const GPU_MEMORY_USED: &str = "helix_gpu_memory_used_bytes";
+pub const SCHEDULER_PLANS: &str = "helix_scheduler_plans_total";
+pub const SCHEDULER_PLAN_DURATION: &str = "helix_scheduler_plan_duration_seconds";
 // The OpenAI-compatible gateway.
 pub const GATEWAY_REQUESTS: &str = "helix_gateway_requests_total";
 pub const GATEWAY_TTFT: &str = "helix_gateway_time_to_first_token_seconds";
@@ -167,6 +169,20 @@ pub const FAMILIES: &[Family] = &[
         labels: &[],
         values: &[],
         help: "Time from launching a vLLM process to its health check passing.",
+    },
+    Family {
+        name: SCHEDULER_PLANS,
+        kind: Counter,
+        labels: &[],
+        values: &[],
+        help: "Placement plans this node made as leader (only when models, nodes, slots or the reachable members changed).",
+    },
+    Family {
+        name: SCHEDULER_PLAN_DURATION,
+        kind: Histogram,
+        labels: &[],
+        values: &[],
+        help: "Time one placement plan took, reading the applied state.",
     },
     Family {
         name: GPU_MEMORY_TOTAL,

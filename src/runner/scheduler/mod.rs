@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::Cluster;
+use crate::metrics::names;
 use crate::state::{replica_slot_id, Command, Model, Placement, SlotChange, State};
 
 /// GPU counts vLLM can split a model across (tensor parallelism), smallest first.
@@ -286,7 +287,10 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
         let since = *leader_since.get_or_insert_with(Instant::now);
         let usable = usable_nodes(&cluster, since, node_lost_after);
         last_plan = Some(Instant::now());
+        let planning = Instant::now();
         let planned = cluster.replica().read(|state| plan(state, &usable));
+        ::metrics::counter!(names::SCHEDULER_PLANS).increment(1);
+        ::metrics::histogram!(names::SCHEDULER_PLAN_DURATION).record(planning.elapsed());
         if planned.is_empty() {
             continue;
         }
