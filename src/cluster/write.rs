@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::peer::Written;
 use crate::raft::RaftError;
@@ -66,6 +67,7 @@ impl Cluster {
     /// Commit `proposal` through whoever leads, waiting at most the write timeout.
     async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
         self.on_leader(
+            Action::Write,
             |c| {
                 let proposal = proposal.clone();
                 async move { c.write_local(proposal).await }

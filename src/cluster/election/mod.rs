@@ -64,6 +64,9 @@ pub(super) struct LeaderContact {
     /// leader that is otherwise fine; it still vetoes elections as long as its core answers
     /// within the stall tolerance.
     core_answered: Arc<Mutex<Instant>>,
+    /// When a majority of the voters last answered one of our pre-vote rounds (granting or
+    /// not): a node without a leader is still in touch with the quorum (`quorum.rs`).
+    pre_vote_quorum: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Default for LeaderContact {
@@ -73,6 +76,7 @@ impl Default for LeaderContact {
             campaign_now: Arc::new(Notify::new()),
             campaigning_since: Arc::default(),
             core_answered: Arc::new(Mutex::new(Instant::now())),
+            pre_vote_quorum: Arc::default(),
         }
     }
 }
@@ -80,6 +84,26 @@ impl Default for LeaderContact {
 impl LeaderContact {
     pub(super) fn heard(&self) {
         *self.last.lock().expect("leader contact lock poisoned") = Instant::now();
+    }
+
+    /// A leader heard from a quorum at `at`: to itself it is its own leader until then.
+    fn heard_at(&self, at: Instant) {
+        *self.last.lock().expect("leader contact lock poisoned") = at;
+    }
+
+    fn pre_vote_quorum_answered(&self) {
+        *self
+            .pre_vote_quorum
+            .lock()
+            .expect("leader contact lock poisoned") = Some(Instant::now());
+    }
+
+    /// How long since a majority last answered one of our pre-vote rounds; `MAX`: never.
+    pub(in crate::cluster) fn pre_vote_quorum_silence(&self) -> Duration {
+        self.pre_vote_quorum
+            .lock()
+            .expect("leader contact lock poisoned")
+            .map_or(Duration::MAX, |t| t.elapsed())
     }
 
     pub(in crate::cluster) fn silence(&self) -> Duration {
@@ -210,9 +234,12 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
         });
         better_candidate = false;
         if status.is_leader {
-            // Leading counts as hearing from a leader: one that steps down waits a full
-            // timeout before it campaigns.
-            contact.heard();
+            // Leading counts as hearing from a leader as of when a quorum last answered: one
+            // that steps down for another reason waits a full timeout before it campaigns,
+            // one that stepped down cut off is cut off as a follower too (`quorum.rs`).
+            if let Some(at) = Instant::now().checked_sub(cluster.quorum_silence()) {
+                contact.heard_at(at);
+            }
         }
         if campaigning {
             contact.start_campaign();
@@ -315,6 +342,7 @@ async fn ask_for_pre_votes(
 ) -> bool {
     let me = cluster.node_id();
     let mut granted = BTreeSet::from([me]);
+    let mut answered = BTreeSet::from([me]);
     let mut asks = JoinSet::new();
     for voter in membership.voters().into_iter().filter(|&v| v != me) {
         let Some(addr) = membership.peer_addr(voter).map(str::to_string) else {
@@ -335,8 +363,18 @@ async fn ask_for_pre_votes(
                 if Some(voter) == last_leader {
                     leader_pending = false;
                 }
+                if answer.is_some() {
+                    answered.insert(voter);
+                    if decision::has_quorum(membership.configs(), &answered) {
+                        cluster.inner.leader_contact.pre_vote_quorum_answered();
+                    }
+                }
                 match answer {
-                    Some(a) if a.live_leader => return false,
+                    // A working leader answered: it leads a quorum, and we are in touch.
+                    Some(a) if a.live_leader => {
+                        cluster.inner.leader_contact.pre_vote_quorum_answered();
+                        return false;
+                    }
                     Some(a) if a.granted => {
                         granted.insert(voter);
                     }
