@@ -4,7 +4,8 @@
 //! launch what is placed here and not running, restart what crashed (with exponential
 //! backoff), stop what moved away or was deleted, and report each slot's state back into the
 //! replicated state. A slot that failed because its model is gated is retried at once when
-//! the token that applies to it changes.
+//! the token that applies to it changes. A node out of touch with the quorum stops every
+//! slot (the fence, `fence.rs`) and starts them again once back, from the caught-up state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::fence::{Fence, Verdict};
 use super::gated::looks_gated;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
@@ -42,6 +44,7 @@ pub struct Reconciler {
     /// delays process supervision.
     reports: mpsc::UnboundedSender<Report>,
     unsent: Option<mpsc::UnboundedReceiver<Report>>,
+    fence: Fence,
 }
 
 /// This node's knowledge of one slot placed here.
@@ -100,10 +103,11 @@ impl Reconciler {
             tokens,
             vllm_command,
             slots_dir: data_dir.join("slots"),
-            tuning,
             local: BTreeMap::new(),
             reports: tx,
             unsent: Some(rx),
+            fence: Fence::new(tuning.fence_after),
+            tuning,
         }
     }
 
@@ -204,6 +208,24 @@ impl Reconciler {
     }
 
     async fn reconcile(&mut self) {
+        match self
+            .fence
+            .look(self.cluster.quorum_silence(), Instant::now())
+        {
+            Verdict::InTouch => {}
+            Verdict::Fenced(reason) => return self.fence_slots(&reason),
+            Verdict::Rejoining => {
+                // The slots may have moved while we were away: only the caught-up state says.
+                if self.cluster.read(Consistency::Linearizable).await.is_err() {
+                    return;
+                }
+                self.fence.lift();
+                tracing::info!(
+                    "back in touch with the quorum and caught up: starting the slots still \
+                     placed here"
+                );
+            }
+        }
         let desired = self.desired();
 
         // Stop what is no longer placed here (or was placed again: a new generation).
@@ -252,6 +274,28 @@ impl Reconciler {
                 let _ = self.reports.send(Report {
                     slot_id: slot_id.clone(),
                     generation,
+                    status: slot.status.clone(),
+                });
+            }
+        }
+        super::metrics::slots(self.local.values().map(|s| s.status.state));
+    }
+
+    /// Stops every local process, keeping the slots with state `stopped` and the reason.
+    fn fence_slots(&mut self, reason: &str) {
+        for (slot_id, slot) in &mut self.local {
+            if let Some(process) = slot.process.take() {
+                tracing::warn!(slot = %slot_id, pid = process.pid(), "stopping vLLM: {reason}");
+                tokio::spawn(process.stop(self.tuning.stop_grace));
+            }
+            slot.retry_at = None;
+            // Said once: the reason's silence grows at every look.
+            if slot.status.state != SlotState::Stopped {
+                slot.status.state = SlotState::Stopped;
+                slot.status.last_error = Some(reason.to_string());
+                let _ = self.reports.send(Report {
+                    slot_id: slot_id.clone(),
+                    generation: slot.generation,
                     status: slot.status.clone(),
                 });
             }
@@ -437,6 +481,12 @@ async fn healthy(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The config gives the fence this much slack after `fence_after`.
+    #[test]
+    fn the_fence_acts_within_its_slack() {
+        assert!(TICK + super::super::fence::CONFIRM <= crate::config::FENCE_SLACK);
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
