@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh                 # the full run (a few minutes)
 #   BENCH_QUICK=1 scripts/bench.sh   # a short run to try the script (figures not comparable)
+#   scripts/bench.sh --scale         # helix alone at scale: scripts/bench-scale.sh
 #
 # Environment:
 #   CARGO_TARGET_DIR   where the release build goes (default: target)
@@ -19,6 +20,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+case ${1:-} in
+  --scale) shift; exec scripts/bench-scale.sh "$@" ;;
+  "") ;;
+  *) echo "bench: unknown argument $1 (--scale, or none)" >&2; exit 2 ;;
+esac
 
 QUICK=${BENCH_QUICK:-0}
 SEQ_COUNT=2000

@@ -1,18 +1,17 @@
 //! A real browser for the dashboard tests: headless Chromium (Debian's `chromium`) driven by
 //! `chromedriver` over the W3C WebDriver protocol, spoken directly with the test's HTTP
-//! client. Both are installed with apt-get when missing; a machine where that fails fails
-//! the test, saying so (CI must run it, not skip it).
+//! client. Both are installed with apt-get when missing (`packages.rs`).
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::net::free_port;
+use super::packages::ensure_packages;
 use super::wait::{wait_for, WAIT};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -22,29 +21,10 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// Installs Chromium and its driver unless both are there; panics with the reason if not.
 fn ensure_installed() {
-    static INSTALL: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return;
-    }
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .map(|out| {
-                let text = String::from_utf8_lossy(&out.stderr).into_owned();
-                (out.status.success(), text)
-            })
-            .unwrap_or_else(|e| (false, e.to_string()))
-    };
-    // An outdated package list only matters if the install then fails, which says why.
-    let _ = apt(&["update"]);
-    let (ok, stderr) = apt(&["install", "-y", "chromium", "chromium-driver"]);
-    assert!(
-        ok && Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
-        "the dashboard test needs {CHROMIUM} and {CHROMEDRIVER} (Debian's chromium and \
-         chromium-driver), and `apt-get install -y chromium chromium-driver` failed: {stderr}"
+    ensure_packages(
+        "the dashboard test",
+        &["chromium", "chromium-driver"],
+        || Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists(),
     );
 }
 

@@ -1,5 +1,7 @@
 //! The rig: a test's cluster of real `helix` nodes, each on its own loopback address
-//! 127.0.0.N, in its own temp dir.
+//! 127.0.0.N, in its own temp dir; or, built `in_lab()`, each on a host of its own in a lab
+//! of network namespaces (`netns.rs`), where the test can cut links and the API speaks TLS
+//! (the test's client trusts the cluster CA).
 //!
 //! - Node K keeps its data in `tmp/nodeK/data`, its process output in `tmp/nodeK.log`, its
 //!   config in `tmp/nodeK.toml` and the vLLM test double's launch records in
@@ -20,8 +22,9 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::fake_vllm::{fake_vllm, reap_fakes};
-use super::http::{Client, Transcript};
+use super::http::{tls_client, Client, Transcript};
 use super::net::{alloc_ip, alloc_port_range, free_port};
+use super::netns::Lab;
 use super::process::{tail, NodeProcess};
 use super::secrets::read_secret;
 use super::wait::{wait_for, WAIT};
@@ -120,6 +123,7 @@ pub struct ClusterBuilder {
     server: Vec<String>,
     env: Vec<(String, String)>,
     nodes: Vec<NodeSpec>,
+    in_lab: bool,
 }
 
 impl ClusterBuilder {
@@ -153,6 +157,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every node on a host of its own in a [`Lab`] of network namespaces, so that the
+    /// test can cut links ([`Cluster::partition`] and friends). Needs root and nftables.
+    pub fn in_lab(mut self) -> Self {
+        self.in_lab = true;
+        self
+    }
+
     /// `n` nodes without GPUs.
     pub fn nodes(mut self, n: usize) -> Self {
         self.nodes.extend((0..n).map(|_| NodeSpec::none()));
@@ -177,6 +188,8 @@ impl ClusterBuilder {
             server_config: self.server,
             env: self.env,
             transcript: Transcript::default(),
+            lab: self.in_lab.then(Lab::new),
+            api_tls: None,
         };
         let mut specs = self.nodes.into_iter();
         let first = c.add_node(specs.next().unwrap());
@@ -204,6 +217,12 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// Every response body the test's clients received.
     pub transcript: Transcript,
+    /// The network namespaces the nodes run in, when the test asked for them. Dropped after
+    /// the nodes are killed (fields drop after `Drop::drop`).
+    lab: Option<Lab>,
+    /// In a lab the API speaks TLS (it is not on loopback): the test's HTTPS client, which
+    /// trusts the cluster CA, once the first node made it.
+    api_tls: Option<reqwest::blocking::Client>,
 }
 
 impl Cluster {
@@ -224,12 +243,19 @@ impl Cluster {
     /// Allocates node `K` (addresses, directories, config file) without starting it.
     pub fn add_node(&mut self, spec: NodeSpec) -> usize {
         let k = self.nodes.len() + 1;
-        let ip = alloc_ip();
-        let api_port = free_port(ip);
-        let mut peer_port = free_port(ip);
-        while peer_port == api_port {
-            peer_port = free_port(ip);
-        }
+        let (ip, api_port, peer_port) = match self.lab.as_mut() {
+            // A host of its own: every port is free there.
+            Some(lab) => (lab.add_host(), 7080, 7090),
+            None => {
+                let ip = alloc_ip();
+                let api_port = free_port(ip);
+                let mut peer_port = free_port(ip);
+                while peer_port == api_port {
+                    peer_port = free_port(ip);
+                }
+                (ip, api_port, peer_port)
+            }
+        };
         let root = self.root().to_path_buf();
         let node_dir = root.join(format!("node{k}"));
         let records_dir = node_dir.join("records");
@@ -288,6 +314,10 @@ impl Cluster {
         let dd = self.node(k).data_dir.clone();
         self.admin_key = read_secret(&dd.join("admin.key"));
         self.join_token = read_secret(&dd.join("join.token"));
+        if self.lab.is_some() {
+            let ca = fs::read(dd.join("ca.pem")).expect("the first node wrote ca.pem");
+            self.api_tls = Some(tls_client(&ca));
+        }
         self.learn_id(k);
     }
 
@@ -301,7 +331,8 @@ impl Cluster {
 
     /// Starts `helix node join` with the given token without waiting for anything.
     pub fn spawn_join(&mut self, k: usize, via: usize, token: &str) {
-        let url = format!("http://{}", self.node(via).api_addr);
+        let scheme = if self.lab.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", self.node(via).api_addr);
         let mut args = vec![
             "node".into(),
             "join".into(),
@@ -367,7 +398,14 @@ impl Cluster {
             n.records_dir.display().to_string(),
         ));
         env.extend(n.spec.env.iter().cloned());
-        let process = NodeProcess::spawn(&format!("node{k}"), args, &env, &n.log_path);
+        let netns = self.lab.as_ref().map(|lab| lab.host(k));
+        let process = NodeProcess::spawn(
+            &format!("node{k}"),
+            netns.as_deref(),
+            args,
+            &env,
+            &n.log_path,
+        );
         self.nodes[k - 1].process = Some(process);
     }
 
@@ -467,6 +505,39 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    // ----- network faults (a cluster built `in_lab`) ------------------------------------------
+
+    fn lab(&self) -> &Lab {
+        self.lab
+            .as_ref()
+            .expect("test setup: network faults need Cluster::builder().in_lab()")
+    }
+
+    /// Cuts every link between the two groups of nodes, both ways.
+    pub fn partition(&self, one: &[usize], other: &[usize]) {
+        self.lab().partition(one, other);
+    }
+
+    /// Cuts node `k` off from every other node (the test still reaches it).
+    pub fn isolate(&self, k: usize) {
+        self.lab().isolate(k);
+    }
+
+    /// Drops what node `from` sends to node `to`, not the other way.
+    pub fn cut_one_way(&self, from: usize, to: usize) {
+        self.lab().cut_one_way(from, to);
+    }
+
+    /// Drops `percent` of what node `k` receives from other nodes.
+    pub fn loss(&self, k: usize, percent: u8) {
+        self.lab().loss(k, percent);
+    }
+
+    /// Removes every network fault.
+    pub fn heal(&self) {
+        self.lab().heal();
+    }
+
     // ----- talking to it ----------------------------------------------------------------------
 
     /// A client for node `k` with the admin key, recording into the transcript.
@@ -476,9 +547,12 @@ impl Cluster {
 
     /// A client for node `k` with `key` (or none), recording into the transcript.
     pub fn caller(&self, k: usize, key: Option<&str>, who: &str) -> Client {
-        let c = Client::new(&self.node(k).api_addr)
+        let mut c = Client::new(&self.node(k).api_addr)
             .who(who)
             .recording(&self.transcript);
+        if let Some(tls) = &self.api_tls {
+            c = c.over_tls(tls);
+        }
         match key {
             Some(key) => c.key(key),
             None => c,

@@ -113,8 +113,7 @@ impl Cluster {
 
     /// Live test doubles of this test for `slot_id`.
     pub fn live_fakes(&self, slot_id: &str) -> Vec<u32> {
-        let want = format!("HELIX_SLOT_ID={slot_id}");
-        fakes_under(self.root(), Some(&want))
+        live_fakes_under(self.root(), slot_id)
     }
 
     /// `pid` is alive and is a test double of this test for `slot_id`.
@@ -143,6 +142,13 @@ pub fn pid_of(launch: &Value) -> u32 {
     launch["pid"]
         .as_u64()
         .unwrap_or_else(|| panic!("launch without pid: {launch}")) as u32
+}
+
+/// Live test doubles for `slot_id` of the test whose temp dir is `root` (for a thread that
+/// watches them while the test drives its cluster).
+pub fn live_fakes_under(root: &Path, slot_id: &str) -> Vec<u32> {
+    let want = format!("HELIX_SLOT_ID={slot_id}");
+    fakes_under(root, Some(&want))
 }
 
 /// Live processes whose environment has `FAKE_VLLM_RECORD_DIR` under `root` (and the

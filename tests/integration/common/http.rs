@@ -115,6 +115,23 @@ pub struct Client {
     authorization: Option<String>,
     timeout: Duration,
     transcript: Option<Transcript>,
+    /// HTTPS through this client (which trusts the cluster's CA) instead of plain HTTP.
+    tls: Option<blocking::Client>,
+}
+
+/// A client like the shared one that speaks HTTPS to an API whose certificate comes from
+/// the cluster CA in `ca_pem`.
+pub fn tls_client(ca_pem: &[u8]) -> blocking::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem).expect("the cluster CA is PEM");
+    blocking::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .tcp_nodelay(true)
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .expect("build the HTTPS client")
 }
 
 impl Client {
@@ -126,6 +143,15 @@ impl Client {
             authorization: None,
             timeout: REQ_TIMEOUT,
             transcript: None,
+            tls: None,
+        }
+    }
+
+    /// The same caller over HTTPS through `client` (see [`tls_client`]).
+    pub fn over_tls(self, client: &blocking::Client) -> Client {
+        Client {
+            tls: Some(client.clone()),
+            ..self
         }
     }
 
@@ -168,7 +194,9 @@ impl Client {
         path: &str,
         body: Option<(&str, &[u8])>,
     ) -> Result<Resp, HttpError> {
-        let what = format!("{method} http://{}{path} as {}", self.addr, self.who);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}{path}", self.addr);
+        let what = format!("{method} {url} as {}", self.who);
         let failed = |e: reqwest::Error| {
             // reqwest's message names the URL; the cause is further down the chain.
             let mut message = format!("{what}: {e}");
@@ -183,8 +211,11 @@ impl Client {
             }
         };
         let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-        let mut req = shared_client()
-            .request(method, format!("http://{}{path}", self.addr))
+        let mut req = self
+            .tls
+            .as_ref()
+            .unwrap_or_else(|| shared_client())
+            .request(method, url)
             .timeout(self.timeout);
         if let Some(a) = &self.authorization {
             req = req.header(AUTHORIZATION, a);

@@ -3,12 +3,14 @@
 //!
 //! - [`cluster`]: [`Cluster`] and [`NodeSpec`], the one way to start nodes; [`membership`]:
 //!   status, leader and members.
-//! - [`process`]: one node process (output, `ready`, signals); [`net`]: addresses.
+//! - [`process`]: one node process (output, `ready`, signals); [`net`]: addresses;
+//!   [`netns`]: a lab of network namespaces for real partitions.
 //! - [`http`]: the client; [`api`]: routes and calls several test files make.
 //! - [`fake_vllm`]: the vLLM test double, its launch records and processes; [`slots`]: models
 //!   and their slots.
 //! - [`secrets`]: test tokens and leak checks; [`wait`]: polling with deadlines.
-//! - [`browser`]: headless Chromium over WebDriver, for the dashboard.
+//! - [`browser`]: headless Chromium over WebDriver, for the dashboard; [`packages`]: what
+//!   such tests install with apt-get when missing.
 #![allow(dead_code, unused_imports)]
 
 pub mod api;
@@ -18,6 +20,8 @@ pub mod fake_vllm;
 pub mod http;
 pub mod membership;
 pub mod net;
+pub mod netns;
+pub mod packages;
 pub mod peer;
 pub mod process;
 pub mod secrets;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Differs between calls, test processes and runs (splitmix64 over time, pid and a counter).
-fn pseudo_random() -> u64 {
+pub fn pseudo_random() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -61,7 +61,15 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `helix ARGS` with `env` on top of a cleaned environment. stdout is copied line
     /// by line into `log_path` (and remembered, to see `ready`); stderr goes straight there.
-    pub fn spawn(name: &str, args: &[String], env: &[(String, String)], log_path: &Path) -> Self {
+    /// With `netns`, the process runs in that network namespace (`ip netns exec` execs
+    /// helix, so the child's pid is helix's own).
+    pub fn spawn(
+        name: &str,
+        netns: Option<&str>,
+        args: &[String],
+        env: &[(String, String)],
+        log_path: &Path,
+    ) -> Self {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -74,7 +82,15 @@ impl NodeProcess {
         )
         .unwrap();
         let stderr_log = log.try_clone().unwrap();
-        let mut child = Command::new(helix_bin())
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, helix_bin()]);
+                c
+            }
+            None => Command::new(helix_bin()),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
