@@ -21,6 +21,7 @@ mod lab;
 mod metrics;
 mod node_life;
 mod openapi;
+mod partitions;
 mod quiet_logs;
 mod runner;
 mod settings_maps;
