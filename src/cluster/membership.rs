@@ -318,7 +318,10 @@ impl Cluster {
                 remaining,
                 self.inner.raft.change_membership(change.clone(), retain),
             );
-            match attempt.await.map_err(|_| no_quorum(Action::Write, write_timeout))? {
+            match attempt
+                .await
+                .map_err(|_| no_quorum(Action::Write, write_timeout))?
+            {
                 Ok(()) => return Ok(()),
                 Err(RaftError::ChangeInProgress) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -223,6 +223,7 @@ impl Cluster {
         tokio::spawn(election::run(self.clone(), shutdown.clone()));
         tokio::spawn(health::watch_removal(self.clone(), shutdown.clone()));
         tokio::spawn(quorum::check_quorum(self.clone(), shutdown.clone()));
+        tokio::spawn(quorum::keep_in_touch(self.clone(), shutdown.clone()));
         tokio::spawn(autopilot::run(
             self.clone(),
             self.inner.tuning.max_voters,

@@ -4,10 +4,13 @@
 //! How long since a quorum was last with this node ([`Cluster::quorum_silence`]):
 //! - on the leader, since a majority of the voters (itself included; of each configuration
 //!   during a change) last answered one of its Raft messages, which it sends every heartbeat;
-//! - elsewhere, since it last heard from a leader (which led a quorum then) or since a
-//!   majority of the voters last answered one of its pre-vote rounds, whichever is later. A
-//!   follower in the majority after its leader died thus stays in touch through the
-//!   election; one cut off from the majority hears neither.
+//! - elsewhere, since the leader last heard from this node, as the leader says when asked
+//!   (every leader lease, [`keep_in_touch`]), or since a majority of the voters last granted
+//!   one of its pre-vote rounds, whichever is later. Hearing from the leader is not enough:
+//!   over a link cut one way the leader stops hearing from this node, and after
+//!   `runner.node_lost_after_ms` moves its slots, while the node still hears it. A follower
+//!   in the majority after its leader died stays in touch through the election (the others
+//!   grant it, having no leader either); one cut off hears neither.
 //!
 //! A node is **cut off** once that silence reaches the stall tolerance
 //! ([`RaftTuning::reachable_within`](crate::config::RaftTuning::reachable_within), four
@@ -17,7 +20,7 @@
 //! Past the tolerance the majority no longer waits for it, and neither does it.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -45,16 +48,16 @@ impl Cluster {
     pub fn quorum_silence(&self) -> Duration {
         let status = self.inner.raft.status();
         let contact = self.inner.peers.contact();
-        let answered = quorum_answered(
-            self.node_id(),
-            status.membership.configs(),
-            |voter| contact.since_last_answer(voter),
-        );
+        let answered = quorum_answered(self.node_id(), status.membership.configs(), |voter| {
+            contact.since_last_answer(voter)
+        });
         if status.is_leader {
             return answered.unwrap_or(Duration::MAX);
         }
-        let leader = &self.inner.leader_contact;
-        leader.silence().min(leader.pre_vote_quorum_silence())
+        let contact = &self.inner.leader_contact;
+        contact
+            .leader_silence_of_us()
+            .min(contact.pre_vote_quorum_silence())
     }
 
     /// Why this node is cut off from the quorum, if it is: then it knows that it can neither
@@ -122,6 +125,43 @@ pub(super) async fn check_quorum(cluster: Cluster, mut shutdown: watch::Receiver
             ),
             Ok(Ok(false)) | Err(_) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "could not step down"),
+        }
+    }
+}
+
+/// Runs on every node until shutdown: a node that follows asks its leader, every leader
+/// lease, when the leader last heard from it. A question lost on the way, or its answer,
+/// leaves the silence growing.
+pub(super) async fn keep_in_touch(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    let tuning = cluster.inner.tuning.clone();
+    let me = cluster.node_id();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tuning.leader_lease()) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(leader) = cluster.inner.raft.leader().filter(|&l| l != me) else {
+            continue;
+        };
+        let Some(addr) = cluster.inner.raft.peer_addr(leader) else {
+            continue;
+        };
+        let asked = cluster
+            .inner
+            .peers
+            .progress(leader, &addr, tuning.reachable_within());
+        let progress = tokio::select! {
+            answer = asked => answer,
+            _ = shutdown.changed() => return,
+        };
+        let heard_ms = match progress {
+            Ok(Ok(p)) => p.members.get(&me).and_then(|m| m.since_last_answer_ms),
+            _ => None,
+        };
+        if let Some(at) =
+            heard_ms.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)))
+        {
+            cluster.inner.leader_contact.leader_heard_us_at(at);
         }
     }
 }
@@ -208,6 +248,9 @@ mod tests {
             _ => None,
         };
         assert_eq!(quorum_answered(1, &configs, silence), ms(700));
-        assert_eq!(quorum_answered(1, &configs, |v| (v == 2).then_some(Duration::ZERO)), None);
+        assert_eq!(
+            quorum_answered(1, &configs, |v| (v == 2).then_some(Duration::ZERO)),
+            None
+        );
     }
 }

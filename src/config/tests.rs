@@ -143,13 +143,19 @@ fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
         "{e}"
     );
     let e = lost_after_10s(1199).unwrap_err().to_string();
-    assert!(e.contains("runner.fence_after_ms") && e.contains("1200"), "{e}");
+    assert!(
+        e.contains("runner.fence_after_ms") && e.contains("1200"),
+        "{e}"
+    );
     // Without its own loss time, a longer fence moves the default along.
     let c = runner("", "fence_after_ms = 5000").unwrap();
     assert_eq!(c.runner.node_lost_after, Duration::from_millis(11_700));
     // Slower Raft timing moves the default loss time out with the fence.
-    let slow = runner("election_timeout_min_ms = 1000\nelection_timeout_max_ms = 2000", "")
-        .unwrap();
+    let slow = runner(
+        "election_timeout_min_ms = 1000\nelection_timeout_max_ms = 2000",
+        "",
+    )
+    .unwrap();
     assert_eq!(slow.runner.fence_after, Duration::from_secs(16));
     assert_eq!(slow.runner.node_lost_after, Duration::from_millis(29_500));
     assert!(runner("", "node_lost_after_ms = 3000\nfence_after_ms = 1200").is_err());

@@ -280,11 +280,18 @@ impl Raft {
             (m.vote, m.current_term)
         };
         let phantom = openraft::Vote::new(term, NOBODY);
-        debug_assert!(phantom > vote, "a vote for nobody in our term outranks our own");
+        debug_assert!(
+            phantom > vote,
+            "a vote for nobody in our term outranks our own"
+        );
         // The candidate must not have less log than ours, or the vote is refused: a leader
         // still appending is asked again on its next check.
         let last_log_id = self.inner.data_metrics().borrow().last_log;
-        let answer = match self.inner.vote(VoteRequest::new(phantom, last_log_id)).await {
+        let answer = match self
+            .inner
+            .vote(VoteRequest::new(phantom, last_log_id))
+            .await
+        {
             Ok(answer) => answer,
             Err(openraft::error::RaftError::Fatal(e)) => return Err(e.into()),
             Err(openraft::error::RaftError::APIError(never)) => match never {},

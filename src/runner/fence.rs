@@ -98,7 +98,10 @@ mod tests {
             panic!("a silence that lasted is fenced");
         };
         assert!(reason.contains("2650 ms") && reason.contains("runner.fence_after_ms = 2400"));
-        assert!(matches!(fence.look(ms(9000), t0 + ms(7000)), Verdict::Fenced(_)));
+        assert!(matches!(
+            fence.look(ms(9000), t0 + ms(7000)),
+            Verdict::Fenced(_)
+        ));
         // In touch again: not running before catching up.
         assert_eq!(fence.look(ms(10), t0 + ms(7100)), Verdict::Rejoining);
         assert_eq!(fence.look(ms(60), t0 + ms(7150)), Verdict::Rejoining);

@@ -141,25 +141,21 @@ fn a_cut_off_node_stops_its_model_before_it_starts_elsewhere() {
     // Watch both: when the old process was last seen alive, and when the model started
     // elsewhere (its launch record's time). Never two at once.
     let mut old_gone: Option<(u128, Instant)> = None;
-    let moved = wait_for(
-        WAIT,
-        &format!("the model starts on node{to}"),
-        || {
-            let live = live_fakes_under(c.root(), &slot);
-            assert!(
-                live.len() <= 1,
-                "the model runs twice: processes {live:?} (node{from} cut off {:.1}s ago)",
-                cut_at.elapsed().as_secs_f64()
-            );
-            if old_gone.is_none() && !live.contains(&old_pid) {
-                old_gone = Some((now_ms(), Instant::now()));
-            }
-            match c.launches(&slot).get(1) {
-                Some(l) => Ok(l.clone()),
-                None => Err(format!("live: {live:?}")),
-            }
-        },
-    );
+    let moved = wait_for(WAIT, &format!("the model starts on node{to}"), || {
+        let live = live_fakes_under(c.root(), &slot);
+        assert!(
+            live.len() <= 1,
+            "the model runs twice: processes {live:?} (node{from} cut off {:.1}s ago)",
+            cut_at.elapsed().as_secs_f64()
+        );
+        if old_gone.is_none() && !live.contains(&old_pid) {
+            old_gone = Some((now_ms(), Instant::now()));
+        }
+        match c.launches(&slot).get(1) {
+            Some(l) => Ok(l.clone()),
+            None => Err(format!("live: {live:?}")),
+        }
+    });
     let (stopped, stopped_at) = old_gone.expect("the old process stopped before the model moved");
     let started = moved["started_ms"].as_u64().expect("a launch time") as u128;
     assert!(

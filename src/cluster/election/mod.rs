@@ -64,9 +64,12 @@ pub(super) struct LeaderContact {
     /// leader that is otherwise fine; it still vetoes elections as long as its core answers
     /// within the stall tolerance.
     core_answered: Arc<Mutex<Instant>>,
-    /// When a majority of the voters last answered one of our pre-vote rounds (granting or
-    /// not): a node without a leader is still in touch with the quorum (`quorum.rs`).
+    /// When a majority of the voters last granted one of our pre-vote rounds: none of them
+    /// follows a leader, so none is moving our slots (`quorum.rs`).
     pre_vote_quorum: Arc<Mutex<Option<Instant>>>,
+    /// When the leader last heard from us, as it told us (`quorum.rs`). Starts at process
+    /// start, like `last`.
+    leader_heard_us: Arc<Mutex<Instant>>,
 }
 
 impl Default for LeaderContact {
@@ -77,6 +80,7 @@ impl Default for LeaderContact {
             campaigning_since: Arc::default(),
             core_answered: Arc::new(Mutex::new(Instant::now())),
             pre_vote_quorum: Arc::default(),
+            leader_heard_us: Arc::new(Mutex::new(Instant::now())),
         }
     }
 }
@@ -91,14 +95,30 @@ impl LeaderContact {
         *self.last.lock().expect("leader contact lock poisoned") = at;
     }
 
-    fn pre_vote_quorum_answered(&self) {
+    pub(in crate::cluster) fn leader_heard_us_at(&self, at: Instant) {
+        let mut last = self
+            .leader_heard_us
+            .lock()
+            .expect("leader contact lock poisoned");
+        *last = (*last).max(at);
+    }
+
+    /// How long since the leader last heard from us, as it told us.
+    pub(in crate::cluster) fn leader_silence_of_us(&self) -> Duration {
+        self.leader_heard_us
+            .lock()
+            .expect("leader contact lock poisoned")
+            .elapsed()
+    }
+
+    fn pre_vote_quorum_granted(&self) {
         *self
             .pre_vote_quorum
             .lock()
             .expect("leader contact lock poisoned") = Some(Instant::now());
     }
 
-    /// How long since a majority last answered one of our pre-vote rounds; `MAX`: never.
+    /// How long since a majority last granted one of our pre-vote rounds; `MAX`: never.
     pub(in crate::cluster) fn pre_vote_quorum_silence(&self) -> Duration {
         self.pre_vote_quorum
             .lock()
@@ -239,6 +259,7 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
             // one that stepped down cut off is cut off as a follower too (`quorum.rs`).
             if let Some(at) = Instant::now().checked_sub(cluster.quorum_silence()) {
                 contact.heard_at(at);
+                contact.leader_heard_us_at(at);
             }
         }
         if campaigning {
@@ -342,7 +363,6 @@ async fn ask_for_pre_votes(
 ) -> bool {
     let me = cluster.node_id();
     let mut granted = BTreeSet::from([me]);
-    let mut answered = BTreeSet::from([me]);
     let mut asks = JoinSet::new();
     for voter in membership.voters().into_iter().filter(|&v| v != me) {
         let Some(addr) = membership.peer_addr(voter).map(str::to_string) else {
@@ -363,18 +383,8 @@ async fn ask_for_pre_votes(
                 if Some(voter) == last_leader {
                     leader_pending = false;
                 }
-                if answer.is_some() {
-                    answered.insert(voter);
-                    if decision::has_quorum(membership.configs(), &answered) {
-                        cluster.inner.leader_contact.pre_vote_quorum_answered();
-                    }
-                }
                 match answer {
-                    // A working leader answered: it leads a quorum, and we are in touch.
-                    Some(a) if a.live_leader => {
-                        cluster.inner.leader_contact.pre_vote_quorum_answered();
-                        return false;
-                    }
+                    Some(a) if a.live_leader => return false,
                     Some(a) if a.granted => {
                         granted.insert(voter);
                     }
@@ -382,8 +392,12 @@ async fn ask_for_pre_votes(
                 }
             }
             Some(Err(_)) => {}
-            None => return decision::has_quorum(membership.configs(), &granted),
+            None => break,
         }
     }
-    true
+    let won = decision::has_quorum(membership.configs(), &granted);
+    if won {
+        cluster.inner.leader_contact.pre_vote_quorum_granted();
+    }
+    won
 }
