@@ -32,7 +32,7 @@ impl Cluster {
         let write_timeout = self.inner.tuning.write_timeout;
         let deadline = Instant::now() + write_timeout;
         loop {
-            if let Some(reason) = self.cut_off() {
+            if let Some(reason) = self.confirmed_cut_off().await {
                 return Err(self.refuse_cut_off(action, reason));
             }
             let remaining = deadline.saturating_duration_since(Instant::now());

@@ -75,6 +75,40 @@ impl Cluster {
         })
     }
 
+    /// Asks the leader now, waiting at most a leader lease, when it last heard from this node:
+    /// a node whose knowledge is old (its process was paused) learns that it is in touch
+    /// before it acts on being cut off. Nothing to ask without a leader, or on the leader.
+    pub async fn refresh_contact(&self) {
+        let me = self.node_id();
+        let Some(leader) = self.inner.raft.leader().filter(|&l| l != me) else {
+            return;
+        };
+        let Some(addr) = self.inner.raft.peer_addr(leader) else {
+            return;
+        };
+        let answer = self
+            .inner
+            .peers
+            .progress(leader, &addr, self.inner.tuning.leader_lease())
+            .await;
+        let heard_ms = match answer {
+            Ok(Ok(p)) => p.members.get(&me).and_then(|m| m.since_last_answer_ms),
+            _ => None,
+        };
+        if let Some(at) =
+            heard_ms.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)))
+        {
+            self.inner.leader_contact.leader_heard_us_at(at);
+        }
+    }
+
+    /// [`Cluster::cut_off`], confirmed with the leader when it says so.
+    pub(super) async fn confirmed_cut_off(&self) -> Option<String> {
+        self.cut_off()?;
+        self.refresh_contact().await;
+        self.cut_off()
+    }
+
     /// The refusal of a request on a node that is cut off, naming the leader it last knew.
     pub(super) fn refuse_cut_off(&self, action: Action, reason: String) -> ClusterError {
         let what = match action {
@@ -133,35 +167,15 @@ pub(super) async fn check_quorum(cluster: Cluster, mut shutdown: watch::Receiver
 /// lease, when the leader last heard from it. A question lost on the way, or its answer,
 /// leaves the silence growing.
 pub(super) async fn keep_in_touch(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
-    let tuning = cluster.inner.tuning.clone();
-    let me = cluster.node_id();
+    let lease = cluster.inner.tuning.leader_lease();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(tuning.leader_lease()) => {}
+            _ = tokio::time::sleep(lease) => {}
             _ = shutdown.changed() => return,
         }
-        let Some(leader) = cluster.inner.raft.leader().filter(|&l| l != me) else {
-            continue;
-        };
-        let Some(addr) = cluster.inner.raft.peer_addr(leader) else {
-            continue;
-        };
-        let asked = cluster
-            .inner
-            .peers
-            .progress(leader, &addr, tuning.reachable_within());
-        let progress = tokio::select! {
-            answer = asked => answer,
+        tokio::select! {
+            _ = cluster.refresh_contact() => {}
             _ = shutdown.changed() => return,
-        };
-        let heard_ms = match progress {
-            Ok(Ok(p)) => p.members.get(&me).and_then(|m| m.since_last_answer_ms),
-            _ => None,
-        };
-        if let Some(at) =
-            heard_ms.and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)))
-        {
-            cluster.inner.leader_contact.leader_heard_us_at(at);
         }
     }
 }

@@ -367,13 +367,15 @@ fn resolve_api_tls(
     }
 }
 
-/// How late the runner may fence after `fence_after`: it looks every 250 ms and looks
-/// again before it fences (a node that was merely paused is back in touch by then).
-pub const FENCE_SLACK: Duration = Duration::from_millis(500);
+/// How often the runner looks whether to fence. Before it fences it asks the leader afresh,
+/// for at most a leader lease (a node that was merely paused is in touch): the fence acts at
+/// most this tick plus the lease after `fence_after`.
+pub const FENCE_TICK: Duration = Duration::from_millis(250);
 
 /// The runner's timing. The fence comes first, so the model never runs twice: a node cut off
 /// from the quorum may hear from its old leader for up to the stall tolerance (a leader steps
-/// down only then), fences its slots `fence_after` later (and at most [`FENCE_SLACK`] more),
+/// down only then), fences its slots `fence_after` later (and at most [`FENCE_TICK`] plus a
+/// leader lease more),
 /// and their processes are gone
 /// `stop_grace` after that; only then may the leader call it lost. The defaults follow the
 /// Raft timing: the fence after twice the stall tolerance, a node lost after 10 s or as much
@@ -403,7 +405,8 @@ fn runner_tuning(u: FileRunner, raft: &RaftTuning) -> Result<RunnerTuning, Confi
             ),
         ));
     }
-    let fenced_within = fence_after + tolerance + FENCE_SLACK + stop_grace;
+    let slack = FENCE_TICK + raft.leader_lease();
+    let fenced_within = fence_after + tolerance + slack + stop_grace;
     let node_lost_after = u.node_lost_after_ms.map_or(
         fenced_within.max(Duration::from_secs(10)),
         Duration::from_millis,
@@ -413,13 +416,14 @@ fn runner_tuning(u: FileRunner, raft: &RaftTuning) -> Result<RunnerTuning, Confi
             "runner.node_lost_after_ms",
             format!(
                 "must be at least runner.fence_after_ms ({}) + the stall tolerance (4 × \
-                 raft.election_timeout_max_ms = {}) + the fence's slack ({}) + \
+                 raft.election_timeout_max_ms = {}) + the fence's slack (250 + \
+                 raft.election_timeout_min_ms = {}) + \
                  runner.stop_grace_ms ({}) = {} ms: a node cut off must have stopped its slots \
                  (the fence) before the leader starts them elsewhere; lower \
                  runner.fence_after_ms or raise runner.node_lost_after_ms",
                 fence_after.as_millis(),
                 tolerance.as_millis(),
-                FENCE_SLACK.as_millis(),
+                slack.as_millis(),
                 stop_grace.as_millis(),
                 fenced_within.as_millis()
             ),

@@ -124,7 +124,7 @@ fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
         NodeConfig::resolve(file, NodeOptions::default())
     };
     let c = runner("", "").unwrap();
-    // Twice the stall tolerance (4 × 300 ms); lost after 10 s ≥ 2400 + 1200 + 500 + 5000.
+    // Twice the stall tolerance (4 × 300 ms); lost after 10 s ≥ 2400 + 1200 + 400 + 5000.
     assert_eq!(c.runner.fence_after, Duration::from_millis(2400));
     assert_eq!(c.runner.node_lost_after, Duration::from_secs(10));
     let lost_after_10s = |fence: u64| {
@@ -133,9 +133,9 @@ fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
             &format!("node_lost_after_ms = 10000\nfence_after_ms = {fence}"),
         )
     };
-    // 3300 + 1200 + 500 (the fence's slack) + 5000 = 10000.
-    assert!(lost_after_10s(3300).is_ok());
-    let e = lost_after_10s(3301).unwrap_err().to_string();
+    // 3400 + 1200 + 400 (the fence's slack: a tick and a lease) + 5000 = 10000.
+    assert!(lost_after_10s(3400).is_ok());
+    let e = lost_after_10s(3401).unwrap_err().to_string();
     assert!(
         e.contains("runner.node_lost_after_ms")
             && e.contains("runner.fence_after_ms")
@@ -149,7 +149,7 @@ fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
     );
     // Without its own loss time, a longer fence moves the default along.
     let c = runner("", "fence_after_ms = 5000").unwrap();
-    assert_eq!(c.runner.node_lost_after, Duration::from_millis(11_700));
+    assert_eq!(c.runner.node_lost_after, Duration::from_millis(11_600));
     // Slower Raft timing moves the default loss time out with the fence.
     let slow = runner(
         "election_timeout_min_ms = 1000\nelection_timeout_max_ms = 2000",
@@ -157,7 +157,7 @@ fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
     )
     .unwrap();
     assert_eq!(slow.runner.fence_after, Duration::from_secs(16));
-    assert_eq!(slow.runner.node_lost_after, Duration::from_millis(29_500));
+    assert_eq!(slow.runner.node_lost_after, Duration::from_millis(30_250));
     assert!(runner("", "node_lost_after_ms = 3000\nfence_after_ms = 1200").is_err());
     assert!(runner(
         "",

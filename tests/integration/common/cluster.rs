@@ -37,22 +37,24 @@ pub const NODE_LOST_AFTER_MS: u64 = 3000;
 /// The rig's vLLM stop grace: the test double stops at once on SIGTERM.
 const STOP_GRACE_MS: u64 = 100;
 
-/// helix's `config::FENCE_SLACK`.
-const FENCE_SLACK_MS: u64 = 500;
+/// helix's `config::FENCE_TICK`: the fence's slack is that and a leader lease.
+const FENCE_TICK_MS: u64 = 250;
 
 /// The `[runner]` lines for the test's `[raft]` lines: the shortest fence helix accepts (the
 /// stall tolerance, 4 × `election_timeout_max_ms`), and a node lost after
 /// [`NODE_LOST_AFTER_MS`], or as late as the fence needs: fence + tolerance + slack + grace.
 fn runner_config(raft: &[String]) -> String {
-    let max_ms = raft
-        .iter()
-        .find_map(|line| {
-            let (key, value) = line.split_once('=')?;
-            (key.trim() == "election_timeout_max_ms").then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(300u64);
-    let tolerance = 4 * max_ms;
-    let lost = NODE_LOST_AFTER_MS.max(2 * tolerance + FENCE_SLACK_MS + STOP_GRACE_MS);
+    let setting = |name: &str, default: u64| {
+        raft.iter()
+            .find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == name).then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(default)
+    };
+    let tolerance = 4 * setting("election_timeout_max_ms", 300);
+    let slack = FENCE_TICK_MS + setting("election_timeout_min_ms", 150);
+    let lost = NODE_LOST_AFTER_MS.max(2 * tolerance + slack + STOP_GRACE_MS);
     format!(
         "node_lost_after_ms = {lost}\nfence_after_ms = {tolerance}\nstop_grace_ms = {STOP_GRACE_MS}"
     )
