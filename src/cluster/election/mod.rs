@@ -287,8 +287,9 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
                 if refusals == 1 {
                     tracing::info!(
                         silent_ms,
-                        "no leader heard from, but a majority refused the pre-vote: not \
-                         campaigning (further refusals are logged at debug level)"
+                        "no leader heard from, but no majority granted the pre-vote (refused, or \
+                         did not answer): not campaigning (further refusals are logged at \
+                         debug level)"
                     );
                 } else {
                     tracing::debug!(silent_ms, refusals, "pre-vote refused again");
