@@ -86,15 +86,22 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
                 error: None,
             }),
         ),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(ReadyView {
-                ready: false,
-                leader_id: None,
-                role,
-                error: Some(error),
-            }),
-        ),
+        Err(mut error) => {
+            if let Some(slots) = ctx.fenced.slots() {
+                error.push_str(&format!(
+                    "; its runner fenced its slots ({slots} stopped until it is back in touch)"
+                ));
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ReadyView {
+                    ready: false,
+                    leader_id: None,
+                    role,
+                    error: Some(error),
+                }),
+            )
+        }
     }
 }
 

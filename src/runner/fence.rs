@@ -5,7 +5,24 @@
 //! (`config::runner_tuning`). Once in touch again, the node catches up with the leader before
 //! it starts anything: the slots may have moved meanwhile.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// How many slots the fence holds stopped now, if it is up: the reconciler says, `/readyz`
+/// tells. Cheap to clone; every clone is the same.
+#[derive(Debug, Clone, Default)]
+pub struct Fenced(Arc<Mutex<Option<usize>>>);
+
+impl Fenced {
+    /// `Some(n)` while the fence is up, holding `n` slots stopped.
+    pub fn slots(&self) -> Option<usize> {
+        *self.0.lock().expect("fence lock poisoned")
+    }
+
+    pub(super) fn set(&self, slots: Option<usize>) {
+        *self.0.lock().expect("fence lock poisoned") = slots;
+    }
+}
 
 /// What the reconciler does with its slots now.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@
 //! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution;
 //! - `metrics`: slots by state and GPU memory, for `/metrics`.
 
-mod fence;
+pub mod fence;
 pub mod gated;
 pub mod gpus;
 pub mod launch;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::fence::{Fence, Verdict};
+use super::fence::{Fence, Fenced, Verdict};
 use super::gated::looks_gated;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
@@ -45,6 +45,8 @@ pub struct Reconciler {
     reports: mpsc::UnboundedSender<Report>,
     unsent: Option<mpsc::UnboundedReceiver<Report>>,
     fence: Fence,
+    /// What the fence holds, for `/readyz`.
+    fenced: Fenced,
 }
 
 /// This node's knowledge of one slot placed here.
@@ -96,6 +98,7 @@ impl Reconciler {
         vllm_command: Vec<String>,
         data_dir: PathBuf,
         tuning: RunnerTuning,
+        fenced: Fenced,
     ) -> Reconciler {
         let (tx, rx) = mpsc::unbounded_channel();
         Reconciler {
@@ -107,6 +110,7 @@ impl Reconciler {
             reports: tx,
             unsent: Some(rx),
             fence: Fence::new(tuning.fence_after),
+            fenced,
             tuning,
         }
     }
@@ -223,6 +227,7 @@ impl Reconciler {
                     return;
                 }
                 self.fence.lift();
+                self.fenced.set(None);
                 tracing::info!(
                     "back in touch with the quorum and caught up: starting the slots still \
                      placed here"
@@ -286,6 +291,7 @@ impl Reconciler {
 
     /// Stops every local process, keeping the slots with state `stopped` and the reason.
     fn fence_slots(&mut self, reason: &str) {
+        self.fenced.set(Some(self.local.len()));
         for (slot_id, slot) in &mut self.local {
             if let Some(process) = slot.process.take() {
                 tracing::warn!(slot = %slot_id, pid = process.pid(), "stopping vLLM: {reason}");

@@ -168,10 +168,21 @@ fn a_cut_off_node_stops_its_model_before_it_starts_elsewhere() {
         (stopped_at - cut_at).as_secs_f64(),
         started - stopped
     );
-    // The fenced node says why in its log (its slot report waits for the quorum).
+    // The fenced node says so in its log and its /readyz (its slot report waits for the
+    // quorum).
     assert!(
         c.log(from).contains("stopping vLLM: fenced"),
         "node{from}'s log does not say it fenced the slot"
+    );
+    let ready = c.client(from).get("/readyz");
+    let error = ready.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ready.status == 503 && error.contains("fenced its slots (1 stopped"),
+        "node{from}'s /readyz: {} {error}",
+        ready.status
     );
 
     c.heal();
