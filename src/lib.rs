@@ -3,7 +3,7 @@
 //! Every node is a Raft member (replicated state in sled) and a GPU runner. The modules,
 //! from the bottom up (each uses only those below it; see docs/architecture.md):
 //! - `time`, `crypto`, `config`, `logging`, `metrics`, `server`, `tls`, `loopback`, `slot_log`:
-//!   plumbing;
+//!   plumbing; `test_faults`: a slow disk and a jumped clock, for debug builds' tests;
 //! - `state`: the replicated data model and the pure, deterministic `apply`;
 //! - `raft`: openraft over sled, behind a handle in helix's terms;
 //! - `peer`: the protocol nodes speak to each other;
@@ -32,6 +32,7 @@ pub mod runner;
 pub mod server;
 pub mod slot_log;
 pub mod state;
+pub mod test_faults;
 pub mod time;
 pub mod tls;
 pub mod ui;

@@ -59,7 +59,7 @@ impl Cluster {
             addr.parse::<SocketAddr>()
                 .map_err(|_| refused(format!("{field} {addr:?} is not IP:PORT")))?;
         }
-        let now = crate::time::now_ms();
+        let now = self.inner.clock.now_ms();
         self.replica()
             .read(|s| {
                 s.check_join_token(&request.token_id, &request.secret_hash, now)
@@ -186,7 +186,7 @@ impl Cluster {
             names: certificate_names(api_addr, extra_names),
             lifetime: self.inner.signing.cert_lifetime,
         };
-        ca.sign(csr_pem, &request, crate::time::now_ms())
+        ca.sign(csr_pem, &request, self.inner.clock.now_ms())
             .map_err(|e| refused(format!("cannot sign the certificate request: {e}")))
     }
 }

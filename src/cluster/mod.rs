@@ -67,8 +67,9 @@ struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     /// Node ids this leader gave to joining nodes, so two nodes joining at once differ.
     handed_out_ids: std::sync::Mutex<BTreeSet<NodeId>>,
-    /// Stamps the time of every proposal this node appends as leader.
-    clock: write::LeaderClock,
+    /// Stamps the time of every proposal this node appends as leader, and is the time it
+    /// checks join tokens against and signs certificates from.
+    clock: crate::time::SteadyClock,
     /// Why this node was removed from the cluster, once it learnt so (see `health.rs`).
     removed: std::sync::Mutex<Option<String>>,
     /// This node was listed in the membership once (a node catching up is not yet).
@@ -108,7 +109,7 @@ impl Cluster {
                 signing,
                 membership_lock: tokio::sync::Mutex::new(()),
                 handed_out_ids: std::sync::Mutex::default(),
-                clock: write::LeaderClock::default(),
+                clock: crate::time::SteadyClock::default(),
                 removed: std::sync::Mutex::default(),
                 was_member: std::sync::atomic::AtomicBool::default(),
                 left: tokio::sync::Notify::new(),
@@ -162,7 +163,7 @@ impl Cluster {
     }
 
     /// Refuses once this node's storage has failed: its Raft has stopped for good and its
-    /// replica no longer moves, so it answers neither writes nor reads, stale or not.
+    /// replica no longer moves, so it takes no writes and no linearizable reads.
     fn check_storage(&self) -> Result<(), ClusterError> {
         match self.inner.raft.storage_failure() {
             Some(cause) => Err(ClusterError::Unavailable(format!(
@@ -217,10 +218,12 @@ impl Cluster {
             .await
     }
 
-    /// Start the tasks that keep the cluster healthy: elections, noticing a removal and
-    /// check-quorum (on every node), autopilot (acting on the leader).
+    /// Start the tasks that keep the cluster healthy: elections, noticing a removal, watching
+    /// the wall clock for steps, check-quorum and asking the leader whether it hears us (on
+    /// every node), autopilot (acting on the leader).
     pub fn start_upkeep(&self, shutdown: watch::Receiver<bool>) {
         tokio::spawn(election::run(self.clone(), shutdown.clone()));
+        tokio::spawn(write::sample_clock(self.clone(), shutdown.clone()));
         tokio::spawn(health::watch_removal(self.clone(), shutdown.clone()));
         tokio::spawn(quorum::check_quorum(self.clone(), shutdown.clone()));
         tokio::spawn(quorum::keep_in_touch(self.clone(), shutdown.clone()));

@@ -18,9 +18,16 @@ pub enum Consistency {
 
 impl Cluster {
     /// This node's state, once it is as fresh as `consistency` asks.
+    /// A node whose storage failed still answers stale reads, from what it had applied:
+    /// that is committed state, only frozen.
     pub async fn read(&self, consistency: Consistency) -> Result<&StateView, ClusterError> {
-        self.check_storage()?;
         if consistency == Consistency::Linearizable {
+            if let Some(cause) = self.inner.raft.storage_failure() {
+                return Err(ClusterError::Unavailable(format!(
+                    "storage failed on this node: {cause}; stale reads (?stale=true) still \
+                     answer from what it had applied"
+                )));
+            }
             self.catch_up().await?;
         }
         Ok(self.replica())

@@ -1,6 +1,8 @@
 //! Writes: every change is a proposal committed through the leader, which stamps its time.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::quorum::Action;
 use super::{Cluster, ClusterError};
@@ -83,7 +85,12 @@ impl Cluster {
     /// Propose on this node, which must be the leader: local writes and those forwarded by
     /// other members all end here. Concurrent proposals share a log entry (group commit).
     pub(super) async fn write_local(&self, proposal: Proposal) -> Result<Written, ClusterError> {
-        let proposal = self.inner.clock.stamp(proposal, crate::time::now_ms());
+        // Whatever time the proposer sent is overwritten: a member whose clock is far off
+        // (or lying) gets the leader's.
+        let proposal = Proposal {
+            at_ms: self.inner.clock.now_ms(),
+            ..proposal
+        };
         let proposed = self.inner.raft.propose(proposal).await?;
         Ok(Written {
             log_index: proposed.log_index,
@@ -120,40 +127,18 @@ fn stamped(actor: Option<String>, command: Command) -> Proposal {
     }
 }
 
-/// The times a leader stamps on proposals: its wall clock, never below a stamp it gave
-/// before (a clock stepped back). Whatever time the proposer sent is overwritten.
-#[derive(Debug, Default)]
-pub(super) struct LeaderClock {
-    last: AtomicI64,
-}
+/// How often every node reads its leader clock, leading or not.
+const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
-impl LeaderClock {
-    /// `proposal` stamped at `now_ms`, or at the last stamp if the clock went back.
-    fn stamp(&self, mut proposal: Proposal, now_ms: i64) -> Proposal {
-        let last = self.last.fetch_max(now_ms, Ordering::Relaxed);
-        proposal.at_ms = now_ms.max(last);
-        proposal
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A proposal forwarded by a member whose clock is far off (or lying) gets the
-    /// leader's time, which never goes back.
-    #[test]
-    fn the_leader_restamps_forwarded_proposals() {
-        let clock = LeaderClock::default();
-        let forwarded = |at_ms| Proposal {
-            actor: None,
-            at_ms,
-            command: Command::RemoveNode { id: 9 },
-        };
-        assert_eq!(clock.stamp(forwarded(i64::MAX), 1_000).at_ms, 1_000);
-        assert_eq!(clock.stamp(forwarded(0), 2_000).at_ms, 2_000);
-        // The leader's clock steps back: its stamps stay put until it catches up.
-        assert_eq!(clock.stamp(forwarded(5_000), 1_500).at_ms, 2_000);
-        assert_eq!(clock.stamp(forwarded(-1), 2_500).at_ms, 2_500);
+/// Reads the leader clock every [`CLOCK_SAMPLE_EVERY`] until shutdown, so that a step of the
+/// wall clock is seen when it happens: seen first at a proposal after a quiet hour, it would
+/// be followed at twice the pace of that whole hour.
+pub(super) async fn sample_clock(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLOCK_SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        cluster.inner.clock.now_ms();
     }
 }

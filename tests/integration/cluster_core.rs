@@ -2,12 +2,12 @@
 //! own 127.0.0.N, driven over the HTTP API.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::membership::members;
+use crate::common::writer::{assert_has_all, assert_no_acknowledged_write_lost, WriteLog, Writers};
 use crate::common::*;
 use serde_json::{json, Value};
 
@@ -139,84 +139,8 @@ fn a_token_cleared_through_another_node_is_unset_everywhere() {
     c.assert_no_leaks(&[&token]);
 }
 
-/// Panics naming what `have` lacks of `want`.
-fn assert_has_all(have: &BTreeSet<String>, want: &BTreeSet<String>, what: &str) {
-    let missing: Vec<&String> = want.difference(have).collect();
-    assert!(missing.is_empty(), "{what} lacks {missing:?}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Failover: kill -9 the leader while clients write to the other nodes, five rounds.
-
-#[derive(Default)]
-struct WriteLog {
-    acked: Vec<String>,
-    /// Answers that break the contract (anything but 201/409/503-with-Retry-After,
-    /// or no answer within the client timeout).
-    violations: Vec<String>,
-    failures: usize,
-}
-
-/// Writes distinct models through `client` until `stop` (or `max_ops` attempts), retrying a
-/// failed id until it is acknowledged: 201, or 409 once an earlier attempt may have committed.
-fn writer(
-    client: Client,
-    prefix: String,
-    stop: Arc<AtomicBool>,
-    log: Arc<Mutex<WriteLog>>,
-    max_ops: usize,
-) {
-    let mut seq = 0usize;
-    let mut attempted = false;
-    for _ in 0..max_ops {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let id = format!("{prefix}-{seq}");
-        match client.try_create_model(&id) {
-            Ok(r) if r.status == 201 || (r.status == 409 && attempted) => {
-                log.lock().unwrap().acked.push(id);
-                seq += 1;
-                attempted = false;
-                // Leave the machine some air (CI has two cores and three nodes).
-                thread::sleep(Duration::from_millis(20));
-            }
-            Ok(r) if r.status == 409 => {
-                let mut l = log.lock().unwrap();
-                l.violations
-                    .push(format!("{id}: 409 on the first attempt: {}", r.text()));
-                l.acked.push(id);
-                seq += 1;
-            }
-            Ok(r) => {
-                attempted = true;
-                let mut l = log.lock().unwrap();
-                l.failures += 1;
-                if r.status != 503 || r.header("retry-after").is_none() {
-                    l.violations.push(format!(
-                        "{id} via {}: status {} retry-after {:?}: {}",
-                        client.addr,
-                        r.status,
-                        r.header("retry-after"),
-                        r.text()
-                    ));
-                }
-                drop(l);
-                thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => {
-                attempted = true;
-                let mut l = log.lock().unwrap();
-                l.failures += 1;
-                if e.timed_out {
-                    l.violations.push(e.to_string());
-                }
-                drop(l);
-                thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
 
 #[test]
 fn killing_the_leader_loses_no_acknowledged_write() {
@@ -229,16 +153,8 @@ fn killing_the_leader_loses_no_acknowledged_write() {
         let others: Vec<usize> = all.iter().copied().filter(|&k| k != leader).collect();
         eprintln!("round {round}: leader is node{leader}, writing through {others:?}");
 
-        let stop = Arc::new(AtomicBool::new(false));
         let before = log.lock().unwrap().acked.len();
-        let handles: Vec<_> = others
-            .iter()
-            .map(|&k| {
-                let (client, stop, log) = (c.client(k), stop.clone(), log.clone());
-                let prefix = format!("kill/r{round}-n{k}");
-                thread::spawn(move || writer(client, prefix, stop, log, 20_000))
-            })
-            .collect();
+        let writers = Writers::start(&c, &others, &format!("kill/r{round}"), &log);
 
         wait_until(
             WAIT,
@@ -261,36 +177,10 @@ fn killing_the_leader_loses_no_acknowledged_write() {
         );
 
         c.restart(leader);
-        stop.store(true, Ordering::SeqCst);
-        for h in handles {
-            h.join().expect("writer thread panicked");
-        }
+        writers.stop();
     }
 
-    let log = log.lock().unwrap();
-    let acked: BTreeSet<String> = log.acked.iter().cloned().collect();
-    eprintln!(
-        "acknowledged {} writes, {} failed attempts, {} violations",
-        acked.len(),
-        log.failures,
-        log.violations.len()
-    );
-    assert_eq!(acked.len(), log.acked.len(), "an id was acknowledged twice");
-
-    // Every acknowledged write is on every node: the local copy, once caught up...
-    for k in all {
-        c.wait_models_present(k, &acked);
-    }
-    // ...and a linearizable read through every node.
-    for k in all {
-        let have = c.client(k).model_ids(false).unwrap();
-        assert_has_all(&have, &acked, &format!("node{k} (linearizable read)"));
-    }
-    assert!(
-        log.violations.is_empty(),
-        "answers outside the contract during failover: {:#?}",
-        log.violations
-    );
+    assert_no_acknowledged_write_lost(&c, &all, &log);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,122 +1,28 @@
 //! Issue 10, storage failures: a node whose disk fills up leaves service visibly (503 naming
-//! the cause, `/readyz` false) and comes back by itself once there is room again; SIGTERM
+//! the cause, `/readyz` false; stale reads still answer) and comes back by itself once there is room again; SIGTERM
 //! ends a node within 10 s, full disk or not. The node's data dir is a small tmpfs, so the
 //! tests need root (`mount`).
 
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::common::disk::{fill, move_to_tmpfs, Tmpfs, STOP_WITHIN};
 use crate::common::*;
 
-/// What helix promises: a node is gone within this long of SIGTERM.
-const STOP_WITHIN: Duration = Duration::from_secs(10);
 /// Room for a one-node cluster's data dir and some writes.
 const TMPFS_SIZE: &str = "16m";
-
-/// A tmpfs mounted over a directory for the test; unmounted when dropped, test failed or
-/// not (lazily: a node of a failed test may still hold files there).
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(path)
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test needs root: it mounts a small tmpfs as a node's data dir, and \
-             `mount -t tmpfs` on {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// A one-node cluster whose data dir lives on a small tmpfs, with organization `before`
 /// committed.
 fn one_node_on_tmpfs(spec: NodeSpec) -> (Cluster, Tmpfs) {
     let mut c = Cluster::builder().node(spec).start();
     create_org(&c.client(1), "before");
-    let tmpfs = move_to_tmpfs(&mut c, 1);
+    let tmpfs = move_to_tmpfs(&mut c, 1, TMPFS_SIZE);
     (c, tmpfs)
-}
-
-/// Moves node `k`'s data dir onto a small tmpfs: SIGTERM (which must end the healthy node
-/// in time, with status 0), copy, restart.
-fn move_to_tmpfs(c: &mut Cluster, k: usize) -> Tmpfs {
-    let started = Instant::now();
-    let st = c.terminate(k, STOP_WITHIN);
-    assert_eq!(
-        st.code(),
-        Some(0),
-        "a healthy node exits 0 after SIGTERM: {st}"
-    );
-    assert!(started.elapsed() < STOP_WITHIN);
-
-    let data = c.node(k).data_dir.clone();
-    let saved = c.root().join(format!("node{k}-data-saved"));
-    fs::rename(&data, &saved).unwrap();
-    fs::create_dir(&data).unwrap();
-    let tmpfs = Tmpfs::mount(&data, TMPFS_SIZE);
-    copy_tree(&saved, &data);
-    c.restart(k);
-    tmpfs
-}
-
-/// Fills the filesystem of `dir` with one file; returns its path.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut f = fs::File::create(&path).expect("create the filler");
-    let chunk = vec![0xA5u8; 64 * 1024];
-    loop {
-        match f.write_all(&chunk) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::StorageFull => break,
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
-    // The last partial chunk may have taken a few pages; what is left is less than a chunk.
-    let _ = f.flush();
-    path
 }
 
 /// Writes organizations through node `via` from a few threads at once (they share log
@@ -201,14 +107,22 @@ fn a_full_disk_takes_the_node_out_of_service_visibly_and_it_recovers_by_itself()
         reason.starts_with("storage failed: ") && reason.contains("No space left on device"),
         "readyz gives the reason: {ready}"
     );
+    // Reads go on from what the node had applied: stale ones only, which say they may lag.
     let r = c.client(1).get(&format!("{ORGS}?stale=true"));
     assert_eq!(
         r.status,
-        503,
-        "a read on a node whose storage failed: {}",
+        200,
+        "a stale read on a node whose storage failed: {}",
         r.text()
     );
-    assert!(r.error_message().contains("storage failed"), "{}", r.text());
+    assert!(r.text().contains("\"before\""), "{}", r.text());
+    let r = c.client(1).get(ORGS);
+    assert_eq!(r.status, 503, "a linearizable read there: {}", r.text());
+    let message = r.error_message();
+    assert!(
+        message.contains("storage failed") && message.contains("?stale=true"),
+        "it names the failure and the way to read anyway: {message}"
+    );
     assert_eq!(
         c.log(1)
             .matches("ERROR helix::daemon::storage: storage failed")
@@ -284,11 +198,11 @@ fn reachable(c: &Cluster, leader: usize, id: u64) -> Result<bool, String> {
 }
 
 #[test]
-fn a_follower_whose_storage_failed_is_unreachable_to_the_leader_until_it_recovers() {
+fn a_follower_whose_storage_failed_is_unreachable_until_it_recovers_and_catches_up() {
     let mut c = Cluster::new(3);
     let leader = c.wait_leader(&[1, 2, 3]);
     let k = (1..=3).find(|&k| k != leader).unwrap();
-    let _tmpfs = move_to_tmpfs(&mut c, k);
+    let _tmpfs = move_to_tmpfs(&mut c, k, TMPFS_SIZE);
     let leader = c.wait_leader(&[1, 2, 3]);
     assert_ne!(leader, k, "test setup: the moved node became the leader");
     let id = c.id(k);
@@ -315,6 +229,8 @@ fn a_follower_whose_storage_failed_is_unreachable_to_the_leader_until_it_recover
         || reachable(&c, leader, id) == Ok(false),
     );
 
+    create_org(&c.client(leader), "written-while-the-follower-was-full");
+
     fs::remove_file(&filler).unwrap();
     wait_until(WAIT, "the follower is ready again by itself", || {
         readyz(&c, k).is_ok_and(|(status, _)| status == 200)
@@ -322,4 +238,17 @@ fn a_follower_whose_storage_failed_is_unreachable_to_the_leader_until_it_recover
     wait_until(WAIT, "the leader reaches the follower again", || {
         reachable(&c, leader, id) == Ok(true)
     });
+    // It caught up with what was committed while it was out.
+    wait_until(
+        WAIT,
+        "the follower has the write made while it was full",
+        || {
+            c.client(k)
+                .poll_json(&format!("{ORGS}?stale=true"))
+                .is_ok_and(|v| {
+                    v.to_string()
+                        .contains("written-while-the-follower-was-full")
+                })
+        },
+    );
 }

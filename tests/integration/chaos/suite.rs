@@ -21,11 +21,11 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 
 use super::faults::{inject, Fault, Injected, ROTATION};
-use super::history::{Workload, WorkloadSpec};
 use super::linearizability::check;
 use super::overlap::OverlapWatch;
 use super::report::Report;
 use super::stalls::Stalls;
+use super::workload::{Workload, WorkloadSpec};
 use crate::common::{hf_token, model_json, wait_for, Cluster, NodeSpec, CONFIG, SETTINGS, WAIT};
 
 /// The model whose vLLM processes are watched: it must run on one node at a time.

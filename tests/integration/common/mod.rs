@@ -8,7 +8,10 @@
 //! - [`http`]: the client; [`api`]: routes and calls several test files make.
 //! - [`fake_vllm`]: the vLLM test double, its launch records and processes; [`slots`]: models
 //!   and their slots.
+//! - [`disk`]: a data dir on a small tmpfs, and the fault files of a slow disk and a jumped
+//!   clock.
 //! - [`secrets`]: test tokens and leak checks; [`wait`]: polling with deadlines.
+//! - [`writer`]: steady writers that record acknowledged writes, for fault tests.
 //! - [`browser`]: headless Chromium over WebDriver, for the dashboard; [`packages`]: what
 //!   such tests install with apt-get when missing.
 #![allow(dead_code, unused_imports)]
@@ -16,6 +19,7 @@
 pub mod api;
 pub mod browser;
 pub mod cluster;
+pub mod disk;
 pub mod fake_vllm;
 pub mod http;
 pub mod membership;
@@ -27,6 +31,7 @@ pub mod process;
 pub mod secrets;
 pub mod slots;
 pub mod wait;
+pub mod writer;
 
 pub use api::*;
 pub use cluster::{Cluster, NodeSpec, NODE_LOST_AFTER_MS};
