@@ -67,7 +67,7 @@ pub const LEAVE_PATH: &str = "/api/v1/node/leave";
     responses(
         (status = 200, description = "A member that knows its leader and can serve", body = ReadyView),
         (status = 503, description = "Not ready, and why: storage failed, removed, not a member \
-            yet, no leader known, the leader silent for the stall tolerance, too far behind", body = ReadyView),
+            yet, no leader known, cut off from the quorum, the leader silent for the stall tolerance, too far behind", body = ReadyView),
     ))]
 pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
     let membership = ctx.cluster.readiness();
@@ -86,15 +86,22 @@ pub async fn readyz(State(ctx): State<ApiContext>) -> impl IntoResponse {
                 error: None,
             }),
         ),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(ReadyView {
-                ready: false,
-                leader_id: None,
-                role,
-                error: Some(error),
-            }),
-        ),
+        Err(mut error) => {
+            if let Some(slots) = ctx.fenced.slots() {
+                error.push_str(&format!(
+                    "; its runner fenced its slots ({slots} stopped until it is back in touch)"
+                ));
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(ReadyView {
+                    ready: false,
+                    leader_id: None,
+                    role,
+                    error: Some(error),
+                }),
+            )
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub use request::{Caller, ReadMode};
 use crate::cluster::{Cluster, KeyUse};
 use crate::gateway::Gateway;
 use crate::gossip::Gossip;
+use crate::runner::fence::Fenced;
 use crate::runner::tokens::Tokens;
 use crate::server::{Limits, Routes};
 use crate::slot_log::SlotLogs;
@@ -58,6 +59,8 @@ pub struct ApiContext {
     pub metrics_public: bool,
     /// The logs of the slots that run here.
     pub logs: SlotLogs,
+    /// The slots this node's runner fenced, if it did (`/readyz` says so).
+    pub fenced: Fenced,
 }
 
 /// Serve the admin API on `listener` until `shutdown`: over TLS with the current

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::crypto::ClusterSecret;
 use crate::peer::{AdmitRequest, JoinReply, RenewRequest};
@@ -30,6 +31,7 @@ impl Cluster {
     /// Admit a node with a join token, forwarded to the leader.
     pub async fn admit(&self, request: AdmitRequest) -> Result<JoinReply, ClusterError> {
         self.on_leader(
+            Action::Write,
             |c| {
                 let request = request.clone();
                 async move { c.admit_local(request).await }
@@ -101,6 +103,7 @@ impl Cluster {
     pub async fn renew_certificate(&self, request: RenewRequest) -> Result<String, ClusterError> {
         let me = self.node_id();
         self.on_leader(
+            Action::Write,
             |c| {
                 let request = request.clone();
                 async move { c.renew_local(me, request).await }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::{timeout, Instant};
 
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::peer::{PeerClient, TransportError};
 use crate::raft::NodeId;
@@ -14,8 +15,10 @@ impl Cluster {
     /// Run `local` if we lead, else `remote` against the leader's peer address, until the
     /// write timeout. Retries only when the request certainly was not carried out (no
     /// leader yet, leader changed, leader unreachable), so nothing is done twice by us.
+    /// A node cut off from the quorum refuses at once: it knows no leader would answer.
     pub(super) async fn on_leader<Resp, L, LF, R, RF>(
         &self,
+        action: Action,
         local: L,
         remote: R,
     ) -> Result<Resp, ClusterError>
@@ -29,13 +32,16 @@ impl Cluster {
         let write_timeout = self.inner.tuning.write_timeout;
         let deadline = Instant::now() + write_timeout;
         loop {
+            if let Some(reason) = self.confirmed_cut_off().await {
+                return Err(self.refuse_cut_off(action, reason));
+            }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let leader = self.inner.raft.leader();
             let attempt = match leader {
                 Some(leader) if leader == self.node_id() => {
                     match timeout(remaining, local(self.clone())).await {
                         Ok(result) => result,
-                        Err(_) => return Err(no_quorum(write_timeout)),
+                        Err(_) => return Err(no_quorum(action, write_timeout)),
                     }
                 }
                 Some(leader) => match self.inner.raft.peer_addr(leader) {
@@ -47,7 +53,7 @@ impl Cluster {
                                 Err(ClusterError::NotLeader { leader_id: None })
                             }
                             Err(TransportError::Timeout { .. }) => {
-                                return Err(no_quorum(write_timeout))
+                                return Err(no_quorum(action, write_timeout))
                             }
                             // Delivered or not, we cannot tell: the caller must check.
                             Err(TransportError::Broken { message, .. }) => {
@@ -72,7 +78,9 @@ impl Cluster {
                 }
                 Err(ClusterError::NotLeader { .. }) => {
                     return Err(ClusterError::Unavailable(format!(
-                        "no leader elected within {write_timeout:?}; is a majority of voters up?"
+                        "no leader elected within {write_timeout:?}, so the {} was not carried \
+                         out; is a majority of voters up?",
+                        action.noun()
                     )))
                 }
                 other => return other,
@@ -81,8 +89,15 @@ impl Cluster {
     }
 }
 
-pub(super) fn no_quorum(waited: Duration) -> ClusterError {
-    ClusterError::Unavailable(format!(
-        "the write was not confirmed by a quorum within {waited:?}; it may still be applied later"
-    ))
+pub(super) fn no_quorum(action: Action, waited: Duration) -> ClusterError {
+    ClusterError::Unavailable(match action {
+        Action::Write => format!(
+            "the write was not confirmed by a quorum within {waited:?}; it may still be applied \
+             later"
+        ),
+        Action::Read => format!(
+            "the linearizable read was not confirmed by a quorum within {waited:?}; retry, or \
+             read with ?stale=true"
+        ),
+    })
 }

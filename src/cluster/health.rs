@@ -31,7 +31,7 @@ impl Cluster {
     }
 
     /// The leader when this node can serve; else why not, for `/readyz`: its storage failed,
-    /// it was removed or is not a member yet, no leader, the leader has not reached it (or,
+    /// it was removed or is not a member yet, no leader (cut off from the quorum, if so), the leader has not reached it (or,
     /// on the leader, a quorum has not answered) within the stall tolerance, or its applied
     /// index lags its log by more than `raft.ready_max_lag`.
     pub fn ready(&self) -> Result<NodeId, String> {
@@ -46,7 +46,8 @@ impl Cluster {
             return Err("not a member yet".into());
         }
         let Some(leader) = status.leader else {
-            return Err("no leader known".into());
+            // A leader that stepped down cut off, or a node that no quorum answers, says so.
+            return Err(self.cut_off().unwrap_or_else(|| "no leader known".into()));
         };
         let tolerance = self.inner.tuning.reachable_within();
         if status.is_leader {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::{timeout, Instant};
 
 use super::forward::no_quorum;
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::peer::{AddLearnerRequest, MemberProgress, Progress};
 use crate::raft::{MembershipChange, NodeId, RaftError};
@@ -127,6 +128,7 @@ impl Cluster {
     /// Remove a member, forwarded to the leader.
     pub async fn remove(&self, node_id: NodeId) -> Result<(), ClusterError> {
         self.on_leader(
+            Action::Write,
             |c| async move { c.remove_local(node_id).await },
             |peers, leader, addr, remaining| async move {
                 peers.remove(leader, &addr, node_id, remaining).await
@@ -316,7 +318,10 @@ impl Cluster {
                 remaining,
                 self.inner.raft.change_membership(change.clone(), retain),
             );
-            match attempt.await.map_err(|_| no_quorum(write_timeout))? {
+            match attempt
+                .await
+                .map_err(|_| no_quorum(Action::Write, write_timeout))?
+            {
                 Ok(()) => return Ok(()),
                 Err(RaftError::ChangeInProgress) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -6,7 +6,8 @@
 //! - reads choose their [`Consistency`] (`read.rs`);
 //! - admission: join tokens, certificates, the peer check (`admission.rs`);
 //! - membership: joining, removal, learner promotion, the status view (`membership.rs`);
-//! - elections with pre-vote (`election/`);
+//! - elections with pre-vote (`election/`); being in touch with a quorum, and stepping
+//!   down when a leader is not (`quorum.rs`);
 //! - the peer calls other nodes make on this one (`service.rs`);
 //! - a slot's log from the node that runs it (`slot_log.rs`).
 
@@ -17,6 +18,7 @@ mod forward;
 mod health;
 mod key_use;
 mod membership;
+mod quorum;
 mod read;
 mod service;
 mod slot_log;
@@ -216,12 +218,15 @@ impl Cluster {
             .await
     }
 
-    /// Start the tasks that keep the cluster healthy: elections, noticing a removal and
-    /// watching the wall clock for steps (on every node), autopilot (acting on the leader).
+    /// Start the tasks that keep the cluster healthy: elections, noticing a removal, watching
+    /// the wall clock for steps, check-quorum and asking the leader whether it hears us (on
+    /// every node), autopilot (acting on the leader).
     pub fn start_upkeep(&self, shutdown: watch::Receiver<bool>) {
         tokio::spawn(election::run(self.clone(), shutdown.clone()));
         tokio::spawn(write::sample_clock(self.clone(), shutdown.clone()));
         tokio::spawn(health::watch_removal(self.clone(), shutdown.clone()));
+        tokio::spawn(quorum::check_quorum(self.clone(), shutdown.clone()));
+        tokio::spawn(quorum::keep_in_touch(self.clone(), shutdown.clone()));
         tokio::spawn(autopilot::run(
             self.clone(),
             self.inner.tuning.max_voters,

@@ -1,5 +1,6 @@
 //! Reads: from this node's replica, after making sure it is current when asked to.
 
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::raft::StateView;
 use crate::state::State;
@@ -54,6 +55,7 @@ impl Cluster {
     async fn catch_up(&self) -> Result<(), ClusterError> {
         let read_index = self
             .on_leader(
+                Action::Read,
                 |c| async move { c.read_index_local().await },
                 |peers, leader, addr, remaining| async move {
                     peers.read_index(leader, &addr, remaining).await

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::quorum::Action;
 use super::{Cluster, ClusterError};
 use crate::peer::Written;
 use crate::raft::RaftError;
@@ -68,6 +69,7 @@ impl Cluster {
     /// Commit `proposal` through whoever leads, waiting at most the write timeout.
     async fn write(&self, proposal: Proposal) -> Result<Written, ClusterError> {
         self.on_leader(
+            Action::Write,
             |c| {
                 let proposal = proposal.clone();
                 async move { c.write_local(proposal).await }

@@ -44,6 +44,7 @@ pub struct FileRaft {
 #[serde(deny_unknown_fields)]
 pub struct FileRunner {
     pub node_lost_after_ms: Option<u64>,
+    pub fence_after_ms: Option<u64>,
     pub port_range: Option<String>,
     pub stop_grace_ms: Option<u64>,
 }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 mod file;
 
 pub use file::FileConfig;
-use file::{FileGateway, FileServer};
+use file::{FileGateway, FileRunner, FileServer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -132,8 +132,14 @@ impl RaftTuning {
 
 #[derive(Debug, Clone)]
 pub struct RunnerTuning {
-    /// A node the leader cannot reach for this long loses its slots to other nodes.
+    /// A node the leader cannot reach for this long loses its slots to other nodes. Never
+    /// shorter than [`RunnerTuning::fence_after`] plus the stall tolerance plus
+    /// [`RunnerTuning::stop_grace`], so a node cut off has stopped its slots before they
+    /// start elsewhere.
     pub node_lost_after: Duration,
+    /// A node that no quorum of voters has been in touch with for this long stops its slots
+    /// (the fence), and starts them again once it is back and they are still placed on it.
+    pub fence_after: Duration,
     /// Ports handed to vLLM processes, inclusive.
     pub port_range: (u16, u16),
     /// Time between SIGTERM and SIGKILL when stopping a vLLM process.
@@ -304,21 +310,7 @@ impl NodeConfig {
         if raft.ready_max_lag == 0 {
             return Err(invalid("raft.ready_max_lag", "must be at least 1"));
         }
-        let u = file.runner;
-        let runner = RunnerTuning {
-            node_lost_after: Duration::from_millis(u.node_lost_after_ms.unwrap_or(10_000)),
-            port_range: parse_port_range(u.port_range.as_deref().unwrap_or("20000-20999"))?,
-            stop_grace: Duration::from_millis(u.stop_grace_ms.unwrap_or(5000)),
-        };
-        if runner.stop_grace > Duration::from_millis(MAX_STOP_GRACE_MS) {
-            return Err(invalid(
-                "runner.stop_grace_ms",
-                format!(
-                    "must be at most {MAX_STOP_GRACE_MS}: a node stops within 10 s of SIGTERM, \
-                     its vLLM processes first"
-                ),
-            ));
-        }
+        let runner = runner_tuning(file.runner, &raft)?;
         Ok(NodeConfig {
             data_dir: flags
                 .data_dir
@@ -373,6 +365,76 @@ fn resolve_api_tls(
         (None, None) if insecure => Ok(ApiTls::Insecure),
         (None, None) => Ok(ApiTls::ClusterCertificate),
     }
+}
+
+/// How often the runner looks whether to fence. Before it fences it asks the leader afresh,
+/// for at most a leader lease (a node that was merely paused is in touch): the fence acts at
+/// most this tick plus the lease after `fence_after`.
+pub const FENCE_TICK: Duration = Duration::from_millis(250);
+
+/// The runner's timing. The fence comes first, so the model never runs twice: a node cut off
+/// from the quorum may hear from its old leader for up to the stall tolerance (a leader steps
+/// down only then), fences its slots `fence_after` later (and at most [`FENCE_TICK`] plus a
+/// leader lease more),
+/// and their processes are gone
+/// `stop_grace` after that; only then may the leader call it lost. The defaults follow the
+/// Raft timing: the fence after twice the stall tolerance, a node lost after 10 s or as much
+/// as the fence needs, if more.
+fn runner_tuning(u: FileRunner, raft: &RaftTuning) -> Result<RunnerTuning, ConfigError> {
+    let tolerance = raft.reachable_within();
+    let stop_grace = Duration::from_millis(u.stop_grace_ms.unwrap_or(5000));
+    if stop_grace > Duration::from_millis(MAX_STOP_GRACE_MS) {
+        return Err(invalid(
+            "runner.stop_grace_ms",
+            format!(
+                "must be at most {MAX_STOP_GRACE_MS}: a node stops within 10 s of SIGTERM, \
+                 its vLLM processes first"
+            ),
+        ));
+    }
+    let fence_after = u
+        .fence_after_ms
+        .map_or(tolerance * 2, Duration::from_millis);
+    if fence_after < tolerance {
+        return Err(invalid(
+            "runner.fence_after_ms",
+            format!(
+                "must be at least the stall tolerance, 4 × raft.election_timeout_max_ms = {} ms: \
+                 a node out of touch for less may only be waiting for an election or a slow disk",
+                tolerance.as_millis()
+            ),
+        ));
+    }
+    let slack = FENCE_TICK + raft.leader_lease();
+    let fenced_within = fence_after + tolerance + slack + stop_grace;
+    let node_lost_after = u.node_lost_after_ms.map_or(
+        fenced_within.max(Duration::from_secs(10)),
+        Duration::from_millis,
+    );
+    if node_lost_after < fenced_within {
+        return Err(invalid(
+            "runner.node_lost_after_ms",
+            format!(
+                "must be at least runner.fence_after_ms ({}) + the stall tolerance (4 × \
+                 raft.election_timeout_max_ms = {}) + the fence's slack (250 + \
+                 raft.election_timeout_min_ms = {}) + \
+                 runner.stop_grace_ms ({}) = {} ms: a node cut off must have stopped its slots \
+                 (the fence) before the leader starts them elsewhere; lower \
+                 runner.fence_after_ms or raise runner.node_lost_after_ms",
+                fence_after.as_millis(),
+                tolerance.as_millis(),
+                slack.as_millis(),
+                stop_grace.as_millis(),
+                fenced_within.as_millis()
+            ),
+        ));
+    }
+    Ok(RunnerTuning {
+        node_lost_after,
+        fence_after,
+        port_range: parse_port_range(u.port_range.as_deref().unwrap_or("20000-20999"))?,
+        stop_grace,
+    })
 }
 
 fn server_tuning(s: FileServer) -> Result<ServerTuning, ConfigError> {

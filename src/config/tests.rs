@@ -115,3 +115,53 @@ fn autopilot_never_acts_before_the_stall_tolerance() {
     let e = raft("ready_max_lag = 0").unwrap_err().to_string();
     assert!(e.contains("raft.ready_max_lag"), "{e}");
 }
+
+#[test]
+fn a_cut_off_node_fences_its_slots_before_the_leader_moves_them() {
+    let runner = |raft: &str, lines: &str| {
+        let file: FileConfig =
+            toml::from_str(&format!("[raft]\n{raft}\n[runner]\n{lines}\n")).unwrap();
+        NodeConfig::resolve(file, NodeOptions::default())
+    };
+    let c = runner("", "").unwrap();
+    // Twice the stall tolerance (4 × 300 ms); lost after 10 s ≥ 2400 + 1200 + 400 + 5000.
+    assert_eq!(c.runner.fence_after, Duration::from_millis(2400));
+    assert_eq!(c.runner.node_lost_after, Duration::from_secs(10));
+    let lost_after_10s = |fence: u64| {
+        runner(
+            "",
+            &format!("node_lost_after_ms = 10000\nfence_after_ms = {fence}"),
+        )
+    };
+    // 3400 + 1200 + 400 (the fence's slack: a tick and a lease) + 5000 = 10000.
+    assert!(lost_after_10s(3400).is_ok());
+    let e = lost_after_10s(3401).unwrap_err().to_string();
+    assert!(
+        e.contains("runner.node_lost_after_ms")
+            && e.contains("runner.fence_after_ms")
+            && e.contains("10001"),
+        "{e}"
+    );
+    let e = lost_after_10s(1199).unwrap_err().to_string();
+    assert!(
+        e.contains("runner.fence_after_ms") && e.contains("1200"),
+        "{e}"
+    );
+    // Without its own loss time, a longer fence moves the default along.
+    let c = runner("", "fence_after_ms = 5000").unwrap();
+    assert_eq!(c.runner.node_lost_after, Duration::from_millis(11_600));
+    // Slower Raft timing moves the default loss time out with the fence.
+    let slow = runner(
+        "election_timeout_min_ms = 1000\nelection_timeout_max_ms = 2000",
+        "",
+    )
+    .unwrap();
+    assert_eq!(slow.runner.fence_after, Duration::from_secs(16));
+    assert_eq!(slow.runner.node_lost_after, Duration::from_millis(30_250));
+    assert!(runner("", "node_lost_after_ms = 3000\nfence_after_ms = 1200").is_err());
+    assert!(runner(
+        "",
+        "node_lost_after_ms = 3000\nfence_after_ms = 1200\nstop_grace_ms = 100"
+    )
+    .is_ok());
+}

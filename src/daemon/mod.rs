@@ -46,6 +46,7 @@ use crate::gossip::Gossip;
 use crate::loopback::{Loopback, UpstreamTimeouts};
 use crate::peer::{AddLearnerRequest, PeerClient};
 use crate::raft::Db;
+use crate::runner::fence::Fenced;
 use crate::runner::reconciler::Reconciler;
 use crate::runner::tokens::Tokens;
 use crate::server::Limits;
@@ -156,6 +157,8 @@ pub async fn run(
     let tokens = Tokens::new(sealer.clone(), env_token);
     tokens.watch(node_id, cluster.replica().clone(), stop.clone());
     let key_use = KeyUse::default();
+    // The runner's fence, which `/readyz` reports.
+    let fenced = Fenced::default();
     tokio::spawn(key_use.clone().report(
         cluster.clone(),
         config.server.key_use_report,
@@ -171,6 +174,7 @@ pub async fn run(
             gossip: gossip.clone(),
             metrics_public: config.metrics.public,
             logs: slot_logs,
+            fenced: fenced.clone(),
         },
         Gateway::new(
             cluster.clone(),
@@ -204,6 +208,7 @@ pub async fn run(
             config.vllm_command.clone(),
             dir.root().to_path_buf(),
             config.runner.clone(),
+            fenced,
         )
         .run(stop.clone()),
     );

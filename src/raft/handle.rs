@@ -19,6 +19,10 @@ use super::types::{
 use crate::config::RaftTuning;
 use crate::state::Proposal;
 
+/// A node id no member has: the candidate a leader stepping down votes for
+/// ([`Raft::step_down`]). Node ids are handed out from 1 upwards.
+const NOBODY: NodeId = NodeId::MAX;
+
 /// Why a Raft operation did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RaftError {
@@ -256,6 +260,43 @@ impl Raft {
     /// Start an election now.
     pub async fn campaign(&self) -> Result<(), RaftError> {
         Ok(self.inner.trigger().elect().await?)
+    }
+
+    /// Stop leading without starting an election: this node votes, in its own term, for a
+    /// candidate that does not exist, and openraft's leader turns follower on seeing the
+    /// greater vote (its replication stops with it). openraft 0.9 has no step-down call, and
+    /// the other ways there bump the term (`trigger().elect()`, or a vote for a later term),
+    /// which on heal would depose the leader the majority elected meanwhile and cost one more
+    /// election. This vote stays below any vote of a later term, so the majority's leader
+    /// takes this node back at once; no real candidate asks for it, since every candidate
+    /// asks in a term above the one it knew. `true` when this node no longer leads.
+    pub async fn step_down(&self) -> Result<bool, RaftError> {
+        let (vote, term) = {
+            let metrics = self.inner.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader {
+                return Ok(true);
+            }
+            (m.vote, m.current_term)
+        };
+        let phantom = openraft::Vote::new(term, NOBODY);
+        debug_assert!(
+            phantom > vote,
+            "a vote for nobody in our term outranks our own"
+        );
+        // The candidate must not have less log than ours, or the vote is refused: a leader
+        // still appending is asked again on its next check.
+        let last_log_id = self.inner.data_metrics().borrow().last_log;
+        let answer = match self
+            .inner
+            .vote(VoteRequest::new(phantom, last_log_id))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(openraft::error::RaftError::Fatal(e)) => return Err(e.into()),
+            Err(openraft::error::RaftError::APIError(never)) => match never {},
+        };
+        Ok(answer.vote_granted || !self.is_leader())
     }
 
     /// Does the Raft core answer messages? `false` once it has stopped for good.

@@ -3,12 +3,14 @@
 //! - `gpus`: what GPUs this node has (NVML, or declared);
 //! - `scheduler`: on the leader, which node and GPUs run each model (committed);
 //! - `reconciler`: on every node, make local vLLM processes match what is committed here;
-//!   `report`: its reports on each slot, written into the replicated state;
+//!   `report`: its reports on each slot, written into the replicated state; `fence`: when a
+//!   node out of touch with the quorum stops its slots;
 //! - `launch`: the exact vLLM command line; `process`: supervising one vLLM process;
 //! - `gated`: whether a failed vLLM's log says the model is gated (reconciler policy);
 //! - `tokens`: the Hugging Face tokens, decrypted into memory only, and their resolution;
 //! - `metrics`: slots by state and GPU memory, for `/metrics`.
 
+pub mod fence;
 pub mod gated;
 pub mod gpus;
 pub mod launch;

@@ -4,7 +4,8 @@
 //! launch what is placed here and not running, restart what crashed (with exponential
 //! backoff), stop what moved away or was deleted, and report each slot's state back into the
 //! replicated state. A slot that failed because its model is gated is retried at once when
-//! the token that applies to it changes.
+//! the token that applies to it changes. A node out of touch with the quorum stops every
+//! slot (the fence, `fence.rs`) and starts them again once back, from the caught-up state.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::fence::{Fence, Fenced, Verdict};
 use super::gated::looks_gated;
 use super::launch::{cuda_visible_devices, pick_port, vllm_argv};
 use super::process::{kill_strays, log_tail, LaunchSpec, VllmProcess};
@@ -42,6 +44,9 @@ pub struct Reconciler {
     /// delays process supervision.
     reports: mpsc::UnboundedSender<Report>,
     unsent: Option<mpsc::UnboundedReceiver<Report>>,
+    fence: Fence,
+    /// What the fence holds, for `/readyz`.
+    fenced: Fenced,
 }
 
 /// This node's knowledge of one slot placed here.
@@ -93,6 +98,7 @@ impl Reconciler {
         vllm_command: Vec<String>,
         data_dir: PathBuf,
         tuning: RunnerTuning,
+        fenced: Fenced,
     ) -> Reconciler {
         let (tx, rx) = mpsc::unbounded_channel();
         Reconciler {
@@ -100,10 +106,12 @@ impl Reconciler {
             tokens,
             vllm_command,
             slots_dir: data_dir.join("slots"),
-            tuning,
             local: BTreeMap::new(),
             reports: tx,
             unsent: Some(rx),
+            fence: Fence::new(tuning.fence_after),
+            fenced,
+            tuning,
         }
     }
 
@@ -204,6 +212,28 @@ impl Reconciler {
     }
 
     async fn reconcile(&mut self) {
+        let mut silence = self.cluster.quorum_silence();
+        if self.fence.would_fence(silence) {
+            // What this node knows may be old (its process was paused): ask the leader first.
+            self.cluster.refresh_contact().await;
+            silence = self.cluster.quorum_silence();
+        }
+        match self.fence.look(silence) {
+            Verdict::InTouch => {}
+            Verdict::Fenced(reason) => return self.fence_slots(&reason),
+            Verdict::Rejoining => {
+                // The slots may have moved while we were away: only the caught-up state says.
+                if self.cluster.read(Consistency::Linearizable).await.is_err() {
+                    return;
+                }
+                self.fence.lift();
+                self.fenced.set(None);
+                tracing::info!(
+                    "back in touch with the quorum and caught up: starting the slots still \
+                     placed here"
+                );
+            }
+        }
         let desired = self.desired();
 
         // Stop what is no longer placed here (or was placed again: a new generation).
@@ -252,6 +282,29 @@ impl Reconciler {
                 let _ = self.reports.send(Report {
                     slot_id: slot_id.clone(),
                     generation,
+                    status: slot.status.clone(),
+                });
+            }
+        }
+        super::metrics::slots(self.local.values().map(|s| s.status.state));
+    }
+
+    /// Stops every local process, keeping the slots with state `stopped` and the reason.
+    fn fence_slots(&mut self, reason: &str) {
+        self.fenced.set(Some(self.local.len()));
+        for (slot_id, slot) in &mut self.local {
+            if let Some(process) = slot.process.take() {
+                tracing::warn!(slot = %slot_id, pid = process.pid(), "stopping vLLM: {reason}");
+                tokio::spawn(process.stop(self.tuning.stop_grace));
+            }
+            slot.retry_at = None;
+            // Said once: the reason's silence grows at every look.
+            if slot.status.state != SlotState::Stopped {
+                slot.status.state = SlotState::Stopped;
+                slot.status.last_error = Some(reason.to_string());
+                let _ = self.reports.send(Report {
+                    slot_id: slot_id.clone(),
+                    generation: slot.generation,
                     status: slot.status.clone(),
                 });
             }
@@ -437,6 +490,13 @@ async fn healthy(port: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The config gives the fence a tick of slack after `fence_after` (and the lease that
+    /// asking the leader takes).
+    #[test]
+    fn the_fence_looks_within_its_slack() {
+        assert!(TICK <= crate::config::FENCE_TICK);
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {

@@ -22,6 +22,7 @@ mod lab;
 mod metrics;
 mod node_life;
 mod openapi;
+mod partitions;
 mod pauses_clocks;
 mod quiet_logs;
 mod runner;

@@ -64,6 +64,12 @@ pub(super) struct LeaderContact {
     /// leader that is otherwise fine; it still vetoes elections as long as its core answers
     /// within the stall tolerance.
     core_answered: Arc<Mutex<Instant>>,
+    /// When a majority of the voters last granted one of our pre-vote rounds: none of them
+    /// follows a leader, so none is moving our slots (`quorum.rs`).
+    pre_vote_quorum: Arc<Mutex<Option<Instant>>>,
+    /// When the leader last heard from us, as it told us (`quorum.rs`). Starts at process
+    /// start, like `last`.
+    leader_heard_us: Arc<Mutex<Instant>>,
 }
 
 impl Default for LeaderContact {
@@ -73,6 +79,8 @@ impl Default for LeaderContact {
             campaign_now: Arc::new(Notify::new()),
             campaigning_since: Arc::default(),
             core_answered: Arc::new(Mutex::new(Instant::now())),
+            pre_vote_quorum: Arc::default(),
+            leader_heard_us: Arc::new(Mutex::new(Instant::now())),
         }
     }
 }
@@ -80,6 +88,42 @@ impl Default for LeaderContact {
 impl LeaderContact {
     pub(super) fn heard(&self) {
         *self.last.lock().expect("leader contact lock poisoned") = Instant::now();
+    }
+
+    /// A leader heard from a quorum at `at`: to itself it is its own leader until then.
+    fn heard_at(&self, at: Instant) {
+        *self.last.lock().expect("leader contact lock poisoned") = at;
+    }
+
+    pub(in crate::cluster) fn leader_heard_us_at(&self, at: Instant) {
+        let mut last = self
+            .leader_heard_us
+            .lock()
+            .expect("leader contact lock poisoned");
+        *last = (*last).max(at);
+    }
+
+    /// How long since the leader last heard from us, as it told us.
+    pub(in crate::cluster) fn leader_silence_of_us(&self) -> Duration {
+        self.leader_heard_us
+            .lock()
+            .expect("leader contact lock poisoned")
+            .elapsed()
+    }
+
+    fn pre_vote_quorum_granted(&self) {
+        *self
+            .pre_vote_quorum
+            .lock()
+            .expect("leader contact lock poisoned") = Some(Instant::now());
+    }
+
+    /// How long since a majority last granted one of our pre-vote rounds; `MAX`: never.
+    pub(in crate::cluster) fn pre_vote_quorum_silence(&self) -> Duration {
+        self.pre_vote_quorum
+            .lock()
+            .expect("leader contact lock poisoned")
+            .map_or(Duration::MAX, |t| t.elapsed())
     }
 
     pub(in crate::cluster) fn silence(&self) -> Duration {
@@ -210,9 +254,13 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
         });
         better_candidate = false;
         if status.is_leader {
-            // Leading counts as hearing from a leader: one that steps down waits a full
-            // timeout before it campaigns.
-            contact.heard();
+            // Leading counts as hearing from a leader as of when a quorum last answered: one
+            // that steps down for another reason waits a full timeout before it campaigns,
+            // one that stepped down cut off is cut off as a follower too (`quorum.rs`).
+            if let Some(at) = Instant::now().checked_sub(cluster.quorum_silence()) {
+                contact.heard_at(at);
+                contact.leader_heard_us_at(at);
+            }
         }
         if campaigning {
             contact.start_campaign();
@@ -239,8 +287,9 @@ pub(super) async fn run(cluster: Cluster, mut shutdown: watch::Receiver<bool>) {
                 if refusals == 1 {
                     tracing::info!(
                         silent_ms,
-                        "no leader heard from, but a majority refused the pre-vote: not \
-                         campaigning (further refusals are logged at debug level)"
+                        "no leader heard from, but no majority granted the pre-vote (refused, or \
+                         did not answer): not campaigning (further refusals are logged at \
+                         debug level)"
                     );
                 } else {
                     tracing::debug!(silent_ms, refusals, "pre-vote refused again");
@@ -344,8 +393,12 @@ async fn ask_for_pre_votes(
                 }
             }
             Some(Err(_)) => {}
-            None => return decision::has_quorum(membership.configs(), &granted),
+            None => break,
         }
     }
-    true
+    let won = decision::has_quorum(membership.configs(), &granted);
+    if won {
+        cluster.inner.leader_contact.pre_vote_quorum_granted();
+    }
+    won
 }

@@ -6,7 +6,7 @@
 //! - Node K keeps its data in `tmp/nodeK/data`, its process output in `tmp/nodeK.log`, its
 //!   config in `tmp/nodeK.toml` and the vLLM test double's launch records in
 //!   `tmp/nodeK/records`. Every node gets its own config file (the test's `[raft]` and
-//!   `[server]` lines, a short `node_lost_after_ms` and `stop_grace_ms`, its own vLLM
+//!   `[server]` lines, a short `fence_after_ms`, `node_lost_after_ms` and `stop_grace_ms`, its own vLLM
 //!   `port_range`).
 //! - A node with declared GPUs runs the vLLM test double (`examples/fake_vllm.rs`).
 //! - Dropping a [`Cluster`] SIGKILLs every node it started and then every vLLM test double
@@ -29,8 +29,36 @@ use super::process::{tail, NodeProcess};
 use super::secrets::read_secret;
 use super::wait::{wait_for, WAIT};
 
-/// How long the leader waits before it moves the slots of a node it cannot reach.
+/// How long the leader waits before it moves the slots of a node it cannot reach (with the
+/// default Raft timing; a test that slows Raft down gets what the fence needs, see
+/// [`runner_config`]).
 pub const NODE_LOST_AFTER_MS: u64 = 3000;
+
+/// The rig's vLLM stop grace: the test double stops at once on SIGTERM.
+const STOP_GRACE_MS: u64 = 100;
+
+/// helix's `config::FENCE_TICK`: the fence's slack is that and a leader lease.
+const FENCE_TICK_MS: u64 = 250;
+
+/// The `[runner]` lines for the test's `[raft]` lines: the shortest fence helix accepts (the
+/// stall tolerance, 4 × `election_timeout_max_ms`), and a node lost after
+/// [`NODE_LOST_AFTER_MS`], or as late as the fence needs: fence + tolerance + slack + grace.
+fn runner_config(raft: &[String]) -> String {
+    let setting = |name: &str, default: u64| {
+        raft.iter()
+            .find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == name).then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(default)
+    };
+    let tolerance = 4 * setting("election_timeout_max_ms", 300);
+    let slack = FENCE_TICK_MS + setting("election_timeout_min_ms", 150);
+    let lost = NODE_LOST_AFTER_MS.max(2 * tolerance + slack + STOP_GRACE_MS);
+    format!(
+        "node_lost_after_ms = {lost}\nfence_after_ms = {tolerance}\nstop_grace_ms = {STOP_GRACE_MS}"
+    )
+}
 
 /// How one node is started.
 #[derive(Clone, Debug)]
@@ -236,10 +264,10 @@ impl Cluster {
         fs::create_dir_all(&records_dir).unwrap();
         let (low, high) = alloc_port_range();
         let mut config = format!(
-            "[raft]\n{}\n[server]\n{}\n[runner]\nnode_lost_after_ms = {NODE_LOST_AFTER_MS}\n\
-             port_range = \"{low}-{high}\"\nstop_grace_ms = 3000\n",
+            "[raft]\n{}\n[server]\n{}\n[runner]\n{}\nport_range = \"{low}-{high}\"\n",
             self.raft_config.join("\n"),
-            self.server_config.join("\n")
+            self.server_config.join("\n"),
+            runner_config(&self.raft_config)
         );
         for section in &self.config_sections {
             config.push_str(section);
