@@ -1,6 +1,10 @@
-//! The peer protocol, client side: HTTPS with mutual TLS, pooled keep-alive connections and
-//! bincode bodies. We present our node certificate, and accept a server only if its
-//! certificate comes from the cluster CA and names the node we meant to reach.
+//! The peer protocol, client side. Raft's frequent messages (appends, votes, pre-votes) go
+//! on one long-lived [`Link`] per peer (the framed protocol, many in flight); everything
+//! else (snapshots, forwarded writes, joins, logs, inference) is HTTPS with pooled
+//! keep-alive connections and bincode bodies. Both use mutual TLS: we present our node
+//! certificate, and accept a server only if its certificate comes from the cluster CA and
+//! names the node we meant to reach. Links and pools are keyed with the serial of the
+//! certificate they were made with, so a renewed certificate is used for new connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::contact::PeerContact;
+use super::frame::Kind;
+use super::link::{Link, LinkFailure};
 use super::message::*;
 use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, RaftTransport, RpcFailure, SnapshotAnswer,
@@ -49,7 +55,16 @@ pub struct PeerClient {
     /// One connection pool per peer, each verifying that the server is that node; built
     /// with the certificate whose serial it is keyed with, and rebuilt after a renewal.
     pools: Arc<Mutex<HashMap<NodeId, (String, reqwest::Client)>>>,
+    /// One link per peer, for Raft's messages; made with the certificate whose serial it is
+    /// keyed with, for the address it is keyed with.
+    links: Arc<Mutex<HashMap<NodeId, LinkTo>>>,
     contact: PeerContact,
+}
+
+struct LinkTo {
+    serial: String,
+    addr: String,
+    link: Arc<Link>,
 }
 
 impl PeerClient {
@@ -57,6 +72,7 @@ impl PeerClient {
         PeerClient {
             identity,
             pools: Arc::default(),
+            links: Arc::default(),
             contact: PeerContact::default(),
         }
     }
@@ -86,6 +102,81 @@ impl PeerClient {
             .map_err(|e| unreachable(e.to_string()))?;
         pools.insert(target, (serial.clone(), client.clone()));
         Ok(client)
+    }
+
+    /// The link to node `target` at `addr`: the one we have, unless it is dead or was made
+    /// with an older certificate or for another address.
+    fn link(&self, target: NodeId, addr: &str) -> Result<Arc<Link>, TransportError> {
+        let identity = self.identity.borrow().clone();
+        let serial = &identity.info().serial;
+        let mut links = self.links.lock().expect("peer link lock poisoned");
+        if let Some(known) = links.get(&target) {
+            if &known.serial == serial && known.addr == addr && !known.link.is_dead() {
+                return Ok(known.link.clone());
+            }
+        }
+        let tls = crate::tls::peer_link_client_config(&identity, target).map_err(|e| {
+            TransportError::Unreachable {
+                addr: addr.into(),
+                message: e.to_string(),
+            }
+        })?;
+        let link = Arc::new(Link::open(addr, Arc::new(tls)));
+        let known = LinkTo {
+            serial: serial.clone(),
+            addr: addr.into(),
+            link: link.clone(),
+        };
+        links.insert(target, known);
+        Ok(link)
+    }
+
+    /// Send `request` as a `kind` frame on the link to node `target`, and decode the answer.
+    async fn over_link<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        kind: Kind,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError> {
+        let link = self.link(target, addr)?;
+        let answer = link.call(kind, codec::encode(request), timeout).await;
+        let answer = answer.map_err(|failure| match failure {
+            LinkFailure::Unreachable(message) => TransportError::Unreachable {
+                addr: addr.into(),
+                message,
+            },
+            LinkFailure::Broken(message) => TransportError::Broken {
+                addr: addr.into(),
+                message,
+            },
+            LinkFailure::Timeout => TransportError::Timeout { addr: addr.into() },
+            too_large @ LinkFailure::TooLarge(_) => TransportError::BadResponse {
+                addr: addr.into(),
+                status: 413,
+                message: too_large.to_string(),
+            },
+        })?;
+        let text = || String::from_utf8_lossy(&answer.payload).into_owned();
+        match answer.kind {
+            Kind::Answer => codec::decode(&answer.payload).map_err(|e| {
+                TransportError::BadResponse {
+                    addr: addr.into(),
+                    status: 200,
+                    message: e.to_string(),
+                }
+            }),
+            Kind::Refused => Err(TransportError::Refused {
+                addr: addr.into(),
+                message: text(),
+            }),
+            _ => Err(TransportError::BadResponse {
+                addr: addr.into(),
+                status: 400,
+                message: text(),
+            }),
+        }
     }
 
     /// When each peer last answered a Raft RPC of ours.
@@ -217,13 +308,13 @@ impl PeerClient {
         request: &PreVoteRequest,
         timeout: Duration,
     ) -> Result<PreVoteResponse, TransportError> {
-        self.call(target, addr, PRE_VOTE_PATH, request, timeout)
+        self.over_link(target, addr, Kind::PreVote, request, timeout)
             .await
     }
 
     /// POST `request` to `https://{addr}{path}`, which must be node `target`, and decode the
     /// answer.
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub(super) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         target: NodeId,
         addr: &str,
@@ -262,22 +353,16 @@ impl PeerClient {
         })
     }
 
-    /// A Raft RPC. Only an `Ok` answer of the peer's Raft counts as contact: an error it
-    /// sends back (its core stopped, say on a storage failure) means it takes no part, and
-    /// the status page, learner promotion, elections and the runner's node-lost logic all
-    /// read contact as "this member works".
-    async fn raft_rpc<Req: Serialize, T: DeserializeOwned, E: DeserializeOwned>(
+    /// What a Raft RPC to `target` brought back. Only an `Ok` answer of the peer's Raft
+    /// counts as contact: an error it sends back (its core stopped, say on a storage
+    /// failure) means it takes no part, and the status page, learner promotion, elections
+    /// and the runner's node-lost logic all read contact as "this member works".
+    fn raft_answer<T, E>(
         &self,
         target: NodeId,
-        addr: &str,
-        path: &str,
-        request: &Req,
-        ttl: Duration,
+        delivered: Result<Result<T, E>, TransportError>,
     ) -> Result<Result<T, E>, RpcFailure> {
-        match self
-            .call::<Req, Result<T, E>>(target, addr, path, request, ttl)
-            .await
-        {
+        match delivered {
             Ok(answer) => {
                 if answer.is_ok() {
                     self.contact.record(target);
@@ -316,7 +401,8 @@ impl RaftTransport for PeerClient {
         rpc: &AppendRequest,
         ttl: Duration,
     ) -> Result<AppendAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, APPEND_PATH, rpc, ttl).await
+        let delivered = self.over_link(target, addr, Kind::Append, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 
     async fn vote(
@@ -326,7 +412,8 @@ impl RaftTransport for PeerClient {
         rpc: &VoteRequest,
         ttl: Duration,
     ) -> Result<VoteAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, VOTE_PATH, rpc, ttl).await
+        let delivered = self.over_link(target, addr, Kind::Vote, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 
     async fn install_snapshot(
@@ -336,7 +423,9 @@ impl RaftTransport for PeerClient {
         rpc: &SnapshotRequest,
         ttl: Duration,
     ) -> Result<SnapshotAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, SNAPSHOT_PATH, rpc, ttl).await
+        // Snapshot chunks are rare and large: on HTTPS, they hold up nothing on the link.
+        let delivered = self.call(target, addr, SNAPSHOT_PATH, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 }
 
@@ -385,13 +474,14 @@ mod tests {
         let ttl = Duration::from_secs(10);
 
         let stopped: Result<u64, String> = client
-            .raft_rpc(2, &addr, "/stopped", &(), ttl)
-            .await
+            .raft_answer(2, client.call(2, &addr, "/stopped", &(), ttl).await)
             .unwrap();
         assert_eq!(stopped, Err("storage failed".into()));
         assert_eq!(client.contact().since_last_answer(2), None);
 
-        let ok: Result<u64, String> = client.raft_rpc(2, &addr, "/ok", &(), ttl).await.unwrap();
+        let ok: Result<u64, String> = client
+            .raft_answer(2, client.call(2, &addr, "/ok", &(), ttl).await)
+            .unwrap();
         assert_eq!(ok, Ok(7));
         assert!(client.contact().since_last_answer(2).is_some());
     }
