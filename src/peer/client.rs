@@ -131,6 +131,13 @@ impl PeerClient {
         Ok(link)
     }
 
+    /// The link to node `target` now, if there is one.
+    #[cfg(test)]
+    pub(super) fn link_to(&self, target: NodeId) -> Option<Arc<Link>> {
+        let links = self.links.lock().expect("peer link lock poisoned");
+        links.get(&target).map(|known| known.link.clone())
+    }
+
     /// Send `request` as a `kind` frame on the link to node `target`, and decode the answer.
     async fn over_link<Req: Serialize, Resp: DeserializeOwned>(
         &self,

@@ -7,15 +7,22 @@ use std::time::{Duration, Instant};
 
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteResponse};
 use openraft::{CommittedLeaderId, LogId, Vote};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use secrecy::ExposeSecret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
+use super::frame::{self, Kind};
 use super::message::*;
-use super::{PeerClient, PeerHandler};
+use super::{PeerClient, PeerHandler, TransportError};
 use crate::loopback::{Loopback, UpstreamTimeouts};
 use crate::raft::{
-    AppendAnswer, AppendRequest, NodeId, RaftTransport, SnapshotAnswer, SnapshotRequest,
-    VoteAnswer, VoteRequest,
+    AppendAnswer, AppendRequest, NodeId, RaftTransport, RpcFailure, SnapshotAnswer,
+    SnapshotRequest, VoteAnswer, VoteRequest,
 };
 use crate::server::Limits;
 use crate::slot_log::SlotLogs;
@@ -23,14 +30,17 @@ use crate::state::Proposal;
 use crate::tls::{CertRequest, ClusterCa, NodeIdentity, NodeKey};
 
 /// Answers Raft RPCs at once (a vote after as many ms as its last log index says, so
-/// answers can overtake each other) and refuses the certificates of `removed` nodes.
+/// answers can overtake each other), refuses the certificates of `removed` nodes, and notes
+/// the serial of the last certificate it checked.
 #[derive(Clone, Default)]
 struct StandIn {
     removed: Arc<Mutex<HashSet<NodeId>>>,
+    last_serial: Arc<Mutex<String>>,
 }
 
 impl PeerHandler for StandIn {
-    fn check_peer(&self, node: NodeId, _serial: &str) -> Result<(), String> {
+    fn check_peer(&self, node: NodeId, serial: &str) -> Result<(), String> {
+        *self.last_serial.lock().unwrap() = serial.to_owned();
         match self.removed.lock().unwrap().contains(&node) {
             true => Err(format!("node {node} was removed from the cluster")),
             false => Ok(()),
@@ -253,4 +263,207 @@ async fn round_trip_of_an_empty_append_against_plain_tcp() {
     println!("empty append, RaftTransport: {}", percentiles(raft));
     println!("empty append, HTTPS/1.1:     {}", percentiles(https));
     println!("64 bytes, plain TCP:         {}", percentiles(plain));
+}
+
+/// A TLS client of node 2's peer port that asks for the framed protocol, trusts the cluster
+/// CA and presents `presented`'s certificate (none: no certificate).
+async fn raw_link(
+    server: &Server,
+    presented: Option<&NodeIdentity>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(server.ca.cert_pem().as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let mut config = match presented {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let chain = CertificateDer::pem_slice_iter(id.cert_pem().as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(id.key_pem().expose_secret().as_bytes())
+                .unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
+    config.alpn_protocols = vec![frame::ALPN.to_vec()];
+    let tcp = TcpStream::connect(&server.addr).await?;
+    let name = ServerName::try_from("node-2.helix").unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+/// Reads until the server closes the connection (or fails it), within 30 s.
+async fn closed_by_server(stream: &mut TlsStream<TcpStream>) -> bool {
+    let mut sink = [0u8; 1024];
+    let read_all = async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read_all)
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_requests_in_flight_on_one_link_come_back_matched() {
+    let server = start_server(limits()).await;
+    let client = client_of(&server.ca, 1);
+    let addr = server.addr.as_str();
+    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    let link = client.link_to(2).unwrap();
+    // Later requests are answered first: the stand-in waits `index` ms before a vote.
+    let votes = (1..=32u64).map(|i| {
+        let client = client.clone();
+        async move {
+            let rpc = vote_with_index(1, 33 - i);
+            let answer = client.vote(2, addr, &rpc, TTL).await.unwrap().unwrap();
+            (rpc.last_log_id, answer.last_log_id)
+        }
+    });
+    for (asked, answered) in futures::future::join_all(votes).await {
+        assert_eq!(asked, answered, "an answer came back to the wrong request");
+    }
+    let same = client.link_to(2).unwrap();
+    assert!(Arc::ptr_eq(&link, &same), "the votes went on more than one link");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_holds_up_no_other_on_the_link() {
+    let server = start_server(limits()).await;
+    let client = client_of(&server.ca, 1);
+    let addr = server.addr.clone();
+    let slow = {
+        let client = client.clone();
+        let rpc = vote_with_index(1, 600_000);
+        tokio::spawn(async move { client.vote(2, &addr, &rpc, Duration::from_secs(900)).await })
+    };
+    let link = wait_for_link(&client).await;
+    for _ in 0..3 {
+        let answer = client.append(2, &server.addr, &empty_append(1), TTL).await;
+        assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+        assert!(!slow.is_finished(), "the slow vote was answered");
+    }
+    let same = client.link_to(2).unwrap();
+    assert!(Arc::ptr_eq(&link, &same), "the appends went on another link");
+    slow.abort();
+}
+
+/// The link the client made to node 2, once there is one.
+async fn wait_for_link(client: &PeerClient) -> Arc<super::link::Link> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(link) = client.link_to(2) {
+            return link;
+        }
+        assert!(Instant::now() < deadline, "no link was made");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn a_frame_over_the_limit_is_refused_and_the_connection_closed() {
+    let server = start_server(limits()).await;
+    let member = identity(&server.ca, 1);
+    let mut link = raw_link(&server, Some(&member)).await.unwrap();
+    let mut head = frame::header(7, Kind::Append, 0);
+    head[..4].copy_from_slice(&(frame::MAX_PAYLOAD as u32 + 1).to_be_bytes());
+    link.write_all(&head).await.unwrap();
+    link.flush().await.unwrap();
+    let answer = frame::read(&mut link, Some(Duration::from_secs(30)), TTL)
+        .await
+        .unwrap();
+    assert_eq!((answer.id, answer.kind), (7, Kind::Invalid));
+    let why = String::from_utf8(answer.payload).unwrap();
+    assert!(why.contains("over the limit"), "{why}");
+    assert!(closed_by_server(&mut link).await, "the connection stayed open");
+}
+
+#[tokio::test]
+async fn a_client_without_a_cluster_certificate_cannot_speak() {
+    let server = start_server(limits()).await;
+    let foreign_ca = ClusterCa::generate(crate::time::now_ms()).unwrap();
+    for presented in [None, Some(identity(&foreign_ca, 1))] {
+        // TLS 1.3 finishes the client's side of the handshake before the server has
+        // checked its certificate: the refusal shows on the first read.
+        let Ok(mut link) = raw_link(&server, presented.as_ref()).await else {
+            continue;
+        };
+        let bytes = crate::state::codec::encode(&empty_append(1));
+        let _ = link.write_all(&frame::header(1, Kind::Append, bytes.len())).await;
+        let _ = link.write_all(&bytes).await;
+        let _ = link.flush().await;
+        let answer = frame::read(&mut link, Some(Duration::from_secs(30)), TTL).await;
+        assert!(answer.is_err(), "answered: {answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
+    let server = start_server(Limits {
+        header_read_timeout: Duration::from_millis(200),
+        ..limits()
+    })
+    .await;
+    let member = identity(&server.ca, 1);
+    let mut link = raw_link(&server, Some(&member)).await.unwrap();
+    assert!(closed_by_server(&mut link).await, "the connection stayed open");
+}
+
+#[tokio::test]
+async fn each_request_on_a_link_is_checked_against_the_membership_and_its_speaker() {
+    let server = start_server(limits()).await;
+    let client = client_of(&server.ca, 1);
+    let addr = server.addr.as_str();
+    let ok = client.append(2, addr, &empty_append(1), TTL).await;
+    assert!(matches!(ok, Ok(Ok(_))), "{ok:?}");
+
+    // Node 1's certificate speaking for node 3.
+    match client.append(2, addr, &empty_append(3), TTL).await {
+        Err(RpcFailure::Failed(why)) => assert!(why.contains("node 1's"), "{why}"),
+        other => panic!("an append for node 3 on node 1's link: {other:?}"),
+    }
+    let pre_vote = PreVoteRequest {
+        candidate: 3,
+        last_log: None,
+    };
+    match client.pre_vote(2, addr, &pre_vote, TTL).await {
+        Err(TransportError::Refused { message, .. }) => assert!(message.contains("node 1's")),
+        other => panic!("a pre-vote for node 3 on node 1's link: {other:?}"),
+    }
+
+    // Removed while its link is open: refused from the next request on.
+    server.handler.removed.lock().unwrap().insert(1);
+    match client.append(2, addr, &empty_append(1), TTL).await {
+        Err(RpcFailure::Failed(why)) => assert!(why.contains("removed"), "{why}"),
+        other => panic!("a removed node's append: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_used_for_new_links() {
+    let server = start_server(limits()).await;
+    let (renew, identity_rx) = watch::channel(Arc::new(identity(&server.ca, 1)));
+    let client = PeerClient::new(identity_rx);
+    let addr = server.addr.as_str();
+    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    let first = client.link_to(2).unwrap();
+
+    let renewed = identity(&server.ca, 1);
+    let serial = renewed.info().serial.clone();
+    renew.send(Arc::new(renewed)).unwrap();
+    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    let second = client.link_to(2).unwrap();
+    assert!(!Arc::ptr_eq(&first, &second), "the old link was kept");
+    assert_eq!(*server.handler.last_serial.lock().unwrap(), serial);
 }
