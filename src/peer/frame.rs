@@ -194,7 +194,9 @@ mod tests {
             read(&mut b, wait, stall).await,
             Err(ReadError::Quiet)
         ));
-        a.write_all(&header(1, Kind::Append, 10)[..5]).await.unwrap();
+        a.write_all(&header(1, Kind::Append, 10)[..5])
+            .await
+            .unwrap();
         assert!(matches!(
             read(&mut b, wait, stall).await,
             Err(ReadError::Stalled)

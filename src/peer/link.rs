@@ -135,7 +135,12 @@ impl Link {
     }
 
     /// Send a request and wait up to `ttl` for its answer.
-    pub async fn call(&self, kind: Kind, payload: Vec<u8>, ttl: Duration) -> Result<Frame, LinkFailure> {
+    pub async fn call(
+        &self,
+        kind: Kind,
+        payload: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Frame, LinkFailure> {
         if payload.len() > frame::MAX_PAYLOAD {
             return Err(LinkFailure::TooLarge(payload.len()));
         }
@@ -227,9 +232,7 @@ async fn connect(
         .trim_end_matches(']');
     // Whatever name we give, the server is checked against the node we expect.
     let name = ServerName::try_from(host.to_owned()).map_err(|e| format!("{addr}: {e}"))?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
     let stream = TlsConnector::from(tls)
         .connect(name, tcp)

@@ -70,12 +70,16 @@ pub(super) async fn serve<H: PeerHandler>(handler: H, connection: TlsConnection)
             Err(ReadError::Quiet) if in_flight.available_permits() < MAX_IN_FLIGHT => continue,
             Err(e @ ReadError::TooLarge { id, .. }) => {
                 tracing::warn!(%remote, "closed a peer link: {e}");
-                let _ = answers.send(answer(id, Kind::Invalid, e.to_string().into_bytes())).await;
+                let _ = answers
+                    .send(answer(id, Kind::Invalid, e.to_string().into_bytes()))
+                    .await;
                 break;
             }
             Err(ReadError::UnknownKind { id, kind }) => {
                 let why = format!("unknown request kind {kind:#04x}");
-                let _ = answers.send(answer(id, Kind::Invalid, why.into_bytes())).await;
+                let _ = answers
+                    .send(answer(id, Kind::Invalid, why.into_bytes()))
+                    .await;
                 continue;
             }
             Err(e) => {
@@ -153,9 +157,11 @@ async fn respond<H: PeerHandler>(
         Kind::Append => raft_call(id, caller, payload, |rpc| handler.append(rpc)).await,
         Kind::Vote => raft_call(id, caller, payload, |rpc| handler.vote(rpc)).await,
         _ => match codec::decode::<PreVoteRequest>(payload) {
-            Ok(pre_vote) if pre_vote.candidate == caller.0 => {
-                answer(id, Kind::Answer, codec::encode(&handler.pre_vote(&pre_vote)))
-            }
+            Ok(pre_vote) if pre_vote.candidate == caller.0 => answer(
+                id,
+                Kind::Answer,
+                codec::encode(&handler.pre_vote(&pre_vote)),
+            ),
             Ok(pre_vote) => refused(id, caller, Some(pre_vote.candidate)),
             Err(e) => answer(id, Kind::Invalid, e.to_string().into_bytes()),
         },

@@ -2,6 +2,10 @@
 //! required at the handshake), then each request is checked against the replicated state
 //! (a removed node's certificate is refused), decoded, handed to the node's
 //! [`PeerHandler`], and its answer encoded. Raft RPCs must come from the node they speak for.
+//!
+//! Connections that negotiate the framed protocol go to `link_server`; the HTTP routes for
+//! appends, votes and pre-votes stay for clients that do not speak it (nodes of an earlier
+//! version, and tests that call the port directly).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -75,8 +79,16 @@ pub async fn serve<H: PeerHandler>(
             Box::pin(super::link_server::serve(handler.clone(), connection))
         }),
     };
-    crate::server::serve_with(listener, router, Some(links), Some(tls), limits, "peer", shutdown)
-        .await
+    crate::server::serve_with(
+        listener,
+        router,
+        Some(links),
+        Some(tls),
+        limits,
+        "peer",
+        shutdown,
+    )
+    .await
 }
 
 /// A request for replica `slot_id` here, sent on to its vLLM over loopback. 421 when the

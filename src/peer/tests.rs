@@ -2,9 +2,11 @@
 //! handler) and a real client, over loopback with the cluster's mutual TLS.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openraft::error::{Fatal, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteResponse};
 use openraft::{CommittedLeaderId, LogId, Vote};
 use rustls::pki_types::pem::PemObject;
@@ -30,12 +32,13 @@ use crate::state::Proposal;
 use crate::tls::{CertRequest, ClusterCa, NodeIdentity, NodeKey};
 
 /// Answers Raft RPCs at once (a vote after as many ms as its last log index says, so
-/// answers can overtake each other), refuses the certificates of `removed` nodes, and notes
-/// the serial of the last certificate it checked.
+/// answers can overtake each other; appends with an error while `stopped`), refuses the
+/// certificates of `removed` nodes, and notes the serial of the last certificate it checked.
 #[derive(Clone, Default)]
 struct StandIn {
     removed: Arc<Mutex<HashSet<NodeId>>>,
     last_serial: Arc<Mutex<String>>,
+    stopped: Arc<AtomicBool>,
 }
 
 impl PeerHandler for StandIn {
@@ -48,7 +51,10 @@ impl PeerHandler for StandIn {
     }
 
     async fn append(&self, _rpc: AppendRequest) -> AppendAnswer {
-        Ok(AppendEntriesResponse::Success)
+        match self.stopped.load(Ordering::Relaxed) {
+            true => Err(RaftError::Fatal(Fatal::Stopped)),
+            false => Ok(AppendEntriesResponse::Success),
+        }
     }
 
     async fn vote(&self, rpc: VoteRequest) -> VoteAnswer {
@@ -196,7 +202,12 @@ const TTL: Duration = Duration::from_secs(10);
 fn percentiles(mut samples: Vec<u64>) -> String {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    format!("p50 {} µs, p90 {} µs, p99 {} µs", at(0.5), at(0.9), at(0.99))
+    format!(
+        "p50 {} µs, p90 {} µs, p99 {} µs",
+        at(0.5),
+        at(0.9),
+        at(0.99)
+    )
 }
 
 async fn time_each<F: std::future::Future<Output = ()>>(
@@ -286,8 +297,8 @@ async fn raw_link(
             let chain = CertificateDer::pem_slice_iter(id.cert_pem().as_bytes())
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            let key = PrivateKeyDer::from_pem_slice(id.key_pem().expose_secret().as_bytes())
-                .unwrap();
+            let key =
+                PrivateKeyDer::from_pem_slice(id.key_pem().expose_secret().as_bytes()).unwrap();
             builder.with_client_auth_cert(chain, key).unwrap()
         }
     };
@@ -315,12 +326,37 @@ async fn closed_by_server(stream: &mut TlsStream<TcpStream>) -> bool {
         .is_ok()
 }
 
+/// A peer whose Raft answers with an error (its core stopped) was reached, but it takes no
+/// part: only its `Ok` answers count as contact.
+#[tokio::test]
+async fn only_an_ok_answer_counts_as_contact() {
+    let server = start_server(limits()).await;
+    let client = client_of(&server.ca, 1);
+    let addr = server.addr.as_str();
+    server.handler.stopped.store(true, Ordering::Relaxed);
+    let stopped = client.append(2, addr, &empty_append(1), TTL).await.unwrap();
+    assert!(stopped.is_err(), "{stopped:?}");
+    assert_eq!(client.contact().since_last_answer(2), None);
+
+    server.handler.stopped.store(false, Ordering::Relaxed);
+    client
+        .append(2, addr, &empty_append(1), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(client.contact().since_last_answer(2).is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_in_flight_on_one_link_come_back_matched() {
     let server = start_server(limits()).await;
     let client = client_of(&server.ca, 1);
     let addr = server.addr.as_str();
-    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    client
+        .append(2, addr, &empty_append(1), TTL)
+        .await
+        .unwrap()
+        .unwrap();
     let link = client.link_to(2).unwrap();
     // Later requests are answered first: the stand-in waits `index` ms before a vote.
     let votes = (1..=32u64).map(|i| {
@@ -335,7 +371,10 @@ async fn many_requests_in_flight_on_one_link_come_back_matched() {
         assert_eq!(asked, answered, "an answer came back to the wrong request");
     }
     let same = client.link_to(2).unwrap();
-    assert!(Arc::ptr_eq(&link, &same), "the votes went on more than one link");
+    assert!(
+        Arc::ptr_eq(&link, &same),
+        "the votes went on more than one link"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,7 +394,10 @@ async fn a_slow_request_holds_up_no_other_on_the_link() {
         assert!(!slow.is_finished(), "the slow vote was answered");
     }
     let same = client.link_to(2).unwrap();
-    assert!(Arc::ptr_eq(&link, &same), "the appends went on another link");
+    assert!(
+        Arc::ptr_eq(&link, &same),
+        "the appends went on another link"
+    );
     slow.abort();
 }
 
@@ -386,7 +428,10 @@ async fn a_frame_over_the_limit_is_refused_and_the_connection_closed() {
     assert_eq!((answer.id, answer.kind), (7, Kind::Invalid));
     let why = String::from_utf8(answer.payload).unwrap();
     assert!(why.contains("over the limit"), "{why}");
-    assert!(closed_by_server(&mut link).await, "the connection stayed open");
+    assert!(
+        closed_by_server(&mut link).await,
+        "the connection stayed open"
+    );
 }
 
 #[tokio::test]
@@ -400,7 +445,9 @@ async fn a_client_without_a_cluster_certificate_cannot_speak() {
             continue;
         };
         let bytes = crate::state::codec::encode(&empty_append(1));
-        let _ = link.write_all(&frame::header(1, Kind::Append, bytes.len())).await;
+        let _ = link
+            .write_all(&frame::header(1, Kind::Append, bytes.len()))
+            .await;
         let _ = link.write_all(&bytes).await;
         let _ = link.flush().await;
         let answer = frame::read(&mut link, Some(Duration::from_secs(30)), TTL).await;
@@ -417,7 +464,10 @@ async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
     .await;
     let member = identity(&server.ca, 1);
     let mut link = raw_link(&server, Some(&member)).await.unwrap();
-    assert!(closed_by_server(&mut link).await, "the connection stayed open");
+    assert!(
+        closed_by_server(&mut link).await,
+        "the connection stayed open"
+    );
 }
 
 #[tokio::test]
@@ -456,14 +506,52 @@ async fn a_renewed_certificate_is_used_for_new_links() {
     let (renew, identity_rx) = watch::channel(Arc::new(identity(&server.ca, 1)));
     let client = PeerClient::new(identity_rx);
     let addr = server.addr.as_str();
-    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    client
+        .append(2, addr, &empty_append(1), TTL)
+        .await
+        .unwrap()
+        .unwrap();
     let first = client.link_to(2).unwrap();
 
     let renewed = identity(&server.ca, 1);
     let serial = renewed.info().serial.clone();
     renew.send(Arc::new(renewed)).unwrap();
-    client.append(2, addr, &empty_append(1), TTL).await.unwrap().unwrap();
+    client
+        .append(2, addr, &empty_append(1), TTL)
+        .await
+        .unwrap()
+        .unwrap();
     let second = client.link_to(2).unwrap();
     assert!(!Arc::ptr_eq(&first, &second), "the old link was kept");
     assert_eq!(*server.handler.last_serial.lock().unwrap(), serial);
+}
+
+/// What a partition looks like to a client: requests go out, nothing comes back, and the
+/// TCP connection does not fail by itself.
+#[tokio::test]
+async fn a_link_that_owes_answers_and_hears_nothing_is_given_up() {
+    let server = start_server(limits()).await;
+    let client = client_of(&server.ca, 1);
+    let addr = server.addr.as_str();
+    let unanswered = vote_with_index(1, 600_000);
+    let silent = client
+        .vote(2, addr, &unanswered, Duration::from_millis(100))
+        .await;
+    assert!(matches!(silent, Err(RpcFailure::Failed(_))), "{silent:?}");
+    let link = client.link_to(2).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !link.is_dead() {
+        assert!(Instant::now() < deadline, "the silent link was kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+        .append(2, addr, &empty_append(1), TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    let next = client.link_to(2).unwrap();
+    assert!(
+        !Arc::ptr_eq(&link, &next),
+        "requests still go on the silent link"
+    );
 }
