@@ -9,6 +9,7 @@
 //! that times out does not cost the connection, unlike an HTTP/1.1 request.
 
 use std::collections::HashMap;
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -27,7 +28,7 @@ use super::frame::{self, Frame, Kind};
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Owed answers and nothing heard for this long: the connection is presumed dead.
 pub(super) const SILENT_LIMIT: Duration = Duration::from_secs(1);
-/// A begun answer frame must keep coming within this.
+/// A begun answer frame must keep coming within this, and a write must finish within it.
 const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests gathered into one write.
 const WRITE_BUFFER: usize = 64 * 1024;
@@ -199,14 +200,19 @@ async fn run(
     let writing = async {
         let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
         while let Some(first) = queue.recv().await {
-            let mut next = Some(first);
-            while let Some(r) = next {
-                let head = frame::header(r.id, r.kind, r.payload.len());
-                writer.write_all(&head).await?;
-                writer.write_all(&r.payload).await?;
-                next = queue.try_recv().ok();
-            }
-            writer.flush().await?;
+            let batch = async {
+                let mut next = Some(first);
+                while let Some(r) = next {
+                    let head = frame::header(r.id, r.kind, r.payload.len());
+                    writer.write_all(&head).await?;
+                    writer.write_all(&r.payload).await?;
+                    next = queue.try_recv().ok();
+                }
+                writer.flush().await
+            };
+            tokio::time::timeout(STALL_TIMEOUT, batch)
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the peer reads nothing"))??;
         }
         // Nobody holds the link any more.
         writer.shutdown().await

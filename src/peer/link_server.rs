@@ -7,8 +7,9 @@
 //! Limits: the first frame must begin within the port's header-read timeout (the handshake
 //! had that long too), a begun frame must keep coming within it, a connection with nothing
 //! in flight closes after the idle timeout, a frame over [`frame::MAX_PAYLOAD`] is refused
-//! and the connection closed, and at most [`MAX_IN_FLIGHT`] requests run at once per
-//! connection (beyond, nothing more is read until one is answered).
+//! and the connection closed, at most [`MAX_IN_FLIGHT`] requests run at once per
+//! connection (beyond, nothing more is read until one is answered), and a client that does
+//! not read its answers (a write stuck for the header-read timeout) is cut off.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ pub(super) async fn serve<H: PeerHandler>(handler: H, connection: TlsConnection)
     } = connection;
     let (mut reader, writer) = tokio::io::split(stream);
     let (answers, outgoing) = mpsc::channel::<Answer>(MAX_IN_FLIGHT);
-    let writing = tokio::spawn(write_answers(writer, outgoing));
+    let writing = tokio::spawn(write_answers(writer, outgoing, limits.header_read_timeout));
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut first = true;
     loop {
@@ -63,6 +64,8 @@ pub(super) async fn serve<H: PeerHandler>(handler: H, connection: TlsConnection)
         let read = tokio::select! {
             read = frame::read(&mut reader, Some(wait), limits.header_read_timeout) => read,
             _ = shutdown.wait_for(|stop| *stop) => break,
+            // The writer gave up: the client does not read its answers.
+            _ = answers.closed() => break,
         };
         let request = match read {
             Ok(request) => request,
@@ -109,24 +112,30 @@ pub(super) async fn serve<H: PeerHandler>(handler: H, connection: TlsConnection)
 }
 
 /// Writes answers as they come, everything ready at once in one flush, until every sender
-/// is gone; then closes the TLS session.
-async fn write_answers<S: AsyncWrite>(writer: WriteHalf<S>, mut outgoing: mpsc::Receiver<Answer>) {
+/// is gone; then closes the TLS session. Gives up when a write does not finish within
+/// `stall` (a client that does not read its answers).
+async fn write_answers<S: AsyncWrite>(
+    writer: WriteHalf<S>,
+    mut outgoing: mpsc::Receiver<Answer>,
+    stall: Duration,
+) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER, writer);
     while let Some(first) = outgoing.recv().await {
-        let mut next = Some(first);
-        while let Some(a) = next {
-            let head = frame::header(a.id, a.kind, a.payload.len());
-            if writer.write_all(&head).await.is_err() || writer.write_all(&a.payload).await.is_err()
-            {
-                return;
+        let batch = async {
+            let mut next = Some(first);
+            while let Some(a) = next {
+                let head = frame::header(a.id, a.kind, a.payload.len());
+                writer.write_all(&head).await?;
+                writer.write_all(&a.payload).await?;
+                next = outgoing.try_recv().ok();
             }
-            next = outgoing.try_recv().ok();
-        }
-        if writer.flush().await.is_err() {
+            writer.flush().await
+        };
+        if !matches!(tokio::time::timeout(stall, batch).await, Ok(Ok(()))) {
             return;
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = tokio::time::timeout(stall, writer.shutdown()).await;
 }
 
 fn answer(id: u64, kind: Kind, payload: Vec<u8>) -> Answer {
@@ -192,4 +201,26 @@ where
 fn refused(id: u64, caller: Caller, claimed: Option<crate::raft::NodeId>) -> Answer {
     let why = auth::impersonation(caller, claimed);
     answer(id, Kind::Refused, why.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_reads_no_answers_is_given_up() {
+        let (ours, _unread) = tokio::io::duplex(64);
+        let (_, writer) = tokio::io::split(ours);
+        let (answers, outgoing) = mpsc::channel(8);
+        let writing = tokio::spawn(write_answers(writer, outgoing, Duration::from_secs(10)));
+        answers
+            .send(answer(1, Kind::Answer, vec![0; 1024]))
+            .await
+            .unwrap();
+        // The writer gives up, and with it the queue its answers wait in.
+        tokio::time::timeout(Duration::from_secs(60), answers.closed())
+            .await
+            .expect("the writer still waits on a client that reads nothing");
+        writing.await.unwrap();
+    }
 }
