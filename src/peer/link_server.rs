@@ -6,10 +6,11 @@
 //!
 //! Limits: the first frame must begin within the port's header-read timeout (the handshake
 //! had that long too), a begun frame must keep coming within it, a connection with nothing
-//! in flight closes after the idle timeout, a frame over [`frame::MAX_PAYLOAD`] is refused
-//! and the connection closed, at most [`MAX_IN_FLIGHT`] requests run at once per
-//! connection (beyond, nothing more is read until one is answered), and a client that does
-//! not read its answers (a write stuck for the header-read timeout) is cut off.
+//! in flight closes after the idle timeout, a frame over [`frame::MAX_PAYLOAD`] (or of a
+//! kind it does not know) is refused and the connection closed, at most [`MAX_IN_FLIGHT`]
+//! requests run at once per connection (beyond, nothing more is read until one is
+//! answered), and a client that does not read its answers (a write stuck for the
+//! header-read timeout) is cut off.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -71,19 +72,13 @@ pub(super) async fn serve<H: PeerHandler>(handler: H, connection: TlsConnection)
             Ok(request) => request,
             // Requests still running keep a quiet connection open.
             Err(ReadError::Quiet) if in_flight.available_permits() < MAX_IN_FLIGHT => continue,
-            Err(e @ ReadError::TooLarge { id, .. }) => {
+            // The rest of the frame was not read: the connection cannot go on.
+            Err(e @ (ReadError::TooLarge { id, .. } | ReadError::UnknownKind { id, .. })) => {
                 tracing::warn!(%remote, "closed a peer link: {e}");
                 let _ = answers
                     .send(answer(id, Kind::Invalid, e.to_string().into_bytes()))
                     .await;
                 break;
-            }
-            Err(ReadError::UnknownKind { id, kind }) => {
-                let why = format!("unknown request kind {kind:#04x}");
-                let _ = answers
-                    .send(answer(id, Kind::Invalid, why.into_bytes()))
-                    .await;
-                continue;
             }
             Err(e) => {
                 tracing::debug!(%remote, first, error = %e, "peer link closed");
