@@ -47,34 +47,49 @@ fn read_certificate(der: &[u8]) -> Result<CertificateRead, String> {
     Ok(read)
 }
 
-/// Middleware: refuse (403) a request whose certificate names no node or a refused one;
-/// otherwise pass it on with its [`Caller`].
-pub(super) async fn identify<H: PeerHandler>(handler: H, mut req: Request, next: Next) -> Response {
-    let leaf = req
-        .extensions()
-        .get::<PeerCertificate>()
-        .map(|c| read_certificate(c.0.as_ref()));
-    let verdict = match leaf {
+/// The node a connection's certificate names, unless it must be refused (no certificate,
+/// none that names a node, or one the replicated state refuses); refusals are logged,
+/// rate-limited, naming `what` was asked.
+pub(super) fn caller<H: PeerHandler>(
+    handler: &H,
+    certificate: Option<&PeerCertificate>,
+    what: &str,
+) -> Result<Caller, String> {
+    let verdict = match certificate.map(|c| read_certificate(c.0.as_ref())) {
         None => Err("no client certificate".to_string()),
         Some(Err(e)) => Err(e),
         Some(Ok((None, _))) => Err("the client certificate names no node".to_string()),
         Some(Ok((Some(node), serial))) => handler.check_peer(node, &serial).map(|()| node),
     };
-    match verdict {
-        Ok(node) => {
-            req.extensions_mut().insert(Caller(node));
+    verdict.map(Caller).inspect_err(|reason| {
+        if let Some(suppressed) = REFUSALS.check() {
+            tracing::warn!(what, reason = %reason, suppressed, "refused a peer request");
+        }
+    })
+}
+
+/// Why a request that speaks for node `claimed` is refused on `caller`'s connection; logged.
+pub(super) fn impersonation(caller: Caller, claimed: Option<NodeId>) -> String {
+    tracing::warn!(
+        from_node = caller.0,
+        claimed = ?claimed,
+        "refused a peer request speaking for another node"
+    );
+    format!(
+        "this connection's certificate is node {}'s, not node {claimed:?}'s",
+        caller.0
+    )
+}
+
+/// Middleware: refuse (403) a request whose certificate names no node or a refused one;
+/// otherwise pass it on with its [`Caller`].
+pub(super) async fn identify<H: PeerHandler>(handler: H, mut req: Request, next: Next) -> Response {
+    let certificate = req.extensions().get::<PeerCertificate>();
+    match caller(&handler, certificate, req.uri().path()) {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(reason) => {
-            if let Some(suppressed) = REFUSALS.check() {
-                tracing::warn!(
-                    path = %req.uri().path(),
-                    reason = %reason,
-                    suppressed,
-                    "refused a peer request"
-                );
-            }
-            (StatusCode::FORBIDDEN, reason).into_response()
-        }
+        Err(reason) => (StatusCode::FORBIDDEN, reason).into_response(),
     }
 }

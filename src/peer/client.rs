@@ -1,6 +1,10 @@
-//! The peer protocol, client side: HTTPS with mutual TLS, pooled keep-alive connections and
-//! bincode bodies. We present our node certificate, and accept a server only if its
-//! certificate comes from the cluster CA and names the node we meant to reach.
+//! The peer protocol, client side. Raft's frequent messages (appends, votes, pre-votes) go
+//! on one long-lived [`Link`] per peer (the framed protocol, many in flight); everything
+//! else (snapshots, forwarded writes, joins, logs, inference) is HTTPS with pooled
+//! keep-alive connections and bincode bodies. Both use mutual TLS: we present our node
+//! certificate, and accept a server only if its certificate comes from the cluster CA and
+//! names the node we meant to reach. Links and pools are keyed with the serial of the
+//! certificate they were made with, so a renewed certificate is used for new connections.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::contact::PeerContact;
+use super::frame::Kind;
+use super::link::{Link, LinkFailure};
 use super::message::*;
 use crate::raft::{
     AppendAnswer, AppendRequest, NodeId, RaftTransport, RpcFailure, SnapshotAnswer,
@@ -49,7 +55,16 @@ pub struct PeerClient {
     /// One connection pool per peer, each verifying that the server is that node; built
     /// with the certificate whose serial it is keyed with, and rebuilt after a renewal.
     pools: Arc<Mutex<HashMap<NodeId, (String, reqwest::Client)>>>,
+    /// One link per peer, for Raft's messages; made with the certificate whose serial it is
+    /// keyed with, for the address it is keyed with.
+    links: Arc<Mutex<HashMap<NodeId, LinkTo>>>,
     contact: PeerContact,
+}
+
+struct LinkTo {
+    serial: String,
+    addr: String,
+    link: Arc<Link>,
 }
 
 impl PeerClient {
@@ -57,6 +72,7 @@ impl PeerClient {
         PeerClient {
             identity,
             pools: Arc::default(),
+            links: Arc::default(),
             contact: PeerContact::default(),
         }
     }
@@ -86,6 +102,88 @@ impl PeerClient {
             .map_err(|e| unreachable(e.to_string()))?;
         pools.insert(target, (serial.clone(), client.clone()));
         Ok(client)
+    }
+
+    /// The link to node `target` at `addr`: the one we have, unless it is dead or was made
+    /// with an older certificate or for another address.
+    fn link(&self, target: NodeId, addr: &str) -> Result<Arc<Link>, TransportError> {
+        let identity = self.identity.borrow().clone();
+        let serial = &identity.info().serial;
+        let mut links = self.links.lock().expect("peer link lock poisoned");
+        if let Some(known) = links.get(&target) {
+            if &known.serial == serial && known.addr == addr && !known.link.is_dead() {
+                return Ok(known.link.clone());
+            }
+        }
+        let tls = crate::tls::peer_link_client_config(&identity, target).map_err(|e| {
+            TransportError::Unreachable {
+                addr: addr.into(),
+                message: e.to_string(),
+            }
+        })?;
+        let link = Arc::new(Link::open(addr, Arc::new(tls)));
+        let known = LinkTo {
+            serial: serial.clone(),
+            addr: addr.into(),
+            link: link.clone(),
+        };
+        links.insert(target, known);
+        Ok(link)
+    }
+
+    /// The link to node `target` now, if there is one.
+    #[cfg(test)]
+    pub(super) fn link_to(&self, target: NodeId) -> Option<Arc<Link>> {
+        let links = self.links.lock().expect("peer link lock poisoned");
+        links.get(&target).map(|known| known.link.clone())
+    }
+
+    /// Send `request` as a `kind` frame on the link to node `target`, and decode the answer.
+    async fn over_link<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        addr: &str,
+        kind: Kind,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, TransportError> {
+        let link = self.link(target, addr)?;
+        let answer = link.call(kind, codec::encode(request), timeout).await;
+        let answer = answer.map_err(|failure| match failure {
+            LinkFailure::Unreachable(message) => TransportError::Unreachable {
+                addr: addr.into(),
+                message,
+            },
+            LinkFailure::Broken(message) => TransportError::Broken {
+                addr: addr.into(),
+                message,
+            },
+            LinkFailure::Timeout => TransportError::Timeout { addr: addr.into() },
+            too_large @ LinkFailure::TooLarge(_) => TransportError::BadResponse {
+                addr: addr.into(),
+                status: 413,
+                message: too_large.to_string(),
+            },
+        })?;
+        let text = || String::from_utf8_lossy(&answer.payload).into_owned();
+        match answer.kind {
+            Kind::Answer => {
+                codec::decode(&answer.payload).map_err(|e| TransportError::BadResponse {
+                    addr: addr.into(),
+                    status: 200,
+                    message: e.to_string(),
+                })
+            }
+            Kind::Refused => Err(TransportError::Refused {
+                addr: addr.into(),
+                message: text(),
+            }),
+            _ => Err(TransportError::BadResponse {
+                addr: addr.into(),
+                status: 400,
+                message: text(),
+            }),
+        }
     }
 
     /// When each peer last answered a Raft RPC of ours.
@@ -217,13 +315,13 @@ impl PeerClient {
         request: &PreVoteRequest,
         timeout: Duration,
     ) -> Result<PreVoteResponse, TransportError> {
-        self.call(target, addr, PRE_VOTE_PATH, request, timeout)
+        self.over_link(target, addr, Kind::PreVote, request, timeout)
             .await
     }
 
     /// POST `request` to `https://{addr}{path}`, which must be node `target`, and decode the
     /// answer.
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub(super) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         target: NodeId,
         addr: &str,
@@ -262,22 +360,16 @@ impl PeerClient {
         })
     }
 
-    /// A Raft RPC. Only an `Ok` answer of the peer's Raft counts as contact: an error it
-    /// sends back (its core stopped, say on a storage failure) means it takes no part, and
-    /// the status page, learner promotion, elections and the runner's node-lost logic all
-    /// read contact as "this member works".
-    async fn raft_rpc<Req: Serialize, T: DeserializeOwned, E: DeserializeOwned>(
+    /// What a Raft RPC to `target` brought back. Only an `Ok` answer of the peer's Raft
+    /// counts as contact: an error it sends back (its core stopped, say on a storage
+    /// failure) means it takes no part, and the status page, learner promotion, elections
+    /// and the runner's node-lost logic all read contact as "this member works".
+    fn raft_answer<T, E>(
         &self,
         target: NodeId,
-        addr: &str,
-        path: &str,
-        request: &Req,
-        ttl: Duration,
+        delivered: Result<Result<T, E>, TransportError>,
     ) -> Result<Result<T, E>, RpcFailure> {
-        match self
-            .call::<Req, Result<T, E>>(target, addr, path, request, ttl)
-            .await
-        {
+        match delivered {
             Ok(answer) => {
                 if answer.is_ok() {
                     self.contact.record(target);
@@ -316,7 +408,8 @@ impl RaftTransport for PeerClient {
         rpc: &AppendRequest,
         ttl: Duration,
     ) -> Result<AppendAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, APPEND_PATH, rpc, ttl).await
+        let delivered = self.over_link(target, addr, Kind::Append, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 
     async fn vote(
@@ -326,7 +419,8 @@ impl RaftTransport for PeerClient {
         rpc: &VoteRequest,
         ttl: Duration,
     ) -> Result<VoteAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, VOTE_PATH, rpc, ttl).await
+        let delivered = self.over_link(target, addr, Kind::Vote, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 
     async fn install_snapshot(
@@ -336,63 +430,8 @@ impl RaftTransport for PeerClient {
         rpc: &SnapshotRequest,
         ttl: Duration,
     ) -> Result<SnapshotAnswer, RpcFailure> {
-        self.raft_rpc(target, addr, SNAPSHOT_PATH, rpc, ttl).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::routing::post;
-
-    use super::*;
-
-    /// A peer whose Raft answers with an error (its core stopped) was reached, but it takes
-    /// no part: only its `Ok` answers count as contact.
-    /// A node's identity from `ca`.
-    fn identity(ca: &crate::tls::ClusterCa, node: NodeId) -> NodeIdentity {
-        let key = crate::tls::NodeKey::generate().unwrap();
-        let request = crate::tls::CertRequest {
-            node_id: node,
-            names: Vec::new(),
-            lifetime: Duration::from_secs(3600),
-        };
-        let now = crate::time::now_ms();
-        let issued = ca.sign(&key.csr_pem().unwrap(), &request, now).unwrap();
-        NodeIdentity::new(ca.cert_pem(), &issued.cert_pem, key.key_pem()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn only_an_ok_answer_counts_as_contact() {
-        let answer = |a: Result<u64, String>| move || async move { codec::encode(&a) };
-        let router = axum::Router::new()
-            .route("/ok", post(answer(Ok(7))))
-            .route("/stopped", post(answer(Err("storage failed".into()))));
-        let ca = crate::tls::ClusterCa::generate(crate::time::now_ms()).unwrap();
-        let server_tls = crate::tls::peer_server_config(&identity(&ca, 2)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let limits = crate::server::Limits {
-            max_connections: 16,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(10),
-        };
-        let (_stop, shutdown) = watch::channel(false);
-        let tls = Some(watch::channel(server_tls).1);
-        tokio::spawn(crate::server::serve(
-            listener, router, tls, limits, "peer", shutdown,
-        ));
-        let client = PeerClient::new(watch::channel(Arc::new(identity(&ca, 1))).1);
-        let ttl = Duration::from_secs(10);
-
-        let stopped: Result<u64, String> = client
-            .raft_rpc(2, &addr, "/stopped", &(), ttl)
-            .await
-            .unwrap();
-        assert_eq!(stopped, Err("storage failed".into()));
-        assert_eq!(client.contact().since_last_answer(2), None);
-
-        let ok: Result<u64, String> = client.raft_rpc(2, &addr, "/ok", &(), ttl).await.unwrap();
-        assert_eq!(ok, Ok(7));
-        assert!(client.contact().since_last_answer(2).is_some());
+        // Snapshot chunks are rare and large: on HTTPS, they hold up nothing on the link.
+        let delivered = self.call(target, addr, SNAPSHOT_PATH, rpc, ttl).await;
+        self.raft_answer(target, delivered)
     }
 }

@@ -2,6 +2,10 @@
 //! required at the handshake), then each request is checked against the replicated state
 //! (a removed node's certificate is refused), decoded, handed to the node's
 //! [`PeerHandler`], and its answer encoded. Raft RPCs must come from the node they speak for.
+//!
+//! Connections that negotiate the framed protocol go to `link_server`; the HTTP routes for
+//! appends, votes and pre-votes stay for clients that do not speak it (nodes of an earlier
+//! version, and tests that call the port directly).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,12 +22,12 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::auth::{identify, Caller};
+use super::auth::{self, identify, Caller};
 use super::handler::PeerHandler;
 use super::message::*;
 use crate::loopback::{pass_on, Loopback, INFERENCE_PATHS};
 use crate::raft::{NodeId, Speaker};
-use crate::server::Limits;
+use crate::server::{Limits, OtherProtocol};
 use crate::slot_log::{LogQuery, SlotLogs};
 use crate::state::codec;
 
@@ -68,8 +72,23 @@ pub async fn serve<H: PeerHandler>(
         .layer(middleware::from_fn(move |req, next| {
             identify(checker.clone(), req, next)
         }))
-        .with_state(handler);
-    crate::server::serve(listener, router, Some(tls), limits, "peer", shutdown).await
+        .with_state(handler.clone());
+    let links = OtherProtocol {
+        alpn: super::frame::ALPN,
+        serve: Arc::new(move |connection| {
+            Box::pin(super::link_server::serve(handler.clone(), connection))
+        }),
+    };
+    crate::server::serve_with(
+        listener,
+        router,
+        Some(links),
+        Some(tls),
+        limits,
+        "peer",
+        shutdown,
+    )
+    .await
 }
 
 /// A request for replica `slot_id` here, sent on to its vLLM over loopback. 421 when the
@@ -153,19 +172,7 @@ where
 }
 
 fn impersonation(caller: Caller, claimed: Option<NodeId>) -> Response {
-    tracing::warn!(
-        from_node = caller.0,
-        claimed = ?claimed,
-        "refused a peer request speaking for another node"
-    );
-    (
-        StatusCode::FORBIDDEN,
-        format!(
-            "this connection's certificate is node {}'s, not node {claimed:?}'s",
-            caller.0
-        ),
-    )
-        .into_response()
+    (StatusCode::FORBIDDEN, auth::impersonation(caller, claimed)).into_response()
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {

@@ -1,5 +1,6 @@
 //! One accepted connection: the TLS handshake if any, then HTTP/1 until the client leaves,
-//! a timeout closes it (see [`Activity`]) or the server shuts down.
+//! a timeout closes it (see [`Activity`]) or the server shuts down; or, when the handshake
+//! negotiated the port's other protocol, that protocol's own serving.
 
 use std::convert::Infallible;
 use std::future::pending;
@@ -23,11 +24,12 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use super::activity::{Activity, InFlightBody, Wait, Watched};
-use super::{Limits, PeerCertificate, WarnLimiter};
+use super::{Limits, OtherProtocol, PeerCertificate, TlsConnection, WarnLimiter};
 
 /// What every connection of one port shares.
 pub(super) struct Port {
     pub router: Router,
+    pub other: Option<OtherProtocol>,
     pub limits: Limits,
     pub name: &'static str,
     /// Clients cut off for a slow request head or TLS handshake.
@@ -64,7 +66,20 @@ pub(super) async fn run(
     match tokio::time::timeout(port.limits.header_read_timeout, handshake).await {
         Ok(Ok(stream)) => {
             let certificate = peer_certificate(&stream);
-            serve_http(stream, remote, certificate, &port, shutdown).await
+            let negotiated = stream.get_ref().1.alpn_protocol();
+            match &port.other {
+                Some(other) if negotiated == Some(other.alpn) => {
+                    (other.serve)(TlsConnection {
+                        stream,
+                        remote,
+                        certificate,
+                        limits: port.limits,
+                        shutdown,
+                    })
+                    .await
+                }
+                _ => serve_http(stream, remote, certificate, &port, shutdown).await,
+            }
         }
         Ok(Err(e)) => {
             tracing::debug!(port = port.name, %remote, error = %e, "TLS handshake failed")

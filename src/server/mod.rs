@@ -18,14 +18,17 @@ mod tests;
 mod warn;
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
+use futures::future::BoxFuture;
 use rustls_pki_types::CertificateDer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
 
 pub use fd::{raise_fd_limit, FdLimit};
 pub use routes::Routes;
@@ -63,6 +66,25 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 pub struct PeerCertificate(pub Arc<CertificateDer<'static>>);
 
+/// A protocol a port speaks besides HTTP/1.1 to TLS clients that negotiate it by ALPN: such
+/// connections (already counted under the port's cap) are handed to `serve`, which must
+/// apply the port's [`Limits`] itself.
+#[derive(Clone)]
+pub struct OtherProtocol {
+    pub alpn: &'static [u8],
+    pub serve: Arc<dyn Fn(TlsConnection) -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
+/// A connection that negotiated an [`OtherProtocol`].
+pub struct TlsConnection {
+    pub stream: TlsStream<TcpStream>,
+    pub remote: SocketAddr,
+    pub certificate: Option<PeerCertificate>,
+    pub limits: Limits,
+    /// Turns true when the server stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// Serve `router` on `listener` until `shutdown` turns true, then stop accepting, finish
 /// the requests in flight (for up to 5 s) and close idle connections.
 ///
@@ -79,6 +101,19 @@ pub async fn serve(
     tls: Option<watch::Receiver<Arc<rustls::ServerConfig>>>,
     limits: Limits,
     port_name: &'static str,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_with(listener, router, None, tls, limits, port_name, shutdown).await
+}
+
+/// [`serve`], handing TLS connections that negotiate `other` to it.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: axum::Router,
+    other: Option<OtherProtocol>,
+    tls: Option<watch::Receiver<Arc<rustls::ServerConfig>>>,
+    limits: Limits,
+    port_name: &'static str,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -88,6 +123,7 @@ pub async fn serve(
     let accept_failed = WarnLimiter::new(WARN_EVERY);
     let port = Arc::new(Port {
         router,
+        other,
         limits,
         name: port_name,
         too_slow: WarnLimiter::new(WARN_EVERY),

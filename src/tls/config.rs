@@ -11,9 +11,12 @@ use super::{certs_from_pem, key_from_pem, provider, valid_fingerprint, NodeIdent
 
 /// Both ends speak hyper http1.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// The peer port's framed protocol for Raft's messages (`peer/frame.rs`).
+pub const PEER_LINK_ALPN: &[u8] = b"helix-raft/1";
 
 /// Peer port, server side: a client certificate is required and must chain to the CA;
-/// presents [node cert, CA cert]. Who the client is: `leaf_info` of its certificate.
+/// presents [node cert, CA cert]. Who the client is: `leaf_info` of its certificate. Speaks
+/// the framed protocol to clients that ask for it, HTTP/1.1 to the others.
 pub fn peer_server_config(id: &NodeIdentity) -> Result<Arc<ServerConfig>, TlsError> {
     let clients = WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots(std::slice::from_ref(id.ca_der()))?),
@@ -25,20 +28,36 @@ pub fn peer_server_config(id: &NodeIdentity) -> Result<Arc<ServerConfig>, TlsErr
         .with_client_cert_verifier(clients)
         .with_single_cert(id.chain(), id.private_key()?)
         .map_err(config_error)?;
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    config.alpn_protocols = vec![PEER_LINK_ALPN.to_vec(), ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
 }
 
 /// Peer port, client side: presents the node cert as client cert; accepts the server only if
 /// its cert chains to the CA and names node `expected_node`, whatever name the URL had.
 pub fn peer_client_config(id: &NodeIdentity, expected_node: u64) -> Result<ClientConfig, TlsError> {
+    peer_client(id, expected_node, ALPN_HTTP1)
+}
+
+/// [`peer_client_config`] for the framed protocol instead of HTTP/1.1.
+pub fn peer_link_client_config(
+    id: &NodeIdentity,
+    expected_node: u64,
+) -> Result<ClientConfig, TlsError> {
+    peer_client(id, expected_node, PEER_LINK_ALPN)
+}
+
+fn peer_client(
+    id: &NodeIdentity,
+    expected_node: u64,
+    alpn: &[u8],
+) -> Result<ClientConfig, TlsError> {
     let verifier = Arc::new(ExpectedNode::new(id.ca_der(), expected_node)?);
     let mut config = client_builder()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_client_auth_cert(id.chain(), id.private_key()?)
         .map_err(config_error)?;
-    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(config)
 }
 

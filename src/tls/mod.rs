@@ -4,7 +4,8 @@
 //! name `node-<id>.helix` in a node certificate is the only source of a node's identity. The
 //! same node certificate serves the peer port (mTLS in both directions) and the API port.
 //! Every config uses the ring provider explicitly (never a process-wide default) and offers
-//! ALPN `http/1.1`, since both ends speak hyper http1.
+//! ALPN `http/1.1`, since both ends speak hyper http1; the peer port also offers
+//! `helix-raft/1`, its framed protocol for Raft's messages (`peer/frame.rs`).
 
 mod ca;
 mod config;
@@ -23,8 +24,8 @@ use sha2::{Digest, Sha256};
 
 pub use ca::{CertRequest, ClusterCa, IssuedCert};
 pub use config::{
-    api_server_config, ca_client_config, peer_client_config, peer_server_config,
-    pinned_client_config,
+    api_server_config, ca_client_config, peer_client_config, peer_link_client_config,
+    peer_server_config, pinned_client_config, PEER_LINK_ALPN,
 };
 pub use identity::{leaf_info, LeafInfo, NodeIdentity, NodeKey};
 

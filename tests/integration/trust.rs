@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use helix::peer::{ClusterError, PreVoteRequest, Written};
+use helix::peer::{ClusterError, PreVoteRequest, TransportError, Written};
 use helix::state::{Command as StateCommand, NewUser, Proposal};
 use serde_json::{json, Value};
 
@@ -153,6 +153,13 @@ fn a_stolen_member_certificate_cannot_forge_an_actorless_admin_or_speak_for_anot
     )
     .expect("reaches the leader");
     assert_eq!(answer.status, 403, "{}", answer.text());
+    // The same on the link that carries Raft's messages between nodes.
+    match link_pre_vote(&stolen, c.id(l), &c.node(l).peer_addr, &impersonation) {
+        Err(TransportError::Refused { message, .. }) => {
+            assert!(message.contains("not node"), "{message}")
+        }
+        other => panic!("a pre-vote for the leader on another node's link: {other:?}"),
+    }
     c.client(l)
         .create_model_acked("trust/leader-unharmed", WAIT);
 }
@@ -195,6 +202,17 @@ fn a_removed_nodes_certificate_is_refused() {
         },
     );
     assert!(answer.contains("removed"), "{answer}");
+    // Nor may it speak on the link that carries Raft's messages.
+    let pre_vote = PreVoteRequest {
+        candidate: id,
+        last_log: None,
+    };
+    match link_pre_vote(&identity, c.id(l), &c.node(l).peer_addr, &pre_vote) {
+        Err(TransportError::Refused { message, .. }) => {
+            assert!(message.contains("removed"), "{message}")
+        }
+        other => panic!("a removed node's pre-vote on the link: {other:?}"),
+    }
 }
 
 /// Node `k` (new) tries to join through node 1 with `token` and fails: its log says why.

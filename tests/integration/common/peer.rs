@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use helix::peer::{PeerClient, PreVoteRequest, PreVoteResponse, TransportError};
 use helix::tls::NodeIdentity;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
@@ -63,6 +64,26 @@ pub fn peer_call<T: Serialize>(
     let status = resp.status().as_u16();
     let body = resp.bytes().map_err(|e| chain(&e))?.to_vec();
     Ok(PeerAnswer { status, body })
+}
+
+/// Ask node `target` at `addr` for a pre-vote on the link that carries Raft's messages
+/// (the framed protocol), presenting `identity`'s certificate.
+pub fn link_pre_vote(
+    identity: &NodeIdentity,
+    target: u64,
+    addr: &str,
+    request: &PreVoteRequest,
+) -> Result<PreVoteResponse, TransportError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = PeerClient::new(tokio::sync::watch::channel(Arc::new(identity.clone())).1);
+        client
+            .pre_vote(target, addr, request, Duration::from_secs(10))
+            .await
+    })
 }
 
 /// Send `bytes` over plain TCP and return whatever comes back before the server closes the
