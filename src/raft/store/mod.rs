@@ -15,6 +15,7 @@
 mod applied;
 mod flush;
 mod log;
+mod segments;
 mod snapshot;
 mod state_machine;
 
