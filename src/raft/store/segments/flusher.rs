@@ -146,17 +146,14 @@ impl Shared {
         let mut inner = self.lock();
         let result = match written {
             Ok(new_file) => {
-                match (target, new_file) {
-                    (Target::New { first, path }, Some(file)) => {
-                        inner.segments.push_back(Segment {
-                            first,
-                            path,
-                            file: Arc::new(file),
-                            len: 0,
-                            records: Vec::new(),
-                        })
-                    }
-                    _ => {}
+                if let (Target::New { first, path }, Some(file)) = (target, new_file) {
+                    inner.segments.push_back(Segment {
+                        first,
+                        path,
+                        file: Arc::new(file),
+                        len: 0,
+                        records: Vec::new(),
+                    });
                 }
                 let tail = inner
                     .segments

@@ -139,12 +139,6 @@ impl SegmentLog {
         self.shared.lock().meta.clone()
     }
 
-    /// The index of the last entry, or the purge point when none is left.
-    pub fn last_index(&self) -> Option<u64> {
-        let inner = self.shared.lock();
-        inner.last_entry().or(inner.meta.purged_index())
-    }
-
     /// The last entry's payload, if there is an entry.
     pub fn last_entry(&self) -> io::Result<Option<Vec<u8>>> {
         let inner = self.shared.lock();
@@ -171,7 +165,7 @@ impl SegmentLog {
 
     /// Append entries (index, payload) after the last one; they are readable at once, and
     /// `done` runs once they are durable. The first index must follow the last entry (or
-    /// the purge point); a new log starts anywhere.
+    /// the purge point; entries at or before it are skipped); a new log starts anywhere.
     pub fn append(
         &self,
         entries: impl IntoIterator<Item = (u64, Vec<u8>)>,
@@ -180,11 +174,13 @@ impl SegmentLog {
         {
             let mut inner = self.shared.lock();
             inner.check_writable()?;
-            let mut next = inner
-                .last_entry()
-                .or(inner.meta.purged_index())
-                .map(|l| l + 1);
+            let purged = inner.meta.purged_index();
+            let mut next = inner.last_entry().or(purged).map(|l| l + 1);
             for (index, payload) in entries {
+                // Already in the snapshot the purge point stands for.
+                if purged.is_some_and(|p| index <= p) {
+                    continue;
+                }
                 if next.is_some_and(|n| n != index) {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
