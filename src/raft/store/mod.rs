@@ -103,6 +103,12 @@ impl Db {
         }
     }
 
+    /// Remove from disk the log entries a purge left in the first segment file (a purge
+    /// drops whole files): after it, nothing before the purge point is stored anywhere.
+    pub async fn erase_purged_log(&self) -> Result<(), StorageError> {
+        self.log.erase_purged().await.map_err(write_err)
+    }
+
     /// The id this node has in its cluster, once it has one.
     pub fn node_id(&self) -> Result<Option<NodeId>, StorageError> {
         get(&self.raft_meta, NODE_ID)

@@ -22,6 +22,7 @@ pub(super) enum Job {
     Truncate(u64, Done),
     Purge(u64, Vec<u8>, Done),
     SaveVote(Vec<u8>, Done),
+    ErasePurged(Done),
 }
 
 pub(super) fn stopped() -> io::Error {
@@ -56,6 +57,9 @@ impl Flusher {
                             }
                             Job::SaveVote(vote, done) => {
                                 done(appended.and_then(|_| shared.save_vote(vote)))
+                            }
+                            Job::ErasePurged(done) => {
+                                done(appended.and_then(|_| shared.erase_purged()))
                             }
                         }
                     }
@@ -262,6 +266,57 @@ impl Shared {
             Ok(())
         })();
         self.lock().fail_on(result)
+    }
+
+    /// Copy the entries after the purge point out of the first segment into a new one named
+    /// by the first of them, then remove the old file. A crash in between leaves both: opening
+    /// removes the old one (see `open_segments`).
+    fn erase_purged(&self) -> io::Result<()> {
+        let (keep_from, old, kept) = {
+            let inner = self.lock();
+            inner.check_writable()?;
+            let (Some(purged), Some(front)) = (inner.meta.purged_index(), inner.segments.front())
+            else {
+                return Ok(());
+            };
+            let keep_from = purged + 1;
+            if front.first >= keep_from || front.end() <= keep_from {
+                return Ok(());
+            }
+            let kept = front.records[(keep_from - front.first) as usize..].to_vec();
+            (
+                keep_from,
+                (front.path.clone(), front.file.clone(), front.len),
+                kept,
+            )
+        };
+        let (old_path, old_file, end) = old;
+        let start = kept[0].offset;
+        let path = self.dir.join(segment::file_name(keep_from));
+        let mut bytes = vec![0; (end - start) as usize];
+        let copied = old_file
+            .read_exact_at(&mut bytes, start)
+            .and_then(|_| new_segment(&path, &bytes));
+        let file = match copied {
+            Ok(file) => file,
+            Err(e) => return self.lock().fail_on(Err(e)),
+        };
+        let records = kept
+            .iter()
+            .map(|loc| segment::Loc {
+                offset: loc.offset - start,
+                size: loc.size,
+            })
+            .collect();
+        self.lock().segments[0] = Segment {
+            first: keep_from,
+            path,
+            file: Arc::new(file),
+            len: end - start,
+            records,
+        };
+        let removed = fs::remove_file(&old_path).and_then(|_| meta::sync_dir(&self.dir));
+        self.lock().fail_on(removed)
     }
 
     fn save_vote(&self, vote: Vec<u8>) -> io::Result<()> {

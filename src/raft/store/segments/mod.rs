@@ -220,6 +220,13 @@ impl SegmentLog {
             .await
     }
 
+    /// Rewrite the first segment without the purged entries it still holds, so that none
+    /// of them stays on disk (a purge alone removes whole segments only). For compaction on
+    /// request: it copies the rest of that segment.
+    pub async fn erase_purged(&self) -> io::Result<()> {
+        self.run(flusher::Job::ErasePurged).await
+    }
+
     pub async fn save_vote(&self, vote: Vec<u8>) -> io::Result<()> {
         self.run(|done| flusher::Job::SaveVote(vote, done)).await
     }
@@ -365,6 +372,14 @@ fn open_segments(dir: &Path, purged: Option<u64>) -> io::Result<VecDeque<Segment
             fs::remove_file(&path)?;
             removed = true;
             continue;
+        }
+        // A rewrite by `erase_purged` a crash interrupted: the new file is in place, the old
+        // one (holding entries up to the purge point) not removed yet.
+        if purged.is_some_and(|p| first == p + 1) {
+            if let Some(old) = segments.pop_back() {
+                fs::remove_file(&old.path)?;
+                removed = true;
+            }
         }
         if let Some(prev) = segments.back().filter(|prev| prev.end() != first) {
             return Err(segment::corrupt(

@@ -231,3 +231,39 @@ fn a_flipped_bit_in_the_middle_is_an_error() {
     }
     assert_eq!(all(&open(dir.path())), expected(1..=40));
 }
+
+fn holds_any(dir: &Path, payloads: &[Vec<u8>]) -> bool {
+    segment_files(dir).iter().any(|file| {
+        let bytes = fs::read(file).unwrap();
+        payloads
+            .iter()
+            .any(|p| bytes.windows(p.len()).any(|w| w == p.as_slice()))
+    })
+}
+
+/// After a purge, the segment holding the purge point still holds the entries before it;
+/// erasing rewrites it without them. A crash before the old file was removed leaves both:
+/// opening removes the old one.
+#[test]
+fn erasing_purged_entries_leaves_none_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    append(&log, 1..=40);
+    block_on(log.purge(20, b"twenty".to_vec())).unwrap();
+    let purged = expected(1..=20);
+    assert!(
+        holds_any(dir.path(), &purged),
+        "a purge drops whole files only"
+    );
+    let old = segment_files(dir.path())[0].clone();
+    let old_bytes = fs::read(&old).unwrap();
+    block_on(log.erase_purged()).unwrap();
+    assert!(!holds_any(dir.path(), &purged));
+    assert_eq!(all(&log), expected(21..=40));
+    append(&log, 41..=42);
+    drop(log);
+    fs::write(&old, old_bytes).unwrap();
+    let log = open(dir.path());
+    assert_eq!(all(&log), expected(21..=42));
+    assert!(!holds_any(dir.path(), &purged), "the old file is removed");
+}
