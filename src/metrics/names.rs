@@ -119,7 +119,7 @@ pub const FAMILIES: &[Family] = &[
         kind: Histogram,
         labels: &[],
         values: &[],
-        help: "How long one group flush of the Raft log to disk took (sled flush and fdatasync).",
+        help: "How long one group flush of the Raft log to disk took (one write and fdatasync).",
     },
     Family {
         name: RAFT_SNAPSHOTS_BUILT,

@@ -70,6 +70,8 @@ pub struct Raft {
     inner: openraft::Raft<TypeConfig>,
     /// Proposals share log entries (see `batch.rs`).
     proposer: Proposer,
+    /// For compaction: what a purge leaves in the log's files is erased.
+    db: Db,
 }
 
 /// Start this node's Raft over `db`, talking to peers through `transport`. Elections are
@@ -115,6 +117,7 @@ pub async fn start(
         Raft {
             proposer: Proposer::new(inner.clone()),
             inner,
+            db: db.clone(),
         },
         view,
     ))
@@ -220,10 +223,14 @@ impl Raft {
                 "purge for compaction",
             )
             .await;
-        Ok(match purged {
-            Ok(m) => m.purged.map(|p| p.index),
-            Err(_) => self.status().purged_index,
-        })
+        let Ok(metrics) = purged else {
+            return Ok(self.status().purged_index);
+        };
+        self.db
+            .erase_purged_log()
+            .await
+            .map_err(|e| RaftError::StorageFailed(e.to_string()))?;
+        Ok(metrics.purged.map(|p| p.index))
     }
 
     /// On the leader: change the membership. `retain`: voters removed stay as learners.

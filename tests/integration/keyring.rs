@@ -3,6 +3,7 @@
 //! re-seals every token without changing what a launch gets; `operator compact` takes a
 //! replaced token out of every node's storage.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use helix::crypto::{ClusterSecret, DataKey, SealKey, SealKeySource, SealedSecret, WrappedKey};
@@ -307,6 +308,11 @@ fn stored_bytes(data_dir: &Path) -> Vec<Vec<u8>> {
             out.push(key.to_vec());
             out.push(value.to_vec());
         }
+    }
+    // The Raft log's segment files and meta file, whole.
+    let log_dir = data_dir.join("sled").join("raft-log");
+    for file in fs::read_dir(&log_dir).expect("the Raft log's directory") {
+        out.push(fs::read(file.expect("a file").path()).expect("read a log file"));
     }
     out
 }

@@ -19,6 +19,7 @@ mod inference;
 mod keyring;
 mod keys;
 mod lab;
+mod log_crash;
 mod metrics;
 mod node_life;
 mod openapi;

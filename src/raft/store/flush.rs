@@ -1,32 +1,25 @@
-//! The group-committing flusher, and the `fdatasync` that makes sled's flushes reach the disk.
+//! sled's group-committing flusher (the state machine, snapshots, the node id; the Raft log
+//! has its own, `segments/flusher.rs`), and the `fdatasync` that makes sled's flushes reach
+//! the disk.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use openraft::storage::LogFlushed;
 use tokio::sync::oneshot;
-
-use crate::raft::types::TypeConfig;
 
 /// A flush this slow is logged as a warning.
 const SLOW_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Someone waiting for the next flush.
-pub(super) enum FlushWaiter {
-    /// An append, acknowledged to openraft once durable.
-    Log(LogFlushed<TypeConfig>),
-    /// Any other caller of [`super::Db::flush`].
-    Notify(oneshot::Sender<Result<(), sled::Error>>),
-}
+/// A caller of [`super::Db::flush`] waiting for the next flush.
+pub(super) type FlushWaiter = oneshot::Sender<Result<(), sled::Error>>;
 
 pub(super) fn stopped() -> sled::Error {
     sled::Error::Io(std::io::Error::other("the storage flusher has stopped"))
 }
 
 /// Group commit: one thread runs every flush. Whoever asks for a flush while one is running
-/// is served by the next one, so a burst of appends (and votes, truncations, snapshots)
-/// costs one `fsync`. The flush is sled's synchronous one, on this thread: its async
+/// is served by the next one, so a burst of callers costs one `fsync`. The flush is sled's synchronous one, on this thread: its async
 /// variant hands each flush to sled's thread pool, whose `notify_all` wakes every pool
 /// thread for every flush.
 pub(super) struct Flusher {
@@ -55,27 +48,17 @@ impl Flusher {
                     let result = db
                         .flush()
                         .and_then(|_| disk.sync().map_err(sled::Error::Io));
-                    // openraft's core waits for this flush before it does anything else
-                    // (replication, heartbeats): a slow disk costs leadership.
                     let took = started.elapsed();
-                    ::metrics::histogram!(crate::metrics::names::RAFT_LOG_FLUSH)
-                        .record(took.as_secs_f64());
                     if took >= SLOW_FLUSH {
                         tracing::warn!(
                             took_ms = took.as_millis() as u64,
                             waiting = batch.len(),
-                            "slow disk: a flush took long (Raft waits for it and a leader \
-                             sends no heartbeat meanwhile)"
+                            "slow disk: a flush of the state machine took long"
                         );
                     }
-                    for waiter in batch.drain(..) {
+                    for tx in batch.drain(..) {
                         let result = result.as_ref().map_err(plain_io_error).copied();
-                        match waiter {
-                            FlushWaiter::Log(callback) => callback.log_io_completed(result),
-                            FlushWaiter::Notify(tx) => {
-                                let _ = tx.send(result.map_err(sled::Error::Io));
-                            }
-                        }
+                        let _ = tx.send(result.map_err(sled::Error::Io));
                     }
                 }
             })

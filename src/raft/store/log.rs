@@ -1,34 +1,28 @@
-//! The Raft log: entries by big-endian index in the `log` tree, and the vote, committed id
-//! and purge point in `raft_meta`.
+//! The Raft log behind openraft's `RaftLogStorage`: a thin adapter over the segment files
+//! (`segments/`), which hold entries as opaque bytes by index and the vote, committed id
+//! and purge point as opaque bytes. This file only encodes them and maps the calls.
 
 use std::fmt::Debug;
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{EntryPayload, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote};
+use openraft::{
+    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader, StorageIOError, Vote,
+};
 
-use super::flush::FlushWaiter;
-use super::{get, io_error, put, read_err, write_err, Db};
+use super::segments::SegmentLog;
 use crate::raft::types::{Batch, Entry, LogId, NodeId, StorageError, TypeConfig, TypeConfigV1};
 use crate::state::codec;
-
-const VOTE: &[u8] = b"vote";
-const COMMITTED: &[u8] = b"committed";
-const LAST_PURGED: &[u8] = b"last_purged";
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
 
 /// Log entries are stored as this format byte, then bincode. Format 1 (the
 /// [`codec`] default) carried one proposal per entry; format 2 carries a [`Batch`].
 const ENTRY_FORMAT: u8 = 2;
 
-fn encode_entry(entry: &Entry) -> Vec<u8> {
+pub(super) fn encode_entry(entry: &Entry) -> Vec<u8> {
     codec::encode_as(ENTRY_FORMAT, entry)
 }
 
-fn decode_entry(bytes: &[u8]) -> Result<Entry, codec::CodecError> {
+pub(super) fn decode_entry(bytes: &[u8]) -> Result<Entry, codec::CodecError> {
     match codec::version_of(bytes)? {
         ENTRY_FORMAT => codec::decode_as(ENTRY_FORMAT, bytes),
         // Written before entries carried batches: a batch of one.
@@ -46,15 +40,31 @@ fn decode_entry(bytes: &[u8]) -> Result<Entry, codec::CodecError> {
     }
 }
 
-/// The Raft log. Cloned handles share the database and its flusher.
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::read_logs(AnyError::new(&e)).into()
+}
+
+fn write_err(e: std::io::Error) -> StorageError {
+    StorageIOError::write_logs(AnyError::new(&e)).into()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<T>, StorageError> {
+    bytes
+        .map(|b| codec::decode(&b).map_err(read_err))
+        .transpose()
+}
+
+/// The Raft log. Cloned handles share the segment files and their flusher.
 #[derive(Clone)]
 pub struct LogStore {
-    db: Db,
+    log: SegmentLog,
 }
 
 impl LogStore {
-    pub(super) fn new(db: Db) -> LogStore {
-        LogStore { db }
+    pub(super) fn new(log: SegmentLog) -> LogStore {
+        LogStore { log }
     }
 }
 
@@ -63,23 +73,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let start = match range.start_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let end = match range.end_bound() {
-            Bound::Included(&i) => Bound::Included(index_key(i)),
-            Bound::Excluded(&i) => Bound::Excluded(index_key(i)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        self.db
-            .log
-            .range::<[u8; 8], _>((start, end))
-            .map(|item| {
-                let (_, bytes) = item.map_err(read_err)?;
-                decode_entry(&bytes).map_err(read_err)
-            })
+        let stored = self.log.read(range).map_err(read_err)?;
+        stored
+            .iter()
+            .map(|bytes| decode_entry(bytes).map_err(read_err))
             .collect()
     }
 }
@@ -88,9 +85,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = get(&self.db.raft_meta, LAST_PURGED)?;
-        let last_log_id = match self.db.log.last().map_err(read_err)? {
-            Some((_, bytes)) => Some(decode_entry(&bytes).map_err(read_err)?.log_id),
+        let last_purged_log_id: Option<LogId> = decode(self.log.meta().purged.map(|(_, id)| id))?;
+        let last_log_id = match self.log.last_entry().map_err(read_err)? {
+            Some(bytes) => Some(decode_entry(&bytes).map_err(read_err)?.log_id),
             None => last_purged_log_id,
         };
         Ok(LogState {
@@ -104,26 +101,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
-        put(&self.db.raft_meta, VOTE, vote)?;
-        self.db
-            .flush()
+        self.log
+            .save_vote(codec::encode(vote))
             .await
-            .map_err(|e| StorageIOError::write_vote(io_error(e)).into())
+            .map_err(|e| StorageIOError::write_vote(AnyError::new(&e)).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
-        get(&self.db.raft_meta, VOTE)
+        decode(self.log.meta().vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed: losing it only means re-applying from the last applied id.
-        put(&self.db.raft_meta, COMMITTED, &committed)?;
+        // Written with the next meta write: losing it only means re-applying from the last
+        // applied id.
+        self.log.save_committed(codec::encode(&committed));
         crate::raft::metrics::note_committed(committed.map_or(0, |c| c.index));
         Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(get::<Option<LogId>>(&self.db.raft_meta, COMMITTED)?.flatten())
+        Ok(decode::<Option<LogId>>(self.log.meta().committed)?.flatten())
     }
 
     async fn append<I>(
@@ -135,40 +132,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
-        for entry in entries {
-            batch.insert(&index_key(entry.log_id.index), encode_entry(&entry));
-        }
-        self.db
-            .log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(io_error(e)))?;
-        // Acknowledged by the flusher once durable.
-        self.db
-            .flusher
-            .request(FlushWaiter::Log(callback))
-            .map_err(|e| StorageIOError::write_logs(io_error(e)))?;
-        Ok(())
+        let stored = entries
+            .into_iter()
+            .map(|entry| (entry.log_id.index, encode_entry(&entry)));
+        // Acknowledged by the flusher once written and `fdatasync`-ed.
+        self.log
+            .append(
+                stored,
+                Box::new(move |result| callback.log_io_completed(result)),
+            )
+            .map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for key in self.db.log.range(index_key(log_id.index)..).keys() {
-            batch.remove(key.map_err(read_err)?);
-        }
-        self.db.log.apply_batch(batch).map_err(write_err)?;
-        self.db.flush().await.map_err(write_err)
+        self.log.truncate(log_id.index).await.map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash in between leaves extra entries, never a hole.
-        put(&self.db.raft_meta, LAST_PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for key in self.db.log.range(..=index_key(log_id.index)).keys() {
-            batch.remove(key.map_err(read_err)?);
-        }
-        self.db.log.apply_batch(batch).map_err(write_err)?;
-        self.db.flush().await.map_err(write_err)
+        self.log
+            .purge(log_id.index, codec::encode(&log_id))
+            .await
+            .map_err(write_err)
     }
 }
 

@@ -1,12 +1,15 @@
-//! Raft storage in one sled database per node, in four trees:
-//! - `log`        — log entries by big-endian index (`log.rs`);
-//! - `raft_meta`  — vote, committed id, last purged id, this node's id;
+//! Raft storage of one node: the log in segment files, everything else in one sled database.
+//! - `segments/`  — the log: entries in append-only segment files, group-committed with
+//!   `fdatasync` (its flusher), the vote, committed id and purge point beside them;
+//!   `log.rs` adapts it to openraft; `migrate.rs` moves a log sled held once;
+//! - `raft_meta`  — this node's id;
 //! - `state`      — the replicated state, one record per `StateKey` (`state_machine.rs`);
 //! - `state_meta` — last applied id, last membership, the current snapshot (`snapshot.rs`).
 //!
-//! Durability: appends, votes and truncations are flushed before they are acknowledged, by
-//! one group-committing flusher (`flush.rs`). sled flushes the whole database at once, so a
-//! flush also makes every earlier state write durable.
+//! Durability: appends, votes, truncations and purges are durable before they are
+//! acknowledged (the log's flusher). The state machine is written once per applied batch and
+//! flushed by sled every second and by `flush.rs` before a snapshot is relied on (a purge
+//! follows one): a crash re-applies the entries since its last flush from the log.
 
 // The error type is openraft's `StorageError`, fixed by its traits; boxing it would only add
 // conversions at every call site.
@@ -15,6 +18,8 @@
 mod applied;
 mod flush;
 mod log;
+mod migrate;
+mod segments;
 mod snapshot;
 mod state_machine;
 
@@ -27,13 +32,18 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 pub use self::applied::StateView;
-use self::flush::{FlushWaiter, Flusher};
+use self::flush::Flusher;
 pub(crate) use self::log::LogStore;
+use self::segments::SegmentLog;
 pub(crate) use self::state_machine::StateMachine;
 use super::types::{LogId, NodeId, SnapshotMeta, StorageError, StoredMembership};
 use crate::state::{codec, State};
 
 const NODE_ID: &[u8] = b"node_id";
+/// The log's directory, inside the database's (moved and restored with it).
+const LOG_DIR: &str = "raft-log";
+/// sled writes the state machine to disk this often (a crash re-applies what it had not).
+const STATE_FLUSH_EVERY_MS: u64 = 1000;
 
 fn io_error(e: impl std::error::Error + 'static) -> AnyError {
     // A storage failure is shown to operators (`/readyz`): sled's I/O errors read as the OS
@@ -52,10 +62,11 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::write(io_error(e)).into()
 }
 
-/// The sled database and its trees, shared by the log store and the state machine.
+/// The log and the sled database with its trees, shared by the log store and the state
+/// machine.
 #[derive(Clone)]
 pub struct Db {
-    log: sled::Tree,
+    log: SegmentLog,
     raft_meta: sled::Tree,
     state: sled::Tree,
     state_meta: sled::Tree,
@@ -66,27 +77,36 @@ impl Db {
     pub fn open(dir: &Path) -> Result<Db, sled::Error> {
         let db = sled::Config::new()
             .path(dir)
-            // Flushes are explicit: we decide when something must be durable.
-            .flush_every_ms(None)
+            // Off the write path: nothing acknowledged waits for it.
+            .flush_every_ms(Some(STATE_FLUSH_EVERY_MS))
             .open()?;
+        let raft_meta = db.open_tree("raft_meta")?;
         Ok(Db {
-            log: db.open_tree("log")?,
-            raft_meta: db.open_tree("raft_meta")?,
+            log: migrate::open_log(&db, &raft_meta, &dir.join(LOG_DIR))?,
+            raft_meta,
             state: db.open_tree("state")?,
             state_meta: db.open_tree("state_meta")?,
             flusher: Arc::new(Flusher::start(db, dir)?),
         })
     }
 
-    /// Make every write made before this call durable. Shares the flush with whatever else
-    /// is waiting for one (group commit).
+    /// Make every write made before this call durable: the log's (the committed id
+    /// included), then sled's. sled's flush is shared with whatever else is waiting for one
+    /// (group commit).
     pub async fn flush(&self) -> Result<(), sled::Error> {
+        self.log.sync().await?;
         let (tx, rx) = oneshot::channel();
-        self.flusher.request(FlushWaiter::Notify(tx))?;
+        self.flusher.request(tx)?;
         match rx.await {
             Ok(result) => result,
             Err(_) => Err(flush::stopped()),
         }
+    }
+
+    /// Remove from disk the log entries a purge left in the first segment file (a purge
+    /// drops whole files): after it, nothing before the purge point is stored anywhere.
+    pub async fn erase_purged_log(&self) -> Result<(), StorageError> {
+        self.log.erase_purged().await.map_err(write_err)
     }
 
     /// The id this node has in its cluster, once it has one.
@@ -109,8 +129,8 @@ impl Db {
         node_id: NodeId,
         peer_addr: &str,
     ) -> Result<(), StorageError> {
-        let trees = [&self.log, &self.raft_meta, &self.state, &self.state_meta];
-        if trees.iter().any(|t| !t.is_empty()) {
+        let trees = [&self.raft_meta, &self.state, &self.state_meta];
+        if trees.iter().any(|t| !t.is_empty()) || !self.log.is_blank() {
             return Err(write_err(std::io::Error::other(
                 "the database is not empty: a state can only be seeded into a new one",
             )));
@@ -160,7 +180,7 @@ impl Db {
     /// Opens the log store and the state machine over this database.
     pub(crate) fn stores(&self) -> Result<(LogStore, StateMachine), StorageError> {
         Ok((
-            LogStore::new(self.clone()),
+            LogStore::new(self.log.clone()),
             StateMachine::open(self.clone())?,
         ))
     }
