@@ -8,12 +8,13 @@
 
 use std::time::Duration;
 
-/// Names a file: milliseconds each storage flush waits before it starts (a slow disk).
+/// Names a file: milliseconds each write of the Raft log waits before it starts (a slow
+/// disk, on the way to every acknowledgement).
 pub const FLUSH_DELAY_FILE: &str = "HELIX_TEST_FLUSH_DELAY_MS_FILE";
 /// Names a file: milliseconds added to this node's wall clock, negative for behind.
 pub const CLOCK_OFFSET_FILE: &str = "HELIX_TEST_CLOCK_OFFSET_MS_FILE";
 
-/// How long the next storage flush waits before it starts.
+/// How long the next write of the Raft log waits before it starts.
 pub fn flush_delay() -> Duration {
     Duration::from_millis(read_ms(FLUSH_DELAY_FILE).max(0) as u64)
 }

@@ -144,7 +144,8 @@ fn flush_stalls_under_the_stall_tolerance_keep_the_leader_and_longer_ones_replac
         written.insert(id);
     }
     assert!(
-        c.log(leader).contains("slow disk: a flush took long"),
+        c.log(leader)
+            .contains("slow disk: a flush of the Raft log took long"),
         "the leader warns of its slow disk"
     );
     assert_eq!(c.wait_leader(&all), leader, "the slow leader was deposed");

@@ -40,11 +40,6 @@ impl Flusher {
                     batch.push(first);
                     batch.extend(rx.try_iter());
                     let started = std::time::Instant::now();
-                    // Tests make the disk slow here (debug builds only).
-                    let delay = crate::test_faults::flush_delay();
-                    if !delay.is_zero() {
-                        std::thread::sleep(delay);
-                    }
                     let result = db
                         .flush()
                         .and_then(|_| disk.sync().map_err(sled::Error::Io));

@@ -6,7 +6,7 @@
 use crate::common::Cluster;
 
 const CORE_BUSY: &str = "the Raft core was busy for longer than the election lease";
-const SLOW_FLUSH: &str = "slow disk: a flush took long";
+const SLOW_FLUSH: &str = "slow disk: a flush of the Raft log took long";
 
 /// Stalls of one kind: how many, and the longest (from the log line's `took_ms`).
 #[derive(Debug, Clone, Default)]

@@ -105,6 +105,11 @@ enum Target {
 /// written at `offset` of `file`, then `fdatasync` (never `sync_file_range`, which leaves
 /// the device's write cache unflushed).
 fn write_and_sync(file: &File, offset: u64, bytes: &[u8]) -> io::Result<()> {
+    // Tests make the disk slow here, on the way to every acknowledgement (debug builds only).
+    let delay = crate::test_faults::flush_delay();
+    if !delay.is_zero() {
+        std::thread::sleep(delay);
+    }
     file.write_all_at(bytes, offset)?;
     file.sync_data()
 }
