@@ -158,6 +158,11 @@ impl Report<'_> {
                 let _ = writeln!(out, "  `{}`", longest_line.trim());
             }
         }
+        let _ = writeln!(
+            out,
+            "- core stalls with a slow flush on the same node at the same time: {} of {}",
+            self.stalls.core_busy_with_slow_flush, self.stalls.core_busy.count
+        );
         if self.verdict.violations() + self.verdict.lost_acks() > 0 {
             let _ = writeln!(
                 out,
