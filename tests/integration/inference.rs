@@ -245,8 +245,11 @@ fn two_replicas_share_requests_and_a_session_sticks_to_one() {
 
     let counts = spread(&c, 1, model, 200, 8, None);
     assert_eq!(counts.len(), 2, "{counts:?}");
+    // Routing follows load, so on a busy machine the replica that answers faster rightly
+    // gets more; both must still take a real share (the even split of equal replicas is
+    // the router's unit test).
     for (slot, n) in &counts {
-        assert!((80..=120).contains(n), "{slot} got {n} of 200: {counts:?}");
+        assert!(*n >= 50, "{slot} got {n} of 200: {counts:?}");
     }
     let sticky = spread(&c, 1, model, 40, 4, Some("alice"));
     assert_eq!(
