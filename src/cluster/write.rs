@@ -14,6 +14,12 @@ impl From<RaftError> for ClusterError {
     fn from(e: RaftError) -> Self {
         match e {
             RaftError::NotLeader { leader } => ClusterError::NotLeader { leader_id: leader },
+            // Retrying could apply it twice: the caller must look before it writes again.
+            RaftError::LeadershipMoved { leader } => ClusterError::Unavailable(format!(
+                "leadership moved while the write was in flight{}; it may or may not be \
+                 applied: read before retrying",
+                leader.map_or(String::new(), |l| format!(" (node {l} leads now)"))
+            )),
             // Not confirmed as leader this time (a loaded machine, a slow peer): retried
             // like a missing leader, until the timeout.
             RaftError::NotConfirmed => ClusterError::NotLeader { leader_id: None },

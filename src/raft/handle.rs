@@ -29,6 +29,13 @@ pub enum RaftError {
     /// Only the leader does this; `leader` is the one this node knows of, if any.
     #[error("not the leader (leader: {leader:?})")]
     NotLeader { leader: Option<NodeId> },
+    /// This node led when the proposal reached its log, and lost leadership before it was
+    /// committed. openraft answers so both when it refuses an entry and when it drops an
+    /// entry of its log for the new leader's, and a dropped entry may still be on other
+    /// members and be committed by a later leader: whether it is applied is unknown, so it
+    /// must not be proposed again blindly.
+    #[error("leadership moved while the proposal was in flight (leader now: {leader:?})")]
+    LeadershipMoved { leader: Option<NodeId> },
     /// The leader could not confirm with a quorum that it still leads, this time.
     #[error("the leader could not confirm its leadership with a quorum")]
     NotConfirmed,
@@ -162,9 +169,18 @@ impl Raft {
 
     /// Commit `proposal` (this node must lead); concurrent proposals share a log entry.
     pub async fn propose(&self, proposal: Proposal) -> Result<Proposed, RaftError> {
+        // Refused before it reaches the log: certainly not written, safe to send elsewhere.
+        if !self.is_leader() {
+            return Err(RaftError::NotLeader {
+                leader: self.leader(),
+            });
+        }
         let proposed = self.proposer.propose(proposal).await;
         super::metrics::note_proposal(proposed.is_ok());
-        proposed.map_err(client_write_error)
+        proposed.map_err(|e| match client_write_error(e) {
+            RaftError::NotLeader { leader } => RaftError::LeadershipMoved { leader },
+            other => other,
+        })
     }
 
     /// On the leader: the log index up to which a read may be answered once applied,
