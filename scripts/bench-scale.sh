@@ -118,6 +118,24 @@ PLAN_MS=$(awk -v s="$(metric helix_scheduler_plan_duration_seconds_sum)" -v s0="
   'BEGIN {if (n > 0) printf "%.2f", (s - s0) * 1000 / n; else print "-"}')
 log "state written in ${LOAD_S} s; $PLANS plans meanwhile, ${PLAN_MS} ms each"
 
+# Placement changes do plan: $PLACED of those models made prewarm, one at a time (the nodes
+# have no GPUs, so each slot is committed as pending), and the plans they cost timed.
+PLACED=20
+PLANS1=$(metric helix_scheduler_plans_total)
+PLAN_S1=$(metric helix_scheduler_plan_duration_seconds_sum)
+for i in $(seq 0 $((PLACED - 1))); do
+  api -o /dev/null -X PUT -H 'content-type: application/json' -d '{"prewarm":true}' \
+    "$(url_of "$LEADER")/api/v1/helix-models/scale/c0-$i" || die "making scale/c0-$i prewarm failed"
+done
+all_pending() {
+  [[ $(api "$(url_of "$LEADER")/api/v1/slots" | jq '[.[] | select(.model_id | startswith("scale/c0-"))] | length') -ge $PLACED ]]
+}
+wait_until 60 "a slot for each of the $PLACED prewarm models" all_pending
+PLACE_PLANS=$(( $(metric helix_scheduler_plans_total) - PLANS1 ))
+PLACE_PLAN_MS=$(awk -v s="$(metric helix_scheduler_plan_duration_seconds_sum)" -v s0="$PLAN_S1" -v n="$PLACE_PLANS" \
+  'BEGIN {if (n > 0) printf "%.2f", (s - s0) * 1000 / n; else print "-"}')
+log "$PLACED placement changes: $PLACE_PLANS plans, ${PLACE_PLAN_MS} ms each"
+
 # --- 3. snapshot, compaction, a new node ----------------------------------------------------------
 T0=$(now_ms)
 HELIX_URL=$(url_of "$LEADER") HELIX_API_KEY=$KEY "$HELIX" operator snapshot save "$TMP/state.snap" >/dev/null \
@@ -160,7 +178,8 @@ Run: $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --
 | settings propagation to all nodes p50 / p99 (ms) | $(fig empty-prop .propagation_ms.p50) / $(fig empty-prop .propagation_ms.p99) | $(fig full-prop .propagation_ms.p50) / $(fig full-prop .propagation_ms.p99) |
 | RSS per node min / median / max (MiB) | ${RSS_IDLE} | ${RSS_FULL} |
 
-- Writing ${MODELS} models (16 clients) and ${USERS} users: ${LOAD_S} s; the leader planned placement ${PLANS} times meanwhile, ${PLAN_MS} ms per plan.
+- Writing ${MODELS} models (16 clients; not prewarm, so no placement needed) and ${USERS} users: ${LOAD_S} s; the leader planned placement ${PLANS} times meanwhile.
+- Then ${PLACED} of those models made prewarm, one request after another: ${PLACE_PLANS} plans (coalesced at most every 50 ms, and one after each committed decision), ${PLACE_PLAN_MS} ms per plan.
 - Snapshot of that state (\`helix operator snapshot save\`: build on the leader and download): ${SNAP_MIB} MiB in ${SNAP_MS} ms.
 - A new node, from \`helix node join\` to caught up (the snapshot sent and installed, then the log since): ${JOIN_MS} ms.
 <!-- scale:end -->

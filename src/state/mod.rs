@@ -10,6 +10,7 @@ pub mod codec;
 mod command;
 mod keyring;
 mod nodes;
+mod placement_inputs;
 mod records;
 mod sealer;
 mod tenancy;
@@ -32,6 +33,7 @@ pub use nodes::{
     replica_slot_id, slot_id_for, split_replica, Gpu, NodeAnnouncement, NodeRecord, Placement,
     Slot, SlotState, SlotStatus,
 };
+pub use placement_inputs::PlacementInputs;
 pub use records::StateKey;
 pub use sealer::{SealError, Sealer};
 pub use tenancy::{ApiKey, ApiKeyV1, AuditEntry, NewUser, Org, OrgRole, SystemSettings, User};

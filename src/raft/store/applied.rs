@@ -15,16 +15,26 @@ pub(super) struct Applied {
     pub(super) membership: StoredMembership,
 }
 
-/// Read access to this node's applied state, and a watch that ticks on every apply.
+/// Read access to this node's applied state, a watch that ticks on every apply, and one
+/// that ticks only when what placement depends on changed.
 #[derive(Clone)]
 pub struct StateView {
     applied: Arc<RwLock<Applied>>,
     changes: watch::Receiver<u64>,
+    placement: watch::Receiver<u64>,
 }
 
 impl StateView {
-    pub(super) fn new(applied: Arc<RwLock<Applied>>, changes: watch::Receiver<u64>) -> StateView {
-        StateView { applied, changes }
+    pub(super) fn new(
+        applied: Arc<RwLock<Applied>>,
+        changes: watch::Receiver<u64>,
+        placement: watch::Receiver<u64>,
+    ) -> StateView {
+        StateView {
+            applied,
+            changes,
+            placement,
+        }
     }
 
     /// Run `f` on the applied state (under a read lock: keep it short).
@@ -61,5 +71,11 @@ impl StateView {
     /// A receiver that sees the applied index after each apply or snapshot install.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+
+    /// A receiver of the placement revision: it grows with each apply or snapshot install
+    /// that changed a record the scheduler's plan reads (see `state::PlacementInputs`).
+    pub fn subscribe_placement(&self) -> watch::Receiver<u64> {
+        self.placement.clone()
     }
 }

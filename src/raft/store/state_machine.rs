@@ -18,7 +18,7 @@ use super::{get, io_error, read_err, Db};
 use crate::raft::types::{
     Batch, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
-use crate::state::{codec, Outcome, State, StateKey};
+use crate::state::{codec, Outcome, PlacementInputs, State, StateKey};
 
 const LAST_APPLIED: &[u8] = b"last_applied";
 const LAST_MEMBERSHIP: &[u8] = b"last_membership";
@@ -27,6 +27,10 @@ pub struct StateMachine {
     db: Db,
     applied: Arc<RwLock<Applied>>,
     changes: Arc<watch::Sender<u64>>,
+    /// What the scheduler's plan read as of the last apply, to tell which applies change it.
+    placement_inputs: PlacementInputs,
+    /// The placement revision, grown whenever `placement_inputs` changed.
+    placement: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachine {
@@ -44,6 +48,7 @@ impl StateMachine {
         let membership: StoredMembership =
             get(&db.state_meta, LAST_MEMBERSHIP)?.unwrap_or_default();
         let (tx, _) = watch::channel(last_applied.map(|l| l.index).unwrap_or(0));
+        let placement_inputs = PlacementInputs::of(&state);
         Ok(StateMachine {
             db,
             applied: Arc::new(RwLock::new(Applied {
@@ -52,11 +57,17 @@ impl StateMachine {
                 membership,
             })),
             changes: Arc::new(tx),
+            placement_inputs,
+            placement: Arc::new(watch::channel(0).0),
         })
     }
 
     pub fn view(&self) -> StateView {
-        StateView::new(self.applied.clone(), self.changes.subscribe())
+        StateView::new(
+            self.applied.clone(),
+            self.changes.subscribe(),
+            self.placement.subscribe(),
+        )
     }
 
     /// Persist the touched records and the applied id/membership in one sled transaction.
@@ -116,7 +127,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut outcomes = Vec::new();
         let mut records = BTreeMap::new();
-        let last_applied = {
+        let (last_applied, placement_changed) = {
             let mut guard = self.applied.write().expect("state lock poisoned");
             let applied = &mut *guard;
             let mut touched: Vec<StateKey> = Vec::new();
@@ -139,16 +150,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
             }
+            let placement_changed = self.placement_inputs.update(&applied.state, &touched);
             for key in touched {
                 records.insert(key.to_bytes(), applied.state.encode_record(&key));
             }
             // Written before the lock is released: a snapshot (built under this lock) must
             // never be ahead of what sled holds, or a purge could leave a gap on restart.
             self.persist(&records, false, &applied.last_applied, &applied.membership)?;
-            applied.last_applied
+            (applied.last_applied, placement_changed)
         };
         if let Some(id) = last_applied {
             self.changes.send_replace(id.index);
+        }
+        if placement_changed {
+            self.placement.send_modify(|revision| *revision += 1);
         }
         Ok(outcomes)
     }
@@ -177,6 +192,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.persist(&records, true, &meta.last_log_id, &meta.last_membership)?;
         snapshot::store(&self.db, meta, data)?;
         self.db.flush().await.map_err(super::write_err)?;
+        self.placement_inputs = PlacementInputs::of(&state);
         {
             let mut a = self.applied.write().expect("state lock poisoned");
             a.state = state;
@@ -186,6 +202,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(id) = meta.last_log_id {
             self.changes.send_replace(id.index);
         }
+        self.placement.send_modify(|revision| *revision += 1);
         ::metrics::counter!(crate::metrics::names::RAFT_SNAPSHOTS_INSTALLED).increment(1);
         Ok(())
     }
@@ -235,6 +252,20 @@ mod tests {
             assert!(s.nodes.contains_key(&7) && s.nodes.contains_key(&8));
         });
         assert_eq!(sm.view().applied_index(), 2);
+        Ok(())
+    }
+
+    /// A new user plans nothing; a new node may: only the second ticks the placement watch.
+    #[tokio::test]
+    async fn only_what_placement_reads_ticks_the_placement_watch() -> Result<(), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = StateMachine::open(Db::open(dir.path()).expect("open sled"))?;
+        let placement = sm.view().subscribe_placement();
+        let bootstrap = crate::state::tests::every_command().remove(0);
+        sm.apply([normal(1, vec![bootstrap])]).await?;
+        assert!(!placement.has_changed().expect("open"), "a user came");
+        sm.apply([normal(2, vec![register(7)])]).await?;
+        assert!(placement.has_changed().expect("open"), "a node came");
         Ok(())
     }
 

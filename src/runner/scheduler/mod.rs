@@ -254,25 +254,40 @@ fn human(bytes: u64) -> String {
     format!("{bytes} B")
 }
 
-/// Plans at most this often: a plan walks every model, and under a stream of writes the
-/// state and the Raft metrics change thousands of times a second. Changes in between are
-/// coalesced into the next plan.
+/// Plans at most this often: a plan walks every model, and placement inputs may change
+/// many times a second (a burst of model creations). Changes in between are coalesced into
+/// the next plan.
 const REPLAN_EVERY: Duration = Duration::from_millis(50);
 
-/// On the leader: re-plan whenever the state changes, and every second to notice lost nodes.
+/// On the leader: plan when what placement depends on changed, that is the placement
+/// revision (models to run, nodes' GPUs, slots; see `state::PlacementInputs`) or the set
+/// of usable members (checked every second, to notice lost nodes), and on becoming leader.
+/// Other writes, however many, plan nothing.
 pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut changes = cluster.replica().subscribe();
+    let mut placement = cluster.replica().subscribe_placement();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut raft = cluster.watch();
     // When this node last became leader: nobody is lost until we have led this long.
     let mut leader_since: Option<Instant> = None;
     let mut last_plan: Option<Instant> = None;
+    // The placement revision and usable members the last committed (or empty) plan saw.
+    let mut planned_for: Option<(u64, BTreeSet<u64>)> = None;
     loop {
         tokio::select! {
-            _ = changes.changed() => {}
+            _ = placement.changed() => {}
             _ = tick.tick() => {}
             _ = raft.changed() => {}
             _ = shutdown.changed() => return,
+        }
+        if !cluster.is_leader() {
+            leader_since = None;
+            planned_for = None;
+            continue;
+        }
+        let since = *leader_since.get_or_insert_with(Instant::now);
+        let usable = usable_nodes(&cluster, since, node_lost_after);
+        if planned_for.as_ref() == Some(&(*placement.borrow(), usable.clone())) {
+            continue;
         }
         if let Some(at) = last_plan {
             tokio::select! {
@@ -280,39 +295,44 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
                 _ = shutdown.changed() => return,
             }
         }
-        if !cluster.is_leader() {
-            leader_since = None;
-            continue;
-        }
-        let since = *leader_since.get_or_insert_with(Instant::now);
-        let usable = usable_nodes(&cluster, since, node_lost_after);
+        // Read before the state: a change landing in between ticks the watch again.
+        let revision = *placement.borrow_and_update();
         last_plan = Some(Instant::now());
         let planning = Instant::now();
         let planned = cluster.replica().read(|state| plan(state, &usable));
         ::metrics::counter!(names::SCHEDULER_PLANS).increment(1);
         ::metrics::histogram!(names::SCHEDULER_PLAN_DURATION).record(planning.elapsed());
         if planned.is_empty() {
+            planned_for = Some((revision, usable));
             continue;
         }
-        for change in &planned {
-            match change {
-                SlotChange::Place {
-                    slot_id, placement, ..
-                } => tracing::info!(
-                    slot = %slot_id, node = placement.node_id, gpus = ?placement.gpu_indices,
-                    "placing slot"
-                ),
-                SlotChange::Pending {
-                    slot_id, reason, ..
-                } => {
-                    tracing::info!(slot = %slot_id, reason = %reason, "slot is pending")
-                }
-                SlotChange::Remove { slot_id } => tracing::info!(slot = %slot_id, "removing slot"),
+        log_changes(&planned);
+        match cluster.propose_system(Command::Schedule(planned)).await {
+            // Its own apply changes the slots, so the next plan checks what it wrote.
+            Ok(_) => planned_for = Some((revision, usable)),
+            Err(e) => {
+                planned_for = None;
+                tracing::warn!(error = %e, "could not commit placement; will retry");
             }
         }
-        let written = cluster.propose_system(Command::Schedule(planned)).await;
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not commit placement; will retry");
+    }
+}
+
+fn log_changes(planned: &[SlotChange]) {
+    for change in planned {
+        match change {
+            SlotChange::Place {
+                slot_id, placement, ..
+            } => tracing::info!(
+                slot = %slot_id, node = placement.node_id, gpus = ?placement.gpu_indices,
+                "placing slot"
+            ),
+            SlotChange::Pending {
+                slot_id, reason, ..
+            } => {
+                tracing::info!(slot = %slot_id, reason = %reason, "slot is pending")
+            }
+            SlotChange::Remove { slot_id } => tracing::info!(slot = %slot_id, "removing slot"),
         }
     }
 }
