@@ -272,14 +272,21 @@ pub async fn run(cluster: Cluster, node_lost_after: Duration, mut shutdown: watc
     let mut last_plan: Option<Instant> = None;
     // The placement revision and usable members the last committed (or empty) plan saw.
     let mut planned_for: Option<(u64, BTreeSet<u64>)> = None;
+    let mut leading = false;
     loop {
-        tokio::select! {
-            _ = placement.changed() => {}
-            _ = tick.tick() => {}
-            _ = raft.changed() => {}
+        let raft_only = tokio::select! {
+            _ = placement.changed() => false,
+            _ = tick.tick() => false,
+            _ = raft.changed() => true,
             _ = shutdown.changed() => return,
+        };
+        // Raft's metrics change with every acknowledgement under load; of them only a change
+        // of leadership matters here (lost members are looked for every tick).
+        if raft_only && cluster.is_leader() == leading {
+            continue;
         }
-        if !cluster.is_leader() {
+        leading = cluster.is_leader();
+        if !leading {
             leader_since = None;
             planned_for = None;
             continue;
