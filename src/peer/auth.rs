@@ -11,9 +11,12 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use serde::de::DeserializeOwned;
+
 use super::handler::PeerHandler;
-use crate::raft::NodeId;
+use crate::raft::{NodeId, Speaker};
 use crate::server::{PeerCertificate, WarnLimiter};
+use crate::state::codec;
 
 /// The node a peer request came from, for handlers that check whom an RPC speaks for.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +82,26 @@ pub(super) fn impersonation(caller: Caller, claimed: Option<NodeId>) -> String {
         "this connection's certificate is node {}'s, not node {claimed:?}'s",
         caller.0
     )
+}
+
+/// Why a Raft message is not handled: it does not decode, or it speaks for another node
+/// than the one whose certificate carried it (the reason, already logged).
+pub(super) enum Unheard {
+    Invalid(String),
+    Impersonation(String),
+}
+
+/// Decode a Raft message and check that it speaks for `caller`: the HTTP routes and the
+/// link share this one check.
+pub(super) fn decode_from_speaker<T: DeserializeOwned + Speaker>(
+    caller: Caller,
+    bytes: &[u8],
+) -> Result<T, Unheard> {
+    match codec::decode::<T>(bytes) {
+        Ok(rpc) if rpc.speaker() == Some(caller.0) => Ok(rpc),
+        Ok(rpc) => Err(Unheard::Impersonation(impersonation(caller, rpc.speaker()))),
+        Err(e) => Err(Unheard::Invalid(e.to_string())),
+    }
 }
 
 /// Middleware: refuse (403) a request whose certificate names no node or a refused one;

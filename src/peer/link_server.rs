@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter, WriteHalf};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::auth::{self, Caller};
+use super::auth::{self, Caller, Unheard};
 use super::frame::{self, Frame, Kind, ReadError};
 use super::handler::PeerHandler;
 use super::message::PreVoteRequest;
@@ -184,12 +184,10 @@ where
     R: Serialize,
     Fut: Future<Output = R>,
 {
-    match codec::decode::<T>(payload) {
-        Ok(rpc) if rpc.speaker() == Some(caller.0) => {
-            answer(id, Kind::Answer, codec::encode(&handle(rpc).await))
-        }
-        Ok(rpc) => refused(id, caller, rpc.speaker()),
-        Err(e) => answer(id, Kind::Invalid, e.to_string().into_bytes()),
+    match auth::decode_from_speaker::<T>(caller, payload) {
+        Ok(rpc) => answer(id, Kind::Answer, codec::encode(&handle(rpc).await)),
+        Err(Unheard::Impersonation(why)) => answer(id, Kind::Refused, why.into_bytes()),
+        Err(Unheard::Invalid(why)) => answer(id, Kind::Invalid, why.into_bytes()),
     }
 }
 

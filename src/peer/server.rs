@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::auth::{self, identify, Caller};
+use super::auth::{self, identify, Caller, Unheard};
 use super::handler::PeerHandler;
 use super::message::*;
 use crate::loopback::{pass_on, Loopback, INFERENCE_PATHS};
@@ -164,10 +164,10 @@ where
     R: Serialize,
     Fut: Future<Output = R>,
 {
-    match codec::decode::<T>(body) {
-        Ok(rpc) if rpc.speaker() == Some(caller.0) => encode(&handle(rpc).await),
-        Ok(rpc) => impersonation(caller, rpc.speaker()),
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    match auth::decode_from_speaker::<T>(caller, body) {
+        Ok(rpc) => encode(&handle(rpc).await),
+        Err(Unheard::Impersonation(why)) => (StatusCode::FORBIDDEN, why).into_response(),
+        Err(Unheard::Invalid(why)) => (StatusCode::BAD_REQUEST, why).into_response(),
     }
 }
 
